@@ -1,0 +1,3 @@
+"""twotower: train, evaluate and probe dense retrievers."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,40 @@
+"""Errors that reach the user as one clear line (the CLI exits with status 2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class TwotowerError(Exception):
+    """Base class: anything the user can fix (bad input, bad configuration)."""
+
+
+class InputError(TwotowerError):
+    """Bad input data, located by file, line and field where known."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | Path | None = None,
+        line: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.path = str(path) if path is not None else None
+        self.line = line
+        self.field = field
+        self.reason = message
+        where = ""
+        if self.path is not None:
+            where = self.path + (f":{line}" if line is not None else "")
+        if field is not None:
+            where = f"{where} field '{field}'" if where else f"field '{field}'"
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class ConfigError(TwotowerError):
+    """An invalid option, recipe key or combination of options."""
+
+
+class ResolutionError(TwotowerError):
+    """A model or collection name that could not be found."""
