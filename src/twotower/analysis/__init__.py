@@ -1,0 +1,59 @@
+"""Embedding-space probes of two-tower retrievers (issue 6).
+
+Give :func:`run_probe` one :class:`TowerEmbeddings` per model (the query and document
+embeddings of one split) and the split's qrels; it computes alignment / uniformity
+(Wang & Isola 2020), anisotropy and the centroid gap, the top-1 retrieved similarity split by
+relevance (SamToNe), the softmax over the hardest negatives (DANCE) and a t-SNE, writes
+``tsne.png``, ``top1_similarity.png``, ``negative_sampling.png``, ``alignment_uniformity.png``,
+``anisotropy.png``, ``probe.md`` and ``probe.json``, and returns the numbers.
+"""
+
+from .embeddings import Qrels, TowerEmbeddings, l2_normalize
+from .measures import (
+    Anisotropy,
+    CentroidGap,
+    NegativeSoftmax,
+    Summary,
+    Top1Similarity,
+    alignment,
+    anisotropy,
+    centroid_gap,
+    mean_pairwise_cosine,
+    negative_softmax,
+    retrieve_topk,
+    softmax_entropy,
+    top1_similarity,
+    uniformity,
+)
+from .probe import FIGURES, ModelProbe, ProbeResult, ProbeSettings, probe_model, run_probe
+from .tsne import TsneResult, TsneSample, fit_tsne, select_tsne_sample
+
+__all__ = [
+    "FIGURES",
+    "Anisotropy",
+    "CentroidGap",
+    "ModelProbe",
+    "NegativeSoftmax",
+    "ProbeResult",
+    "ProbeSettings",
+    "Qrels",
+    "Summary",
+    "Top1Similarity",
+    "TowerEmbeddings",
+    "TsneResult",
+    "TsneSample",
+    "alignment",
+    "anisotropy",
+    "centroid_gap",
+    "fit_tsne",
+    "l2_normalize",
+    "mean_pairwise_cosine",
+    "negative_softmax",
+    "probe_model",
+    "retrieve_topk",
+    "run_probe",
+    "select_tsne_sample",
+    "softmax_entropy",
+    "top1_similarity",
+    "uniformity",
+]

@@ -1,0 +1,58 @@
+"""Training losses for two-tower retrievers (METHODS.md §1-5).
+
+* :class:`EmbeddingBatch` — the embeddings (and ids, masks, teacher scores) every loss reads.
+* :class:`ContrastiveLoss` — InfoNCE with explicit blocks (q2d, d2q, q2q, d2d) and softmax
+  groups: MNRL, MNRL-Dual / DANCE, SamToNe, GTE's joint loss.
+* :class:`MarginMSELoss` — Margin-MSE and Margin-MSE-Dual.
+* :class:`ListwiseKLLoss` — listwise KL distillation (+ contrastive term).
+* :class:`CombinedLoss`, :func:`build_loss` and the spec models — weighted sums declared as data.
+* :class:`SentenceTransformerLoss` — any of the above as a sentence-transformers loss.
+"""
+
+from twotower.losses.base import EmbeddingLoss
+from twotower.losses.batch import BatchLayout, BatchShapeError, EmbeddingBatch
+from twotower.losses.combined import CombinedLoss
+from twotower.losses.contrastive import (
+    BLOCKS,
+    PRESETS,
+    ContrastiveLoss,
+    SoftmaxGroup,
+    direction_groups,
+    preset_groups,
+)
+from twotower.losses.listwise import ListwiseKLLoss
+from twotower.losses.margin_mse import MarginMSELoss
+from twotower.losses.spec import (
+    ContrastiveSpec,
+    GroupSpec,
+    ListwiseSpec,
+    LossSpec,
+    MarginMSESpec,
+    build_loss,
+    parse_loss_specs,
+)
+from twotower.losses.st_loss import SentenceTransformerLoss
+
+__all__ = [
+    "BLOCKS",
+    "PRESETS",
+    "BatchLayout",
+    "BatchShapeError",
+    "CombinedLoss",
+    "ContrastiveLoss",
+    "ContrastiveSpec",
+    "EmbeddingBatch",
+    "EmbeddingLoss",
+    "GroupSpec",
+    "ListwiseKLLoss",
+    "ListwiseSpec",
+    "LossSpec",
+    "MarginMSELoss",
+    "MarginMSESpec",
+    "SentenceTransformerLoss",
+    "SoftmaxGroup",
+    "build_loss",
+    "direction_groups",
+    "parse_loss_specs",
+    "preset_groups",
+]

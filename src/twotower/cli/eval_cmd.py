@@ -1,0 +1,66 @@
+"""``twotower eval``: BM25, dense models and their fusion on a BEIR collection."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from twotower.cli.common import user_errors, write_json
+from twotower.data import load_collection
+from twotower.evaluation import DEFAULT_METRICS, evaluate_systems
+from twotower.evaluation.metrics import parse_metric
+from twotower.evaluation.report import print_results
+from twotower.models import Encoder
+
+
+@user_errors
+def eval_command(
+    model: Annotated[list[str], typer.Option("--model", "-m", help="bm25, a model name, or a model folder; repeatable")],
+    data: Annotated[list[str], typer.Option("--data", "-d", help="collection name or folder; repeatable")],
+    split: Annotated[str, typer.Option(help="qrels split")] = "test",
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="write results JSON here")] = None,
+    fusion: Annotated[Optional[str], typer.Option(help="also fuse each dense model with BM25: linear or rrf")] = None,
+    alpha: Annotated[float, typer.Option(help="weight of BM25 in linear fusion")] = 0.5,
+    batch_size: Annotated[int, typer.Option(help="encoding batch size")] = 64,
+    max_length: Annotated[Optional[int], typer.Option(help="max tokens per text (model default if unset)")] = None,
+    precision: Annotated[str, typer.Option(help="fp32, bf16 or auto")] = "fp32",
+    metrics: Annotated[str, typer.Option(help="comma-separated metrics")] = ",".join(DEFAULT_METRICS),
+    data_dir: Annotated[Optional[Path], typer.Option(help="folder holding collections by name")] = None,
+    ignore_identical_ids: Annotated[
+        Optional[bool], typer.Option("--ignore-identical-ids/--keep-identical-ids",
+                                     help="drop a retrieved document whose id is the query's (default: on when queries are corpus documents)")
+    ] = None,
+    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="reuse cached corpus embeddings")] = True,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 … (default: best available)")] = None,
+) -> None:
+    """Evaluate retrievers with trec_eval metrics (pytrec_eval) on judged queries."""
+    metric_list = [m.strip() for m in metrics.split(",") if m.strip()]
+    for name in metric_list:
+        parse_metric(name)
+    if fusion not in (None, "linear", "rrf"):
+        raise typer.BadParameter("--fusion must be linear or rrf")
+    if precision not in ("fp32", "bf16", "auto"):
+        raise typer.BadParameter("--precision must be fp32, bf16 or auto")
+    dense_names = [m for m in model if m.lower() != "bm25"]
+    want_bm25 = len(dense_names) < len(model)
+    started = time.perf_counter()
+    encoders = [
+        Encoder.from_name(name, device=device, batch_size=batch_size, max_length=max_length, precision=precision)
+        for name in dense_names
+    ]
+    results = []
+    for name in data:
+        collection = load_collection(name, split, data_dir)
+        results += evaluate_systems(
+            collection, encoders=encoders, bm25=want_bm25, fusion=fusion, alpha=alpha,
+            metrics=metric_list, ignore_identical_ids=ignore_identical_ids, use_cache=cache,
+        )
+    Console().print()
+    print_results(results, Console())
+    if output:
+        write_json(output, {"results": [r.to_json() for r in results], "wall_s": time.perf_counter() - started})
+        Console(stderr=True).print(f"wrote {output}")

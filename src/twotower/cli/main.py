@@ -1,0 +1,27 @@
+"""The ``twotower`` command."""
+
+from __future__ import annotations
+
+import typer
+
+from twotower.cli.common import setup_logging
+from twotower.cli.eval_cmd import eval_command
+
+app = typer.Typer(
+    name="twotower",
+    help="Train, evaluate and probe dense retrievers.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logging")) -> None:
+    setup_logging(verbose)
+
+
+app.command("eval")(eval_command)
+
+if __name__ == "__main__":
+    app()

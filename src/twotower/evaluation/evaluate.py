@@ -1,0 +1,117 @@
+"""Evaluate BM25, a dense model, or their fusion on one collection split."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from twotower.data.collection import Collection
+from twotower.evaluation.metrics import DEFAULT_METRICS, evaluate_run, max_cutoff
+from twotower.models.embedding_cache import encode_corpus
+from twotower.models.encoder import Encoder
+from twotower.retrieval import Run
+from twotower.retrieval.bm25 import BM25
+from twotower.retrieval.dense import exact_search, to_run
+from twotower.retrieval.fusion import fuse
+
+# Depth of the ranking kept per query: enough for every metric cut-off and for fusion.
+MIN_DEPTH = 100
+
+
+@dataclass
+class EvalResult:
+    system: str
+    data: str
+    split: str
+    metrics: dict[str, float]
+    n_queries: int
+    per_query: dict[str, dict[str, float]]
+    timings: dict[str, float] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["per_query_ndcg@10"] = {q: v.get("ndcg@10") for q, v in self.per_query.items() if "ndcg@10" in v}
+        del out["per_query"]
+        return out
+
+
+def judged_queries(collection: Collection) -> tuple[list[str], list[str]]:
+    ids = collection.judged_query_ids
+    return ids, [collection.queries[q] for q in ids]
+
+
+def bm25_run(collection: Collection, depth: int, ignore_identical_ids: bool, timings: dict[str, float]) -> Run:
+    start = time.perf_counter()
+    bm25 = BM25().index(collection.corpus.ids, collection.corpus.texts)
+    timings["bm25_index_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    ids, texts = judged_queries(collection)
+    run = bm25.run(ids, texts, depth, ignore_identical_ids=ignore_identical_ids)
+    timings["bm25_search_s"] = time.perf_counter() - start
+    return run
+
+
+def dense_run(
+    encoder: Encoder, collection: Collection, depth: int, ignore_identical_ids: bool,
+    timings: dict[str, float], *, use_cache: bool = True,
+) -> Run:
+    start = time.perf_counter()
+    documents, cached = encode_corpus(encoder, collection.corpus, use_cache=use_cache)
+    timings["corpus_encode_s"] = time.perf_counter() - start
+    timings["corpus_cached"] = float(cached)
+    start = time.perf_counter()
+    ids, texts = judged_queries(collection)
+    queries = encoder.encode_queries(texts)
+    timings["query_encode_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    scores, indices = exact_search(queries, documents, depth + int(ignore_identical_ids))
+    run = to_run(ids, collection.corpus.ids, scores, indices, ignore_identical_ids=ignore_identical_ids)
+    timings["search_s"] = time.perf_counter() - start
+    return run
+
+
+def score(run: Run, collection: Collection, system: str, metrics, timings, **details) -> EvalResult:
+    judged = {q: collection.qrels[q] for q in collection.judged_query_ids}
+    means, per_query = evaluate_run(run, judged, metrics)
+    return EvalResult(system, str(collection.path), collection.split, means, len(judged), per_query, timings, details)
+
+
+def evaluate_systems(
+    collection: Collection,
+    *,
+    encoders: list[Encoder] | None = None,
+    bm25: bool = False,
+    fusion: str | None = None,
+    alpha: float = 0.5,
+    metrics: tuple[str, ...] | list[str] = DEFAULT_METRICS,
+    ignore_identical_ids: bool | None = None,
+    use_cache: bool = True,
+) -> list[EvalResult]:
+    """BM25 (if asked), each dense encoder, and each encoder fused with BM25 (if ``fusion``)."""
+    depth = max(MIN_DEPTH, max_cutoff(metrics))
+    if ignore_identical_ids is None:
+        ignore_identical_ids = collection.ids_are_shared()
+    results: list[EvalResult] = []
+    bm25_cache: tuple[Run, dict[str, float]] | None = None
+    if bm25 or fusion:
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        run = bm25_run(collection, depth, ignore_identical_ids, timings)
+        timings["total_s"] = time.perf_counter() - start
+        bm25_cache = (run, timings)
+        if bm25:
+            results.append(score(run, collection, "bm25", metrics, timings, k1=0.9, b=0.4))
+    for encoder in encoders or []:
+        timings = {}
+        start = time.perf_counter()
+        run = dense_run(encoder, collection, depth, ignore_identical_ids, timings, use_cache=use_cache)
+        timings["total_s"] = time.perf_counter() - start
+        details = {"model": encoder.name, "fingerprint": encoder.fingerprint, "max_length": encoder.max_length}
+        results.append(score(run, collection, encoder.name, metrics, timings, **details))
+        if fusion and bm25_cache is not None:
+            fused = fuse(bm25_cache[0], run, fusion, alpha=alpha, k=depth)
+            name = f"bm25+{encoder.name} ({fusion}{f', α={alpha}' if fusion == 'linear' else ''})"
+            results.append(score(fused, collection, name, metrics, {}, fusion=fusion, alpha=alpha, **details))
+    return results

@@ -1,0 +1,103 @@
+"""A weighted sum of losses over one batch:  L = Σ_t w_t · L_t.
+
+Every term reads the same :class:`~twotower.losses.batch.EmbeddingBatch`, so a combination such as
+the poster's "MMSE + MNRL-Dual" encodes each text once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from torch import Tensor, nn
+
+from twotower.errors import ConfigError
+from twotower.losses.base import EmbeddingLoss, check_weight
+from twotower.losses.batch import BatchLayout, EmbeddingBatch
+
+
+class CombinedLoss(EmbeddingLoss):
+    """Σ_t w_t · L_t; ``terms`` is a sequence of ``(weight, loss)`` pairs."""
+
+    name = "combined"
+
+    def __init__(
+        self, terms: Sequence[tuple[float, EmbeddingLoss]], *, layout: BatchLayout | None = None
+    ) -> None:
+        super().__init__()
+        if not terms:
+            raise ConfigError("loss: at least one loss term is required")
+        weights = []
+        for i, (w, loss) in enumerate(terms):
+            weights.append(check_weight(w, f"loss[{i}].weight"))
+            if not isinstance(loss, EmbeddingLoss):
+                raise ConfigError(f"loss[{i}]: expected an EmbeddingLoss, got {type(loss).__name__}")
+        if all(w == 0 for w in weights):
+            raise ConfigError("loss: every term has weight 0, the loss would be constant")
+        self.weights = tuple(weights)
+        self.losses = nn.ModuleList([loss for _, loss in terms])
+        names = [loss.name for _, loss in terms]
+        # Unique names for logging: contrastive, contrastive_2, ...
+        self.term_names = tuple(
+            name if names[:i].count(name) == 0 else f"{name}_{names[:i].count(name) + 1}"
+            for i, name in enumerate(names)
+        )
+        if layout is not None:
+            self.check_layout(layout)
+
+    def check_layout(self, layout: BatchLayout) -> None:
+        for i, loss in enumerate(self.losses):
+            try:
+                loss.check_layout(layout)
+            except ConfigError as e:
+                raise ConfigError(f"loss[{i}] ({loss.name}): {e}") from None
+
+    @property
+    def reads(self) -> frozenset[str]:
+        out: set[str] = set()
+        for loss in self.losses:
+            out |= loss.reads
+        return frozenset(out)
+
+    def compute_terms(self, batch: EmbeddingBatch) -> dict[str, Tensor]:
+        """Each term's unweighted value, by name (for logging)."""
+        return {
+            name: loss.compute_loss_from_embeddings(batch)
+            for name, w, loss in zip(self.term_names, self.weights, self.losses, strict=True)
+            if w != 0
+        }
+
+    def compute_loss_from_embeddings(self, batch: EmbeddingBatch) -> Tensor:
+        batch.validate()
+        total: Tensor | None = None
+        for w, value in zip(
+            (w for w in self.weights if w != 0), self.compute_terms(batch).values(), strict=True
+        ):
+            term = w * value
+            total = term if total is None else total + term
+        assert total is not None
+        return total
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {
+            "terms": [
+                {"loss": loss.name, "weight": w, **loss.get_config_dict()}
+                for w, loss in zip(self.weights, self.losses, strict=True)
+            ]
+        }
+
+    def extra_repr(self) -> str:
+        return "weights=" + ", ".join(f"{n}:{w:g}" for n, w in zip(self.term_names, self.weights, strict=True))
+
+    @property
+    def citation(self) -> str:
+        seen: list[str] = []
+        for loss in self.losses:
+            for c in loss.citation.split("\n@"):
+                c = c if c.startswith("@") else "@" + c
+                if c.strip() != "@" and c not in seen:
+                    seen.append(c)
+        return "\n".join(seen)
+
+
+__all__ = ["CombinedLoss"]

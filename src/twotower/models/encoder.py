@@ -1,0 +1,161 @@
+"""Encode texts with a sentence-transformers model: tokenise once, sort by length, batch.
+
+One ``SentenceTransformer`` holds both towers: a shared network, or a ``Router`` with a
+query route and a document route (sentence-transformers' own asymmetric format), so a
+trained model saves and loads as any sentence-transformers model does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Literal
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
+
+Task = Literal["query", "document"]
+Precision = Literal["fp32", "bf16", "auto"]
+
+# Texts are tokenised and length-sorted in blocks of this many, so memory stays bounded
+# for large corpora while padding stays low.
+TOKENIZE_BLOCK = 32768
+
+
+def bf16_supported(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        try:
+            flags = open("/proc/cpuinfo").read()
+        except OSError:
+            return False
+        return "amx_bf16" in flags or "avx512_bf16" in flags
+    return False
+
+
+def load_sentence_transformer(name_or_path: str, device: str | None = None, *, trust_remote_code: bool = False):
+    from sentence_transformers import SentenceTransformer
+
+    from twotower.models.resolve import resolve_model
+
+    path = resolve_model(name_or_path)
+    return SentenceTransformer(path, device=device, trust_remote_code=trust_remote_code)
+
+
+class Encoder:
+    """Turns queries and documents into L2-normalised float32 numpy embeddings."""
+
+    def __init__(
+        self,
+        model,
+        *,
+        batch_size: int = 64,
+        max_length: int | None = None,
+        precision: Precision = "fp32",
+        query_prompt: str | None = None,
+        document_prompt: str | None = None,
+        normalize: bool = True,
+        show_progress: bool = True,
+        name: str | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.model = model
+        self.name = name or getattr(model, "model_card_data", None) and model.model_card_data.base_model or "model"
+        self.batch_size = batch_size
+        if max_length is not None:
+            model.max_seq_length = max_length
+        self.precision = precision
+        prompts = getattr(model, "prompts", {}) or {}
+        self.prompts = {
+            "query": query_prompt if query_prompt is not None else prompts.get("query") or None,
+            "document": document_prompt if document_prompt is not None else prompts.get("document") or None,
+        }
+        self.normalize = normalize
+        self.show_progress = show_progress
+
+    @classmethod
+    def from_name(cls, name_or_path: str, *, device: str | None = None, **kwargs) -> Encoder:
+        return cls(load_sentence_transformer(name_or_path, device=device), name=name_or_path, **kwargs)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def max_length(self) -> int:
+        return int(self.model.max_seq_length)
+
+    def use_bf16(self) -> bool:
+        if self.precision == "bf16":
+            return True
+        return self.precision == "auto" and bf16_supported(self.device)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Identifies the weights and every setting that changes an embedding."""
+        digest = hashlib.sha256()
+        for key, tensor in self.model.state_dict().items():
+            digest.update(key.encode())
+            digest.update(str(tensor.dtype).encode())
+            digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        settings = (self.max_length, self.prompts["query"], self.prompts["document"], self.normalize, self.use_bf16())
+        digest.update(repr(settings).encode())
+        return digest.hexdigest()[:24]
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self.encode(texts, task="query")
+
+    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
+        return self.encode(texts, task="document")
+
+    @torch.inference_mode()
+    def encode(self, texts: Sequence[str], *, task: Task, desc: str | None = None) -> np.ndarray:
+        self.model.eval()
+        dim = embedding_dimension(self.model)
+        output = np.empty((len(texts), dim), dtype=np.float32)
+        progress = tqdm(total=len(texts), desc=desc or f"Encoding {task}s", unit="text", disable=not self.show_progress)
+        autocast = (
+            torch.autocast(self.device.type, dtype=torch.bfloat16) if self.use_bf16() else contextlib.nullcontext()
+        )
+        with progress, autocast:
+            for block_start in range(0, len(texts), TOKENIZE_BLOCK):
+                block = list(texts[block_start : block_start + TOKENIZE_BLOCK])
+                features = self.model.preprocess(block, prompt=self.prompts[task], task=task)
+                lengths = features["attention_mask"].sum(dim=1)
+                order = torch.argsort(lengths, descending=True, stable=True)
+                for start in range(0, len(block), self.batch_size):
+                    rows = order[start : start + self.batch_size]
+                    width = int(lengths[rows[0]])
+                    batch = _select(features, rows, width, len(block))
+                    batch = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+                    embeddings = self.model(batch, task=task)["sentence_embedding"].float()
+                    if self.normalize:
+                        embeddings = torch.nn.functional.normalize(embeddings, dim=-1)
+                    output[block_start + rows.numpy()] = embeddings.cpu().numpy()
+                    progress.update(len(rows))
+        return output
+
+
+def embedding_dimension(model) -> int:
+    getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    return int(getter())
+
+
+def _select(features: dict, rows: torch.Tensor, width: int, n: int) -> dict:
+    """Take ``rows`` of every per-text tensor, cut to ``width`` tokens (right padding)."""
+    batch = {}
+    for key, value in features.items():
+        if isinstance(value, torch.Tensor) and value.dim() >= 1 and value.shape[0] == n:
+            value = value[rows]
+            if value.dim() == 2:
+                value = value[:, :width]
+        batch[key] = value
+    return batch

