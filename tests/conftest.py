@@ -19,7 +19,7 @@ DOCS = [
     {"_id": "d6", "title": "", "text": "Coffee beans are roasted seeds of the coffee plant."},
 ]
 QUERIES = [
-    {"_id": "q1", "text": "which animal purrs"},
+    {"_id": "q1", "text": "which small feline purrs"},
     {"_id": "q2", "text": "safe systems programming language"},
     {"_id": "q3", "text": "roasted coffee seeds"},
     {"_id": "q4", "text": "an unjudged query"},
@@ -53,7 +53,7 @@ def build_tiny_bert(folder: Path, *, hidden: int = 32, layers: int = 1, seed: in
 
     import torch
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.models import Pooling, Transformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     folder.mkdir(parents=True, exist_ok=True)

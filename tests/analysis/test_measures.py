@@ -204,9 +204,7 @@ def test_negative_softmax_skips_positives_and_self():
     # one anchor; candidates scored 0.9 (positive), 0.8 (self, excluded), then three at 0.5
     anchors = np.array([[1.0, 0.0]])
     cands = np.array([[0.9, 0.0], [0.8, 0.0], [0.5, 0.0], [0.5, 0.0], [0.5, 0.0], [0.1, 0.0]])
-    ns = negative_softmax(
-        anchors, cands, [np.array([0])], k=3, temperature=0.05, exclude=[1]
-    )
+    ns = negative_softmax(anchors, cands, [np.array([0])], k=3, temperature=0.05, exclude=[1])
     assert ns.n_negatives[0] == 3
     assert ns.entropy[0] == pytest.approx(1.0)  # the three 0.5s
     assert ns.max_prob[0] == pytest.approx(1 / 3)

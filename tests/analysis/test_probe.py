@@ -34,8 +34,12 @@ def make_collection(seed: int = 0, nq: int = 30, nd: int = 60, dim: int = 16):
         q = np.stack([base[p].mean(0) for p in positives] + list(rng.normal(size=(2, dim))))
         q = q + noise * rng.normal(size=q.shape) + shift
         return TowerEmbeddings(
-            name, query_ids, (scale * q).astype(np.float32), doc_ids,
-            (scale * base).astype(np.float32), similarity=similarity,
+            name,
+            query_ids,
+            (scale * q).astype(np.float32),
+            doc_ids,
+            (scale * base).astype(np.float32),
+            similarity=similarity,
         )
 
     models = [
@@ -51,8 +55,16 @@ def probe_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("probe")
     models, qrels = make_collection()
     result = run_probe(
-        models, qrels, out, seed=0, tsne_queries=15, tsne_random_docs=15, tsne_max_iter=250,
-        negatives_k=5, data="toy", split="test",
+        models,
+        qrels,
+        out,
+        seed=0,
+        tsne_queries=15,
+        tsne_random_docs=15,
+        tsne_max_iter=250,
+        negatives_k=5,
+        data="toy",
+        split="test",
     )
     return out, result, models
 
@@ -93,7 +105,9 @@ def test_markdown_links_every_image_and_json_loads(probe_run):
 
 def test_numbers_are_sane(probe_run):
     _, result, _ = probe_run
-    base, tuned, dot = (result.model(n) for n in ("random base", "fine-tuned", "dot model (unnormalised)"))
+    base, tuned, dot = (
+        result.model(n) for n in ("random base", "fine-tuned", "dot model (unnormalised)")
+    )
     assert base.n_judged_queries == 28 and base.n_queries == 30 and base.n_documents == 60
     assert base.n_positive_pairs == sum(1 + (i % 4 == 0) for i in range(28))
     # the fine-tuned queries sit on their positives, the base ones are noisy and shifted

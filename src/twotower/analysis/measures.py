@@ -24,7 +24,6 @@ import torch
 
 from twotower.errors import InputError
 
-
 _BLOCK_ELEMENTS = 1 << 24  # scores materialised at once when scoring blockwise (64 MiB float32)
 
 
@@ -121,7 +120,9 @@ def _logsumexp(v: np.ndarray) -> float:
 
 def positive_pairs(positives: Sequence[np.ndarray]) -> np.ndarray:
     """(P, 2) array of (anchor row, positive row) from per-anchor positive row indices."""
-    rows = [np.stack([np.full(len(p), i, dtype=np.int64), p], axis=1) for i, p in enumerate(positives)]
+    rows = [
+        np.stack([np.full(len(p), i, dtype=np.int64), p], axis=1) for i, p in enumerate(positives)
+    ]
     rows = [r for r in rows if len(r)]
     return np.concatenate(rows) if rows else np.zeros((0, 2), dtype=np.int64)
 
@@ -421,15 +422,28 @@ def negative_softmax(
     Low entropy means a few negatives carry the whole contrastive gradient.
     Used query→document (anchors = queries) and, for the dual task, document→query.
     """
-    if temperature <= 0:
-        raise InputError(f"temperature must be > 0, got {temperature}")
     if k < 1:
         raise InputError(f"k must be ≥ 1, got {k}")
-    n = anchors.shape[0]
     max_pos = max((len(p) for p in positives), default=0)
-    ret = retrieve_topk(
-        anchors, candidates, k + max_pos, positives=positives, exclude=exclude
+    ret = retrieve_topk(anchors, candidates, k + max_pos, positives=positives, exclude=exclude)
+    return negatives_from_retrieved(
+        ret, k=k, temperature=temperature, anchor_rows=anchor_rows, direction=direction
     )
+
+
+def negatives_from_retrieved(
+    retrieved: Retrieved,
+    *,
+    k: int = 20,
+    temperature: float = 0.05,
+    anchor_rows: np.ndarray | None = None,
+    direction: str = "query->document",
+) -> NegativeSoftmax:
+    """:func:`negative_softmax` on a retrieval already done with depth ≥ k + max |positives|."""
+    if temperature <= 0:
+        raise InputError(f"temperature must be > 0, got {temperature}")
+    ret = retrieved
+    n = ret.scores.shape[0]
     ent = np.full(n, np.nan)
     mx = np.full(n, np.nan)
     cnt = np.zeros(n, dtype=np.int64)

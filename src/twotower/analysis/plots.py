@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 if TYPE_CHECKING:
     from .probe import ModelProbe, ProbeResult
@@ -83,9 +84,7 @@ def plot_tsne(models: Sequence[ModelProbe], path: str | Path) -> Path:
             )
         ax.scatter(dc[:, 0], dc[:, 1], s=11, c=DOC_COLOR, alpha=0.75, lw=0, zorder=2)
         ax.scatter(qc[:, 0], qc[:, 1], s=11, c=QUERY_COLOR, alpha=0.75, lw=0, zorder=3)
-        ax.set_title(
-            f"{short_name(m.name)}\n{len(qc)} queries, {len(dc)} documents", fontsize=10
-        )
+        ax.set_title(f"{short_name(m.name)}\n{len(qc)} queries, {len(dc)} documents", fontsize=10)
         ax.set_xlabel("t-SNE 1")
         ax.set_ylabel("t-SNE 2")
         ax.set_xticks([])
@@ -96,24 +95,22 @@ def plot_tsne(models: Sequence[ModelProbe], path: str | Path) -> Path:
         Line2D([], [], ls="", marker="o", color=DOC_COLOR, label="documents"),
         Line2D([], [], color="#555555", alpha=0.5, label="positive pair"),
     ]
-    fig.legend(handles=handles, loc="lower center", ncol=3, frameon=False, bbox_to_anchor=(0.5, -0.02))
-    fig.suptitle(
-        "t-SNE of query and document embeddings (fitted jointly per model)", fontsize=12
+    fig.legend(
+        handles=handles, loc="lower center", ncol=3, frameon=False, bbox_to_anchor=(0.5, -0.02)
     )
+    fig.suptitle("t-SNE of query and document embeddings (fitted jointly per model)", fontsize=12)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     return _save(fig, Path(path))
 
 
 def plot_top1_similarity(models: Sequence[ModelProbe], path: str | Path) -> Path:
     """Per model: histogram of each query's top-1 similarity, relevant vs non-relevant top-1."""
-    all_scores = np.concatenate([m.top1.scores for m in models])
-    lo, hi = float(all_scores.min()), float(all_scores.max())
-    if hi - lo < 1e-6:
-        lo, hi = lo - 0.05, hi + 0.05
-    bins = np.linspace(lo, hi, 31)
-    fig, axes = _panels(len(models), sharex=True)
+    # one x scale for all panels when the models score alike (all cosine, or all dot)
+    shared = len({m.similarity for m in models}) == 1
+    fig, axes = _panels(len(models), sharex=shared)
     for ax, m in zip(axes, models, strict=True):
         t = m.top1
+        bins = _bins(np.concatenate([x.top1.scores for x in models]) if shared else t.scores)
         rel, non = t.scores[t.is_relevant], t.scores[~t.is_relevant]
         for vals, color, label in (
             (rel, RELEVANT_COLOR, f"relevant top-1 (n={rel.size})"),
@@ -126,11 +123,10 @@ def plot_top1_similarity(models: Sequence[ModelProbe], path: str | Path) -> Path
             else:
                 ax.plot([], [], color=color, label=label)
         auc = "n/a" if math.isnan(t.auc) else f"{t.auc:.2f}"
-        ax.set_title(
-            f"{short_name(m.name)}\nsuccess@1 {t.hit_rate:.2f}, AUC {auc}", fontsize=10
-        )
+        ax.set_title(f"{short_name(m.name)}\nsuccess@1 {t.hit_rate:.2f}, AUC {auc}", fontsize=10)
         ax.set_xlabel(f"top-1 similarity ({m.similarity})")
         ax.set_ylabel("queries")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=8, loc="upper left")
         ax.tick_params(labelbottom=True)
     fig.suptitle(
@@ -138,6 +134,13 @@ def plot_top1_similarity(models: Sequence[ModelProbe], path: str | Path) -> Path
     )
     fig.tight_layout()
     return _save(fig, Path(path))
+
+
+def _bins(values: np.ndarray, n: int = 30) -> np.ndarray:
+    lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
+    if hi - lo < 1e-6:
+        lo, hi = lo - 0.05, hi + 0.05
+    return np.linspace(lo, hi, n + 1)
 
 
 def plot_negative_sampling(models: Sequence[ModelProbe], path: str | Path) -> Path:
@@ -177,7 +180,9 @@ def plot_negative_sampling(models: Sequence[ModelProbe], path: str | Path) -> Pa
     return _save(fig, Path(path))
 
 
-def plot_alignment_uniformity(models: Sequence[ModelProbe], path: str | Path) -> Path:
+def plot_alignment_uniformity(
+    models: Sequence[ModelProbe], path: str | Path, *, t: float = 2.0, alpha: float = 2.0
+) -> Path:
     """The Wang & Isola plane: uniformity (x) vs alignment (y), one marker per model."""
     fig, ax = plt.subplots(figsize=(11.0, 6.0))
     xs, ys = [], []
@@ -186,13 +191,17 @@ def plot_alignment_uniformity(models: Sequence[ModelProbe], path: str | Path) ->
         pts = [(m.uniformity[k], m.alignment, k) for k in ("queries", "documents", "pooled")]
         pts = [p for p in pts if math.isfinite(p[0])]
         if len(pts) > 1:
-            ax.plot(
-                [p[0] for p in pts], [p[1] for p in pts], color="#bbbbbb", lw=0.8, zorder=1
-            )
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], color="#bbbbbb", lw=0.8, zorder=1)
         for x, y, tower in pts:
             ax.scatter(
-                x, y, marker=marker, s=90, c=TOWER_COLORS[tower], edgecolors="black",
-                linewidths=0.6, zorder=3,
+                x,
+                y,
+                marker=marker,
+                s=90,
+                c=TOWER_COLORS[tower],
+                edgecolors="black",
+                linewidths=0.6,
+                zorder=3,
             )
             xs.append(x)
             ys.append(y)
@@ -210,18 +219,35 @@ def plot_alignment_uniformity(models: Sequence[ModelProbe], path: str | Path) ->
         dy = max(max(ys) - min(ys), 0.1)
         ax.set_xlim(min(xs) - 0.15 * dx, max(xs) + 0.3 * dx)
         ax.set_ylim(min(ys) - 0.25 * dy, max(ys) + 0.25 * dy)
-    ax.set_xlabel("uniformity  log E exp(−t‖x−y‖²)  (lower = more uniform)")
-    ax.set_ylabel("alignment  E‖q − d⁺‖²  (lower = positives closer)")
+    ax.set_xlabel(f"uniformity  log E exp(−{t:g}‖x−y‖²)  (lower = more uniform)")
+    a = "²" if alpha == 2 else f"^{alpha:g}"
+    ax.set_ylabel(f"alignment  E‖q − d⁺‖{a}  (lower = positives closer)")
     ax.set_title("Alignment vs uniformity (Wang & Isola 2020); lower-left is better", fontsize=12)
     ax.grid(alpha=0.3)
     handles = [
-        Line2D([], [], ls="", marker="o", markerfacecolor=c, markeredgecolor="black",
-               markersize=9, label=f"uniformity of {k}")
+        Line2D(
+            [],
+            [],
+            ls="",
+            marker="o",
+            markerfacecolor=c,
+            markeredgecolor="black",
+            markersize=9,
+            label=f"uniformity of {'both towers pooled' if k == 'pooled' else k}",
+        )
         for k, c in TOWER_COLORS.items()
     ]
     handles += [
-        Line2D([], [], ls="", marker=MODEL_MARKERS[i % len(MODEL_MARKERS)], color="black",
-               markerfacecolor="white", markersize=9, label=short_name(m.name, 30))
+        Line2D(
+            [],
+            [],
+            ls="",
+            marker=MODEL_MARKERS[i % len(MODEL_MARKERS)],
+            color="black",
+            markerfacecolor="white",
+            markersize=9,
+            label=short_name(m.name, 30),
+        )
         for i, m in enumerate(models)
     ]
     ax.legend(
@@ -261,7 +287,8 @@ def plot_anisotropy(models: Sequence[ModelProbe], path: str | Path) -> Path:
         b3,
         labels=[
             f"{g:.2f}\ncos {m.anisotropy.centroid.cosine:.2f}"
-            if math.isfinite(m.anisotropy.centroid.cosine) else f"{g:.2f}"
+            if math.isfinite(m.anisotropy.centroid.cosine)
+            else f"{g:.2f}"
             for g, m in zip(gap, models, strict=True)
         ],
         fontsize=8,
@@ -287,7 +314,10 @@ def write_figures(result: ProbeResult, output_dir: str | Path) -> dict[str, Path
     files["top1_similarity.png"] = plot_top1_similarity(models, out / "top1_similarity.png")
     files["negative_sampling.png"] = plot_negative_sampling(models, out / "negative_sampling.png")
     files["alignment_uniformity.png"] = plot_alignment_uniformity(
-        models, out / "alignment_uniformity.png"
+        models,
+        out / "alignment_uniformity.png",
+        t=result.settings.uniformity_t,
+        alpha=result.settings.alignment_alpha,
     )
     files["anisotropy.png"] = plot_anisotropy(models, out / "anisotropy.png")
     return files

@@ -28,6 +28,7 @@ from .measures import (
     alignment,
     anisotropy,
     negative_softmax,
+    negatives_from_retrieved,
     positive_pairs,
     retrieve_topk,
     top1_similarity,
@@ -205,9 +206,7 @@ def probe_model(
     pairs = positive_pairs(judged_pos)
     pairs[:, 0] = judged[pairs[:, 0]]
 
-    align = alignment(
-        qn, dn, pairs, alpha=s.alignment_alpha, max_pairs=s.max_pairs, seed=s.seed
-    )
+    align = alignment(qn, dn, pairs, alpha=s.alignment_alpha, max_pairs=s.max_pairs, seed=s.seed)
     unif = {
         "queries": _uniformity_or_nan(qn, s),
         "documents": _uniformity_or_nan(dn, s),
@@ -220,17 +219,15 @@ def probe_model(
     if s.exclude_same_id:
         q_self = [doc_index.get(model.query_ids[i], -1) for i in judged]
     rq, rd = model.retrieval_queries(), model.retrieval_documents()
-    ret = retrieve_topk(rq[judged], rd, 1, positives=judged_pos, exclude=q_self)
-    top1 = top1_similarity(ret, query_rows=judged)
-
     tau = model.temperature if model.temperature is not None else s.temperature
-    negs = negative_softmax(
-        rq[judged],
-        rd,
-        judged_pos,
+    # one exact search, deep enough for the top-k negatives after dropping the positives
+    depth = s.negatives_k + max(len(p) for p in judged_pos)
+    ret = retrieve_topk(rq[judged], rd, depth, positives=judged_pos, exclude=q_self)
+    top1 = top1_similarity(ret, query_rows=judged)
+    negs = negatives_from_retrieved(
+        ret,
         k=s.negatives_k,
         temperature=tau,
-        exclude=q_self,
         anchor_rows=judged,
         direction="query->document",
     )
@@ -359,13 +356,21 @@ def run_probe(
         for m, p in zip(models, probes, strict=True):
             if qids or dids:
                 sample = select_tsne_sample(
-                    qids, dids, relevant, n_queries=tsne_queries,
-                    n_random_docs=tsne_random_docs, seed=seed,
+                    qids,
+                    dids,
+                    relevant,
+                    n_queries=tsne_queries,
+                    n_random_docs=tsne_random_docs,
+                    seed=seed,
                 )
             else:  # models encode different splits: sample each on its own
                 sample = select_tsne_sample(
-                    m.query_ids, m.doc_ids, relevant, n_queries=tsne_queries,
-                    n_random_docs=tsne_random_docs, seed=seed,
+                    m.query_ids,
+                    m.doc_ids,
+                    relevant,
+                    n_queries=tsne_queries,
+                    n_random_docs=tsne_random_docs,
+                    seed=seed,
                 )
             p.tsne = fit_tsne(
                 m, sample, seed=seed, perplexity=tsne_perplexity, max_iter=tsne_max_iter

@@ -16,6 +16,14 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1
 
+FIGURE_TITLES = {
+    "tsne.png": "t-SNE of the two towers",
+    "top1_similarity.png": "Top-1 retrieved similarity",
+    "negative_sampling.png": "Softmax over the hardest negatives (DANCE)",
+    "alignment_uniformity.png": "Alignment and uniformity",
+    "anisotropy.png": "Anisotropy and centroid gap",
+}
+
 FIGURE_CAPTIONS = {
     "tsne.png": (
         "t-SNE of a sample of queries (blue) and documents (orange), fitted jointly per model; "
@@ -223,7 +231,9 @@ def write_markdown(result: ProbeResult, path: str | Path) -> Path:
     s = result.settings
     where = " / ".join(x for x in (result.data, result.split) if x)
     lines = [f"# Embedding-space probe{f' — {where}' if where else ''}", ""]
-    lines.append("| model | similarity | dim | queries (judged) | documents | input L2-normalised |")
+    lines.append(
+        "| model | similarity | dim | queries (judged) | documents | input L2-normalised |"
+    )
     lines.append("|---|---|---:|---:|---:|---|")
     for m in result.models:
         lines.append(
@@ -237,7 +247,7 @@ def write_markdown(result: ProbeResult, path: str | Path) -> Path:
         "Wang & Isola (2020) on L2-normalised embeddings, as do the cosines and centroids; "
         "retrieval (top-1, negatives) uses each model's own similarity. Softmax over the "
         f"top-{s.negatives_k} non-relevant candidates at τ = "
-        + ", ".join(sorted({f'{m.temperature:g}' for m in result.models}))
+        + ", ".join(sorted({f"{m.temperature:g}" for m in result.models}))
         + f"; seed {s.seed}. Judged queries only (at least one relevant document)."
     )
     if s.exclude_same_id:
@@ -247,7 +257,7 @@ def write_markdown(result: ProbeResult, path: str | Path) -> Path:
     for name, caption in FIGURE_CAPTIONS.items():
         if name not in result.files:
             continue
-        title = name.removesuffix(".png").replace("_", " ")
+        title = FIGURE_TITLES[name]
         lines += [f"### {title}", "", caption, "", f"![{title}]({name})", ""]
     lines.append("All numbers, and the data behind every figure: [probe.json](probe.json).")
     path.write_text("\n".join(lines) + "\n")

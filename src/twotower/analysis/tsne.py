@@ -100,10 +100,12 @@ def fit_tsne(
 ) -> TsneResult:
     """Joint 2-D t-SNE of the sample's queries and documents for one model.
 
-    Ids of the sample that this model lacks are skipped. Perplexity is capped at
+    Runs single-threaded (a few seconds for ~1,000 points). Ids of the sample that this model
+    lacks are skipped. Perplexity is capped at
     (n_points - 1) / 3 for small samples (scikit-learn needs perplexity < n_points).
     """
     from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
 
     qpos = {q: i for i, q in enumerate(model.query_ids)}
     dpos = {d: i for i, d in enumerate(model.doc_ids)}
@@ -128,7 +130,10 @@ def fit_tsne(
         random_state=seed,
         metric="euclidean",
     )
-    coords = tsne.fit_transform(x)
+    # One OpenMP thread: Barnes-Hut on a few hundred points gains nothing from threads, and on a
+    # busy machine oversubscribed OpenMP threads make it 100x slower; it is also reproducible.
+    with threadpool_limits(limits=1, user_api="openmp"):
+        coords = tsne.fit_transform(x)
     qi = {q: i for i, q in enumerate(qids)}
     di = {d: i for i, d in enumerate(dids)}
     pairs = np.array(

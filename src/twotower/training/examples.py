@@ -1,0 +1,121 @@
+"""Training examples: (query, positive, hard negatives, teacher scores) rows for the trainer.
+
+Negatives come from a negatives table (query id → ranked candidate doc ids) that is a plain
+mapping, so a refresher (ANCE) can later hand the data pipeline a new one between epochs.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from twotower.data.collection import Collection
+from twotower.data.jsonl import iter_jsonl, require_string
+from twotower.errors import InputError
+
+
+@dataclass
+class Example:
+    query: str
+    positive: str
+    negatives: list[str] = field(default_factory=list)
+    query_id: str | None = None
+    positive_id: str | None = None
+    negative_ids: list[str] = field(default_factory=list)
+    teacher: list[float] | None = None  # [T(q, d+), T(q, d-_1), ...]
+
+
+def examples_from_collection(collection: Collection, max_examples: int | None = None) -> list[Example]:
+    """One example per (judged query, positive document) pair, in qrels order."""
+    examples = []
+    for query_id in collection.judged_query_ids:
+        for doc_id, grade in collection.qrels[query_id].items():
+            if grade > 0 and doc_id in collection.corpus.index:
+                examples.append(
+                    Example(collection.queries[query_id], collection.corpus.text_of(doc_id),
+                            query_id=query_id, positive_id=doc_id)
+                )
+    if not examples:
+        raise InputError(f"split '{collection.split}' has no (query, positive document) pair", path=collection.path)
+    return examples[:max_examples] if max_examples else examples
+
+
+def examples_from_jsonl(path: str | Path, max_examples: int | None = None) -> list[Example]:
+    """Pairs or triples as texts: ``{"query": ..., "positive": ..., "negatives": [...]}``."""
+    path = Path(path)
+    examples = []
+    for line, obj in iter_jsonl(path):
+        negatives = obj.get("negatives", [])
+        if isinstance(negatives, str):
+            negatives = [negatives]
+        if not isinstance(negatives, list) or not all(isinstance(n, str) for n in negatives):
+            raise InputError("expected a list of strings", path=path, line=line, field="negatives")
+        query = require_string(obj, "query", path, line)
+        positive = require_string(obj, "positive", path, line)
+        for name, text in (("query", query), ("positive", positive)):
+            if not text.strip():
+                raise InputError("empty text", path=path, line=line, field=name)
+        examples.append(Example(query, positive, list(negatives), query_id=obj.get("query_id")))
+        if max_examples and len(examples) >= max_examples:
+            break
+    if not examples:
+        raise InputError("no training examples", path=path)
+    return examples
+
+
+def attach_negatives(
+    examples: Sequence[Example],
+    table: Mapping[str, Sequence[str]],
+    collection: Collection,
+    count: int,
+    seed: int,
+) -> int:
+    """Give each example ``count`` negatives sampled from its query's row of ``table``.
+
+    Never a positive of the query; examples whose query has too few candidates repeat
+    candidates (so every row has the same number of columns). Returns how many examples had
+    no candidate at all (they keep no negatives and are dropped by :func:`to_columns`).
+    """
+    rng = random.Random(seed)
+    missing = 0
+    for example in examples:
+        positives = collection.positives(example.query_id) if example.query_id else set()
+        candidates = [d for d in table.get(example.query_id, []) if d not in positives]
+        if not candidates:
+            missing += 1
+            example.negative_ids, example.negatives = [], []
+            continue
+        picked = rng.sample(candidates, count) if len(candidates) >= count else [rng.choice(candidates) for _ in range(count)]
+        example.negative_ids = picked
+        example.negatives = [collection.corpus.text_of(d) for d in picked]
+    return missing
+
+
+def attach_teacher_scores(
+    examples: Sequence[Example], score_pairs: Callable[[list[str], list[str]], Sequence[float]]
+) -> None:
+    """Teacher scores for each example's positive and negatives, batched in one call."""
+    queries, documents = [], []
+    for example in examples:
+        for doc in [example.positive, *example.negatives]:
+            queries.append(example.query)
+            documents.append(doc)
+    scores = list(map(float, score_pairs(queries, documents)))
+    position = 0
+    for example in examples:
+        width = 1 + len(example.negatives)
+        example.teacher = scores[position : position + width]
+        position += width
+
+
+def to_columns(examples: Sequence[Example], negatives: int, with_teacher: bool) -> dict[str, list]:
+    """Columns in sentence-transformers' order: anchor, positive, negative_1..k, [label]."""
+    rows = [e for e in examples if len(e.negatives) >= negatives]
+    columns: dict[str, list] = {"anchor": [e.query for e in rows], "positive": [e.positive for e in rows]}
+    for k in range(negatives):
+        columns[f"negative_{k + 1}"] = [e.negatives[k] for e in rows]
+    if with_teacher:
+        columns["label"] = [list(e.teacher[: 1 + negatives]) for e in rows]  # type: ignore[index]
+    return columns

@@ -1,0 +1,234 @@
+"""YAML recipes: every choice of a training run, validated on load.
+
+A misspelt key is an error naming the file, its line and the nearest valid key; ``--set
+key.sub=value`` overrides any field from the command line.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from twotower.errors import ConfigError
+from twotower.losses.spec import parse_loss_specs
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(Section):
+    name: str = "all-MiniLM-L6-v2"
+    towers: Literal["shared", "separate"] = "shared"
+    pooling: Literal["mean", "cls", "max", "lasttoken"] | None = None  # None: the model's own
+    max_query_length: int = Field(64, gt=0)
+    max_document_length: int = Field(256, gt=0)
+    query_prompt: str = ""
+    document_prompt: str = ""
+
+
+class TrainDataConfig(Section):
+    """Where training pairs come from: a collection's qrels, or a pairs/triples JSONL."""
+
+    data: str | None = "scifact"
+    split: str = "train"
+    pairs: str | None = None  # JSONL: {"query", "positive", "negatives"?} texts
+    max_examples: int | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TrainDataConfig:
+        if not self.data and not self.pairs:
+            raise ValueError("give train.data (a collection) or train.pairs (a JSONL file)")
+        return self
+
+
+class NegativesConfig(Section):
+    source: Literal["none", "bm25", "dense", "fusion"] = "none"
+    model: str | None = None  # dense / fusion retriever; default: the model being trained
+    count: int = Field(1, ge=0)
+    rank_window: tuple[int, int] = (10, 100)
+    false_negative_margin: float | None = None  # needs a teacher
+    seed: int = 0
+    negative_queries: int = Field(0, ge=0)  # DANCE: mined negative queries per document
+
+    @field_validator("rank_window")
+    @classmethod
+    def _window(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if not 1 <= value[0] <= value[1]:
+            raise ValueError(f"rank_window must be [first, last] with 1 <= first <= last, got {list(value)}")
+        return value
+
+
+class TeacherConfig(Section):
+    kind: Literal["none", "cross_encoder", "bi_encoder", "fusion"] = "none"
+    model: str | None = None
+    alpha: float = Field(0.5, ge=0, le=1)  # fusion: weight of BM25
+    normalize: bool = False  # percentile min-max per collection (METHODS §5)
+
+    @model_validator(mode="after")
+    def _model_needed(self) -> TeacherConfig:
+        if self.kind != "none" and not self.model:
+            raise ValueError(f"teacher.kind {self.kind!r} needs teacher.model")
+        return self
+
+
+class OptimConfig(Section):
+    learning_rate: float = Field(2e-5, gt=0)
+    batch_size: int = Field(32, gt=0)
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int | None = Field(None, gt=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    weight_decay: float = Field(0.01, ge=0)
+    gradient_accumulation_steps: int = Field(1, gt=0)
+    seed: int = 42
+    precision: Literal["fp32", "bf16", "auto"] = "auto"
+    save_steps: int = Field(50, gt=0)
+    save_total_limit: int = Field(2, gt=0)
+    logging_steps: int = Field(5, gt=0)
+
+
+class EvalConfig(Section):
+    collections: list[str] = Field(default_factory=lambda: ["scifact"])
+    split: str = "test"
+    metrics: list[str] = Field(default_factory=lambda: ["ndcg@10", "mrr@10", "map@100", "recall@10", "recall@100"])
+    bm25: bool = True
+    base_model: bool = True
+    batch_size: int = Field(64, gt=0)
+    probe: bool = True
+
+
+class Recipe(Section):
+    """A whole run. Sections: model, train, negatives, teacher, loss, optim, eval, output_dir."""
+
+    name: str = "recipe"
+    description: str = ""
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainDataConfig = Field(default_factory=TrainDataConfig)
+    negatives: NegativesConfig = Field(default_factory=NegativesConfig)
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    loss: list[dict[str, Any]] = Field(default_factory=lambda: [{"loss": "contrastive", "preset": "mnrl"}])
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    output_dir: str | None = None
+
+    @field_validator("loss")
+    @classmethod
+    def _losses(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        try:
+            parse_loss_specs(value)
+        except ConfigError as exc:  # re-raised as ValueError so the message gains file and line
+            raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Recipe:
+        if self.negatives.false_negative_margin is not None and self.teacher.kind == "none":
+            raise ValueError("negatives.false_negative_margin filters by teacher score: set teacher.kind and teacher.model")
+        needs_teacher = {spec.get("loss") for spec in self.loss} & {"margin_mse", "listwise_kl"}
+        if needs_teacher and self.teacher.kind == "none":
+            raise ValueError(f"loss {sorted(needs_teacher)} needs teacher scores: set teacher.kind and teacher.model")
+        if "margin_mse" in needs_teacher and self.negatives.count < 1:
+            raise ValueError("loss margin_mse needs hard negatives: set negatives.source and negatives.count >= 1")
+        return self
+
+
+# --- loading, overrides and error messages ----------------------------------------------------
+
+
+def _key_lines(node: yaml.Node, prefix: tuple = ()) -> dict[tuple, int]:
+    """Map each key path of a YAML document to its 1-based line."""
+    lines: dict[tuple, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            path = (*prefix, key_node.value)
+            lines[path] = key_node.start_mark.line + 1
+            lines.update(_key_lines(value_node, path))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            path = (*prefix, index)
+            lines[path] = item.start_mark.line + 1
+            lines.update(_key_lines(item, path))
+    return lines
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    model: Any = Recipe
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return None
+        model = field.annotation
+    return model
+
+
+def _explain(exc: ValidationError, source: str, lines: dict[tuple, int]) -> ConfigError:
+    err = exc.errors()[0]
+    loc = tuple(err["loc"])
+    dotted = ".".join(str(p) for p in loc) or "recipe"
+    line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
+    where = f"{source}:{line}" if line else source
+    if err["type"] == "extra_forbidden":
+        parent = _model_at(loc[:-1])
+        valid = sorted(parent.model_fields) if parent else []
+        close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.5)
+        hint = f" (did you mean '{'.'.join(map(str, loc[:-1] + (close[0],)))}'?)" if close else ""
+        return ConfigError(f"{where}: unknown key '{dotted}'{hint}; valid keys here: {', '.join(valid)}")
+    message = err["msg"].removeprefix("Value error, ")
+    if isinstance(err.get("ctx", {}).get("error"), ConfigError):
+        message = str(err["ctx"]["error"])
+    if loc == ("loss",):
+        return ConfigError(f"{where}: {message}")
+    return ConfigError(f"{where}: {dotted}: {message}")
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected key.sub=value")
+    key, raw = text.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else ""
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for override in overrides:
+        path, value = parse_override(override)
+        node = data
+        for part in path[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {override!r}: '{part}' is not a section")
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: recipe not found") from None
+    try:
+        data = yaml.safe_load(text) or {}
+        lines = _key_lines(yaml.compose(text)) if text.strip() else {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a recipe is a mapping of sections, got {type(data).__name__}")
+    data.setdefault("name", path.stem)
+    apply_overrides(data, overrides or [])
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as exc:
+        raise _explain(exc, str(path), lines) from None
+
+
+def recipe_to_yaml(recipe: Recipe) -> str:
+    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

@@ -1,0 +1,141 @@
+"""Training on sentence-transformers' trainer: checkpoints, resume, bf16 and torchrun come with it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from twotower.errors import ConfigError
+from twotower.models.encoder import bf16_supported
+from twotower.training.examples import Example, to_columns
+from twotower.training.recipe import Recipe
+
+log = logging.getLogger(__name__)
+
+FINISHED = "TRAINING_DONE"
+
+
+@dataclass
+class TrainOutcome:
+    model_dir: Path
+    steps: int
+    seconds: float
+    examples: int
+    resumed_from: str | None
+
+
+def _loss_log_callback(path: Path):
+    from transformers import TrainerCallback
+
+    class LossLog(TrainerCallback):
+        """Appends each trainer log line to ``train_log.jsonl`` at once, so a killed run keeps it."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and state.is_world_process_zero:
+                with path.open("a") as handle:
+                    handle.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **logs}) + "\n")
+
+    return LossLog()
+
+
+def _warmup(ratio: float) -> dict:
+    import transformers
+
+    # transformers 5 takes the ratio as a float warmup_steps; 4.x has warmup_ratio.
+    major = int(transformers.__version__.split(".")[0])
+    return {"warmup_steps": ratio} if major >= 5 else {"warmup_ratio": ratio}
+
+
+def use_bf16(precision: str, device_type: str) -> bool:
+    import torch
+
+    if precision == "bf16":
+        return True
+    return precision == "auto" and bf16_supported(torch.device(device_type))
+
+
+def train_model(
+    recipe: Recipe,
+    examples: list[Example],
+    run_dir: Path,
+    *,
+    resume: bool | None = None,
+    device: str | None = None,
+) -> TrainOutcome:
+    """Fine-tune the recipe's model on ``examples``; the result is saved to ``run_dir/model``.
+
+    ``resume``: True continues from the last checkpoint in ``run_dir/checkpoints`` (an error if
+    there is none), False starts afresh, None resumes when a checkpoint exists.
+    """
+    import torch
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from twotower.losses.st_loss import SentenceTransformerLoss
+    from twotower.models.build import build_model
+
+    checkpoints = run_dir / "checkpoints"
+    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    if resume and last is None:
+        raise ConfigError(f"--resume: no checkpoint in {checkpoints}")
+    if resume is False and checkpoints.exists():
+        shutil.rmtree(checkpoints)
+        last = None
+    resume_from = last if resume is not False else None
+    if resume_from:
+        log.info("resuming from %s", resume_from)
+
+    torch.manual_seed(recipe.optim.seed)
+    model = build_model(
+        recipe.model.name, towers=recipe.model.towers, pooling=recipe.model.pooling,
+        max_length=recipe.model.max_document_length, query_prompt=recipe.model.query_prompt,
+        document_prompt=recipe.model.document_prompt, device=device,
+    )
+    negatives = recipe.negatives.count if recipe.negatives.source != "none" else 0
+    with_teacher = recipe.teacher.kind != "none"
+    dataset = Dataset.from_dict(to_columns(examples, negatives, with_teacher))
+    if len(dataset) == 0:
+        raise ConfigError("no training example has the requested number of negatives")
+    loss = SentenceTransformerLoss(model, recipe.loss, num_hard_negative_columns=negatives)
+    device_type = device.split(":")[0] if device else ("cuda" if torch.cuda.is_available() else "cpu")
+    router_mapping = None
+    if recipe.model.towers == "separate":
+        router_mapping = {c: ("query" if c == "anchor" else "document") for c in dataset.column_names if c != "label"}
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(checkpoints),
+        num_train_epochs=recipe.optim.epochs,
+        max_steps=recipe.optim.max_steps or -1,
+        per_device_train_batch_size=recipe.optim.batch_size,
+        gradient_accumulation_steps=recipe.optim.gradient_accumulation_steps,
+        learning_rate=recipe.optim.learning_rate,
+        **_warmup(recipe.optim.warmup_ratio),
+        weight_decay=recipe.optim.weight_decay,
+        seed=recipe.optim.seed,
+        bf16=use_bf16(recipe.optim.precision, device_type),
+        use_cpu=device_type == "cpu",
+        save_strategy="steps",
+        save_steps=recipe.optim.save_steps,
+        save_total_limit=recipe.optim.save_total_limit,
+        logging_steps=recipe.optim.logging_steps,
+        report_to="none",
+        batch_sampler="no_duplicates",
+        router_mapping=router_mapping,
+        dataloader_drop_last=len(dataset) >= 2 * recipe.optim.batch_size,
+        disable_tqdm=False,
+    )
+    trainer = SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=dataset, loss=loss,
+        callbacks=[_loss_log_callback(run_dir / "train_log.jsonl")],
+    )
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=resume_from)
+    seconds = time.perf_counter() - started
+    model_dir = run_dir / "model"
+    model.save(str(model_dir))
+    (model_dir / FINISHED).write_text(json.dumps({"steps": trainer.state.global_step, "seconds": seconds}) + "\n")
+    return TrainOutcome(model_dir, trainer.state.global_step, seconds, len(dataset), resume_from)
