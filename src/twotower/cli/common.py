@@ -43,7 +43,8 @@ def user_errors(func: F) -> F:
             console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except FileNotFoundError as exc:
-            console.print(f"[bold red]error:[/] {exc.filename}: no such file", highlight=False, soft_wrap=True)
+            where = f"{exc.filename}: no such file" if exc.filename else str(exc)
+            console.print(f"[bold red]error:[/] {where}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]

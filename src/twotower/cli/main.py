@@ -6,6 +6,8 @@ import typer
 
 from twotower.cli.common import setup_logging
 from twotower.cli.eval_cmd import eval_command
+from twotower.cli.probe_cmd import probe_command
+from twotower.cli.train_cmd import run_command, train_command
 
 app = typer.Typer(
     name="twotower",
@@ -22,6 +24,9 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logg
 
 
 app.command("eval")(eval_command)
+app.command("probe")(probe_command)
+app.command("train")(train_command)
+app.command("run")(run_command)
 
 if __name__ == "__main__":
     app()

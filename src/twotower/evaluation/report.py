@@ -25,7 +25,10 @@ def results_table(results: Sequence[EvalResult], title: str | None = None) -> Ta
 
 
 def print_results(results: Sequence[EvalResult], console: Console | None = None, title: str | None = None) -> None:
-    (console or Console()).print(results_table(results, title))
+    console = console or Console()
+    if not console.is_terminal:
+        console.width = max(console.width, 140)  # logs and pipes: no truncated columns
+    console.print(results_table(results, title))
 
 
 def markdown_table(results: Sequence[EvalResult]) -> str:

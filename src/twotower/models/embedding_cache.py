@@ -23,9 +23,9 @@ def encode_corpus(encoder: Encoder, corpus: Corpus, *, use_cache: bool = True) -
     """Document embeddings of ``corpus`` in corpus order, and whether they came from the cache."""
     path = embedding_cache_dir() / f"{encoder.fingerprint}-{corpus.fingerprint[:24]}.npy"
     if use_cache and path.is_file():
-        embeddings = np.load(path, mmap_mode="r")
+        embeddings = np.load(path)
         if embeddings.shape[0] == len(corpus):
-            return np.asarray(embeddings), True
+            return embeddings, True
         log.warning("%s: stale cache entry (shape %s), re-encoding", path, embeddings.shape)
     embeddings = encoder.encode_documents(corpus.texts)
     if use_cache:

@@ -45,8 +45,14 @@ def load_sentence_transformer(name_or_path: str, device: str | None = None, *, t
 
     from twotower.models.resolve import resolve_model
 
+    from twotower.errors import ResolutionError
+
     path = resolve_model(name_or_path)
-    return SentenceTransformer(path, device=device, trust_remote_code=trust_remote_code)
+    try:
+        return SentenceTransformer(path, device=device, trust_remote_code=trust_remote_code)
+    except OSError as exc:  # hub misses and unreadable folders; one line for the user
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ResolutionError(f"could not load model '{name_or_path}' ({path}): {reason}") from None
 
 
 class Encoder:
@@ -83,7 +89,8 @@ class Encoder:
 
     @classmethod
     def from_name(cls, name_or_path: str, *, device: str | None = None, **kwargs) -> Encoder:
-        return cls(load_sentence_transformer(name_or_path, device=device), name=name_or_path, **kwargs)
+        kwargs.setdefault("name", name_or_path)
+        return cls(load_sentence_transformer(name_or_path, device=device), **kwargs)
 
     @property
     def device(self) -> torch.device:
@@ -121,7 +128,7 @@ class Encoder:
         self.model.eval()
         dim = embedding_dimension(self.model)
         output = np.empty((len(texts), dim), dtype=np.float32)
-        progress = tqdm(total=len(texts), desc=desc or f"Encoding {task}s", unit="text", disable=not self.show_progress)
+        progress = tqdm(total=len(texts), desc=desc or ("Encoding queries" if task == "query" else "Encoding documents"), unit="text", disable=not self.show_progress)
         autocast = (
             torch.autocast(self.device.type, dtype=torch.bfloat16) if self.use_bf16() else contextlib.nullcontext()
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -25,6 +26,7 @@ class BM25:
         import bm25s
         import Stemmer
 
+        logging.getLogger("bm25s").setLevel(logging.WARNING)  # it sets DEBUG on import
         self._stemmer = Stemmer.Stemmer(self.language)
         self.doc_ids = list(doc_ids)
         self._retriever = bm25s.BM25(k1=self.k1, b=self.b, method=self.method)

@@ -137,5 +137,5 @@ def train_model(
     seconds = time.perf_counter() - started
     model_dir = run_dir / "model"
     model.save(str(model_dir))
-    (model_dir / FINISHED).write_text(json.dumps({"steps": trainer.state.global_step, "seconds": seconds}) + "\n")
+    (model_dir / FINISHED).write_text(json.dumps({"steps": trainer.state.global_step, "seconds": seconds, "examples": len(dataset)}) + "\n")
     return TrainOutcome(model_dir, trainer.state.global_step, seconds, len(dataset), resume_from)

@@ -1,0 +1,54 @@
+"""``twotower probe``: the two towers' embedding spaces, side by side, as plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from twotower.cli.common import user_errors
+from twotower.data import load_collection
+from twotower.models import Encoder
+
+
+def short_label(name: str) -> str:
+    return Path(name).name or name
+
+
+@user_errors
+def probe_command(
+    model: Annotated[list[str], typer.Option("--model", "-m", help="model name or folder; repeatable")],
+    data: Annotated[str, typer.Option("--data", "-d", help="collection name or folder")],
+    split: Annotated[str, typer.Option(help="qrels split")] = "test",
+    output: Annotated[Path, typer.Option("--output", "-o", help="folder for PNGs, probe.md, probe.json")] = Path("probe"),
+    label: Annotated[Optional[list[str]], typer.Option(help="a label per --model (default: folder or model name)")] = None,
+    temperature: Annotated[float, typer.Option(help="softmax temperature of the negative-sampling view")] = 0.05,
+    tsne: Annotated[bool, typer.Option("--tsne/--no-tsne", help="fit t-SNE (slowest part)")] = True,
+    tsne_queries: Annotated[int, typer.Option(help="queries sampled for t-SNE")] = 300,
+    seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
+    batch_size: Annotated[int, typer.Option(help="encoding batch size")] = 64,
+    data_dir: Annotated[Optional[Path], typer.Option(help="folder holding collections by name")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, …")] = None,
+) -> None:
+    """Probe embedding spaces: t-SNE, top-1 similarity, alignment/uniformity, anisotropy, DANCE's view."""
+    from twotower.analysis import run_probe
+    from twotower.analysis.encode import tower_embeddings
+
+    labels = list(label or [])
+    if labels and len(labels) != len(model):
+        raise typer.BadParameter(f"give one --label per --model ({len(model)}), got {len(labels)}")
+    labels = labels or [short_label(m) for m in model]
+    collection = load_collection(data, split, data_dir)
+    towers = [
+        tower_embeddings(Encoder.from_name(name, device=device, batch_size=batch_size), collection, lab)
+        for name, lab in zip(model, labels)
+    ]
+    result = run_probe(
+        towers, collection.qrels, output, seed=seed, temperature=temperature, tsne=tsne,
+        tsne_queries=tsne_queries, exclude_same_id=collection.ids_are_shared(), data=collection.name, split=split,
+    )
+    console = Console()
+    console.print(result.summary_markdown())
+    console.print(f"wrote {', '.join(sorted(result.files))} to {output}")

@@ -1,0 +1,123 @@
+"""A recipe end to end: examples (with mined negatives and teacher scores), training, evaluation."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from twotower.data.collection import Collection, load_collection
+from twotower.training.examples import (
+    Example,
+    attach_negatives,
+    attach_teacher_scores,
+    examples_from_collection,
+    examples_from_jsonl,
+)
+from twotower.training.recipe import Recipe, recipe_to_yaml
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PreparedData:
+    examples: list[Example]
+    collection: Collection | None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def _teacher(recipe: Recipe, collection: Collection | None, device: str | None):
+    from twotower.teachers.spec import load_teacher
+
+    if recipe.teacher.kind == "none":
+        return None
+    return load_teacher(
+        f"{recipe.teacher.kind}:{recipe.teacher.model}", corpus=collection.corpus if collection else None,
+        alpha=recipe.teacher.alpha, device=device,
+    )
+
+
+def prepare_examples(recipe: Recipe, *, device: str | None = None) -> PreparedData:
+    """Training rows of the recipe: pairs, sampled hard negatives, teacher scores."""
+    from twotower.negatives.mine import RankWindow, mine_negatives
+    from twotower.negatives.retrievers import make_retriever
+
+    info: dict[str, Any] = {}
+    started = time.perf_counter()
+    collection = None
+    if recipe.train.pairs:
+        examples = examples_from_jsonl(recipe.train.pairs, recipe.train.max_examples)
+        if recipe.negatives.source != "none":
+            from twotower.errors import ConfigError
+
+            raise ConfigError("negatives.source mines from a collection: with train.pairs, put negatives in the file")
+    else:
+        collection = load_collection(recipe.train.data, recipe.train.split)
+        examples = examples_from_collection(collection, recipe.train.max_examples)
+    teacher = _teacher(recipe, collection, device)
+    neg = recipe.negatives
+    if neg.source != "none" and neg.count > 0 and collection is not None:
+        model = None if neg.source == "bm25" else (neg.model or recipe.model.name)
+        retriever = make_retriever(neg.source, model, alpha=recipe.teacher.alpha, device=device)
+        # A pool several times larger than needed, so each example of a query draws its own.
+        table, stats = mine_negatives(
+            collection, retriever, window=RankWindow(*neg.rank_window), count=4 * neg.count, seed=neg.seed,
+            teacher=teacher if neg.false_negative_margin is not None else None,
+            margin=neg.false_negative_margin,
+        )
+        info["mining"] = stats.to_json()
+        missing = attach_negatives(examples, table, collection, neg.count, neg.seed)
+        info["examples_without_negatives"] = missing
+    if teacher is not None:
+        attach_teacher_scores(examples, teacher.score_pairs)
+        if recipe.teacher.normalize:
+            _normalise_teacher(examples, info)
+    info["examples"] = len(examples)
+    info["prepare_s"] = time.perf_counter() - started
+    return PreparedData(examples, collection, info)
+
+
+def _normalise_teacher(examples: list[Example], info: dict[str, Any]) -> None:
+    from twotower.teachers.normalize import normalize_percentile, percentile_bounds
+
+    flat = np.array([s for e in examples for s in (e.teacher or [])], dtype=np.float64)
+    bounds = percentile_bounds(flat)
+    info["teacher_bounds"] = bounds
+    for example in examples:
+        if example.teacher is not None:
+            example.teacher = normalize_percentile(example.teacher, bounds).tolist()
+
+
+def default_run_dir(recipe: Recipe) -> Path:
+    return Path(recipe.output_dir or Path("runs") / recipe.name)
+
+
+def write_recipe(recipe: Recipe, run_dir: Path) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "recipe.yaml").write_text(recipe_to_yaml(recipe))
+
+
+def finished_model(run_dir: Path, recipe: Recipe) -> Path | None:
+    """The trained model of an earlier, completed run of the same recipe, if any."""
+    from twotower.training.trainer import FINISHED
+
+    saved = run_dir / "recipe.yaml"
+    model_dir = run_dir / "model"
+    if (model_dir / FINISHED).is_file() and saved.is_file() and saved.read_text() == recipe_to_yaml(recipe):
+        return model_dir
+    return None
+
+
+def train_recipe(recipe: Recipe, run_dir: Path, *, resume: bool | None = None, device: str | None = None):
+    from twotower.training.trainer import train_model
+
+    write_recipe(recipe, run_dir)
+    data = prepare_examples(recipe, device=device)
+    (run_dir / "data.json").write_text(json.dumps(data.info, indent=2, default=str) + "\n")
+    log.info("training on %d examples", len(data.examples))
+    return train_model(recipe, data.examples, run_dir, resume=resume, device=device), data

@@ -1,0 +1,108 @@
+"""``twotower run``: train, then evaluate BM25, the base and the trained model, and report."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from twotower.evaluation.evaluate import EvalResult, evaluate_systems
+from twotower.evaluation.report import markdown_table
+from twotower.models.encoder import Encoder
+from twotower.training.pipeline import finished_model, train_recipe, write_recipe
+from twotower.training.recipe import Recipe, recipe_to_yaml
+from twotower.training.report import comparison_rows, markdown_comparison
+
+log = logging.getLogger(__name__)
+
+BASE, TRAINED = "base", "trained"
+
+
+def _encoder(recipe: Recipe, model_name_or_path: str, label: str, device: str | None) -> Encoder:
+    from twotower.models.build import build_model
+
+    model = build_model(
+        model_name_or_path, towers="shared", max_length=recipe.model.max_document_length,
+        query_prompt=recipe.model.query_prompt, document_prompt=recipe.model.document_prompt, device=device,
+    ) if label == BASE else None
+    if model is None:
+        return Encoder.from_name(model_name_or_path, device=device, batch_size=recipe.eval.batch_size, name=label)
+    return Encoder(model, batch_size=recipe.eval.batch_size, name=label)
+
+
+def run_recipe(
+    recipe: Recipe, run_dir: Path, *, resume: bool | None = None, device: str | None = None,
+    probe: bool | None = None, retrain: bool = False,
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    model_dir = None if retrain else finished_model(run_dir, recipe)
+    train_info: dict[str, Any] = {}
+    if model_dir is not None:
+        log.info("%s already holds the model trained by this recipe; evaluating it (--retrain to train again)", run_dir)
+        train_info = json.loads((model_dir / "TRAINING_DONE").read_text())
+    else:
+        if retrain and (run_dir / "model").exists():
+            shutil.rmtree(run_dir / "model")
+        outcome, data = train_recipe(recipe, run_dir, resume=False if retrain else resume, device=device)
+        model_dir = outcome.model_dir
+        train_info = {"steps": outcome.steps, "seconds": outcome.seconds, "examples": outcome.examples,
+                      "resumed_from": outcome.resumed_from, **data.info}
+    write_recipe(recipe, run_dir)
+    timings["train_s"] = time.perf_counter() - started
+
+    start = time.perf_counter()
+    encoders = []
+    if recipe.eval.base_model:
+        encoders.append(_encoder(recipe, recipe.model.name, BASE, device))
+    encoders.append(_encoder(recipe, str(model_dir), TRAINED, device))
+    results: list[EvalResult] = []
+    from twotower.data.collection import load_collection
+
+    collections = [load_collection(name, recipe.eval.split) for name in recipe.eval.collections]
+    for collection in collections:
+        results += evaluate_systems(collection, encoders=encoders, bm25=recipe.eval.bm25, metrics=recipe.eval.metrics)
+    timings["eval_s"] = time.perf_counter() - start
+
+    rows = comparison_rows(results, BASE, TRAINED)
+    probe_md = ""
+    if probe if probe is not None else recipe.eval.probe:
+        start = time.perf_counter()
+        probe_md = _probe(encoders, collections[0], run_dir / "probe")
+        timings["probe_s"] = time.perf_counter() - start
+    timings["total_s"] = time.perf_counter() - started
+    payload = {
+        "recipe": recipe.model_dump(mode="json"), "model_dir": str(model_dir), "train": train_info,
+        "results": [r.to_json() for r in results], "comparison": rows, "timings": timings,
+    }
+    (run_dir / "results.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    (run_dir / "report.md").write_text(_report(recipe, rows, results, train_info, timings, probe_md))
+    return payload
+
+
+def _probe(encoders: list[Encoder], collection, output: Path) -> str:
+    from twotower.analysis import run_probe
+    from twotower.analysis.encode import tower_embeddings
+
+    towers = [tower_embeddings(encoder, collection, encoder.name) for encoder in encoders]
+    result = run_probe(towers, collection.qrels, output, exclude_same_id=collection.ids_are_shared(),
+                       data=collection.name, split=collection.split)
+    images = "\n".join(f"![{name}](probe/{name})" for name in sorted(result.files) if name.endswith(".png"))
+    return f"## Embedding space ({collection.name} {collection.split})\n\n{result.summary_markdown()}\n\n{images}\n\nDetails: [probe/probe.md](probe/probe.md)\n"
+
+
+def _report(recipe: Recipe, rows, results, train_info, timings, probe_md: str) -> str:
+    minutes = timings["total_s"] / 60
+    lines = [
+        f"# {recipe.name}", "", recipe.description.strip(), "",
+        f"Model `{recipe.model.name}` ({recipe.model.towers} towers), trained {train_info.get('steps', '?')} steps "
+        f"on {train_info.get('examples', '?')} examples in {train_info.get('seconds', 0) / 60:.1f} min; "
+        f"whole run {minutes:.1f} min.", "",
+        "## Base → trained", "", markdown_comparison(rows), "",
+        "## All systems", "", markdown_table(results), "", probe_md,
+        "## Recipe", "", "```yaml", recipe_to_yaml(recipe).rstrip(), "```", "",
+    ]
+    return "\n".join(lines)

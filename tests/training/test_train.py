@@ -1,0 +1,90 @@
+"""Training end to end on a tiny model the tests build; kill -9 and resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sentence_transformers import SentenceTransformer
+from typer.testing import CliRunner
+
+from tests.conftest import QRELS, write_collection
+from twotower.cli.main import app
+
+
+@pytest.fixture
+def train_collection(tmp_path):
+    root = write_collection(tmp_path / "c")
+    (root / "qrels" / "train.tsv").write_text(QRELS)
+    return root
+
+
+def recipe(tmp_path, model, collection, **optim):
+    optim = {"batch_size": 2, "epochs": 1, "save_steps": 1, "precision": "fp32", "logging_steps": 1, **optim}
+    text = f"""# test recipe
+model: {{name: {model}}}
+train: {{data: {collection}, split: train}}
+negatives: {{source: dense, count: 1, rank_window: [1, 5]}}
+teacher: {{kind: fusion, model: {model}}}
+loss:
+  - {{loss: margin_mse, weight: 1}}
+  - {{loss: contrastive, directions: [q2d, d2q], weight: 0.5}}
+optim: {json.dumps(optim)}
+eval: {{collections: [{collection}], probe: true}}
+"""
+    path = tmp_path / "tiny.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_run_trains_evaluates_and_reports(tmp_path, tiny_model, train_collection):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["run", str(recipe(tmp_path, tiny_model, train_collection)), "--output-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    for name in ("recipe.yaml", "train_log.jsonl", "results.json", "report.md", "model/TRAINING_DONE", "probe/tsne.png"):
+        assert (out / name).is_file(), name
+    payload = json.loads((out / "results.json").read_text())
+    systems = {r["system"] for r in payload["results"]}
+    assert systems == {"bm25", "base", "trained"}
+    assert payload["train"]["mining"]["negatives"] > 0
+    report = (out / "report.md").read_text()
+    assert "| c | ndcg@10 |" in report and "Δ (trained − base)" in report and "probe/tsne.png" in report
+    # The saved model is a plain sentence-transformers model.
+    assert SentenceTransformer(str(out / "model"), device="cpu").encode(["cats"]).shape == (1, 32)
+    # A second run of the same recipe reuses the trained model.
+    again = CliRunner().invoke(app, ["run", str(out / "recipe.yaml"), "--output-dir", str(out), "--no-probe"])
+    assert again.exit_code == 0 and "already holds the model" in again.output
+
+
+def test_separate_towers_train_and_save(tmp_path, tiny_model, train_collection):
+    path = recipe(tmp_path, tiny_model, train_collection)
+    out = tmp_path / "sep"
+    result = CliRunner().invoke(app, ["train", str(path), "--output-dir", str(out), "--set", "model.towers=separate"])
+    assert result.exit_code == 0, result.output
+    model = SentenceTransformer(str(out / "model"), device="cpu")
+    assert model.encode_query(["cats"]).shape == model.encode_document(["cats"]).shape == (1, 32)
+
+
+def test_sigkill_after_first_checkpoint_then_resume(tmp_path, tiny_model, train_collection):
+    path = recipe(tmp_path, tiny_model, train_collection, epochs=4)
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "twotower.cli.main", "train", str(path), "--output-dir", str(out)]
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = out / "checkpoints" / "checkpoint-1" / "trainer_state.json"
+    deadline = time.time() + 240
+    while not first.is_file() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert first.is_file(), "no checkpoint was written"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (out / "model" / "TRAINING_DONE").exists(), "the run finished before it could be killed"
+    resumed = subprocess.run([*command, "--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    done = json.loads((out / "model" / "TRAINING_DONE").read_text())
+    assert done["steps"] == 8  # 4 examples / batch 2 × 4 epochs: the full schedule, not a restart's remainder
+    assert "resuming from" in resumed.stderr
