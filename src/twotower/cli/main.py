@@ -6,7 +6,9 @@ import typer
 
 from twotower.cli.common import setup_logging
 from twotower.cli.eval_cmd import eval_command
+from twotower.cli.mine_cmd import mine_command
 from twotower.cli.probe_cmd import probe_command
+from twotower.cli.teach_cmd import teach_command
 from twotower.cli.train_cmd import run_command, train_command
 
 app = typer.Typer(
@@ -26,6 +28,8 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logg
 app.command("eval")(eval_command)
 app.command("probe")(probe_command)
 app.command("train")(train_command)
+app.command("mine")(mine_command)
+app.command("teach")(teach_command)
 app.command("run")(run_command)
 
 if __name__ == "__main__":

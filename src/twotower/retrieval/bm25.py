@@ -47,7 +47,9 @@ class BM25:
         tokens = self._tokenize([query])
         ids = tokens.ids[0] if hasattr(tokens, "ids") else tokens[0]
         vocab_inverse = {v: k for k, v in tokens.vocab.items()}
-        words = [vocab_inverse[i] for i in ids]
+        words = [vocab_inverse[i] for i in ids if i in vocab_inverse and vocab_inverse[i]]
+        if not words:  # empty query or stop words only: no document matches
+            return np.zeros(len(self.doc_ids), dtype=np.float32)
         return self._retriever.get_scores(words)
 
     def run(self, query_ids: Sequence[str], queries: Sequence[str], k: int, *, ignore_identical_ids: bool = False) -> Run:

@@ -1,0 +1,62 @@
+"""On-disk cache of mined tables, keyed by every input of the mining.
+
+``<cache_root>/negatives/<key>.jsonl`` (the table, in the negatives file format) and
+``<key>.json`` (the statistics of the run that mined it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from twotower.data.collection import Collection
+from twotower.data.locate import cache_root
+from twotower.errors import InputError
+from twotower.negatives.io import read_negatives, write_negatives
+from twotower.negatives.table import Kind, NegativesTable
+
+FORMAT_VERSION = 1
+
+
+def negatives_cache_dir() -> Path:
+    return cache_root() / "negatives"
+
+
+def mining_key(collection: Collection, anchors: Sequence[str], settings: Mapping[str, Any]) -> str:
+    """Digest of the corpus, the anchors' texts and positives (the split's qrels), and ``settings``."""
+    digest = hashlib.sha256()
+    digest.update(f"v{FORMAT_VERSION}\0{collection.corpus.fingerprint}\0".encode())
+    for qid in sorted(collection.qrels):
+        digest.update(f"{qid}\0{collection.queries.get(qid, '')}\0".encode())
+        for doc_id, grade in sorted(collection.qrels[qid].items()):
+            digest.update(f"{doc_id}\0{grade}\0".encode())
+    for anchor in anchors:
+        digest.update(f"{anchor}\0".encode())
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:32]
+
+
+def load_cached(key: str, kind: Kind) -> tuple[NegativesTable, dict[str, Any]] | None:
+    table_path = negatives_cache_dir() / f"{key}.jsonl"
+    stats_path = negatives_cache_dir() / f"{key}.json"
+    if not (table_path.is_file() and stats_path.is_file()):
+        return None
+    try:
+        stats = json.loads(stats_path.read_text())
+        table = read_negatives(table_path, kind=kind)
+    except (OSError, ValueError, InputError):
+        return None
+    return table, stats
+
+
+def store(key: str, table: NegativesTable, stats: Mapping[str, Any]) -> None:
+    directory = negatives_cache_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    write_negatives(directory / f"{key}.jsonl", table)
+    tmp = directory / f"{key}.json.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(dict(stats), default=str))
+    tmp.replace(directory / f"{key}.json")

@@ -1,0 +1,55 @@
+"""Teacher specifications as typed on the command line: ``KIND:NAME``."""
+
+from __future__ import annotations
+
+from twotower.data.beir import Corpus
+from twotower.errors import ConfigError
+from twotower.teachers.base import Teacher
+
+KINDS = ("cross-encoder", "bi-encoder", "fusion")
+ALIASES = {"ce": "cross-encoder", "crossencoder": "cross-encoder", "cross_encoder": "cross-encoder",
+           "be": "bi-encoder", "biencoder": "bi-encoder", "bi_encoder": "bi-encoder", "dense": "bi-encoder"}
+
+
+def parse_teacher_spec(spec: str) -> tuple[str, str]:
+    """``cross-encoder:PATH`` | ``bi-encoder:NAME`` | ``fusion:NAME`` (BM25 + dense NAME) → (kind, name)."""
+    kind, sep, name = spec.partition(":")
+    kind = ALIASES.get(kind.strip().lower(), kind.strip().lower())
+    if not sep or kind not in KINDS or not name.strip():
+        raise ConfigError(f"teacher '{spec}': expected cross-encoder:NAME, bi-encoder:NAME or fusion:NAME")
+    return kind, name.strip()
+
+
+def load_teacher(
+    spec: str,
+    *,
+    corpus: Corpus | None = None,
+    device: str | None = None,
+    batch_size: int = 32,
+    max_length: int | None = None,
+    alpha: float = 0.5,
+    trust_remote_code: bool = False,
+    show_progress: bool = True,
+    use_cache: bool = True,
+) -> Teacher:
+    """Build the teacher a spec names; ``fusion`` needs the ``corpus`` it scores."""
+    kind, name = parse_teacher_spec(spec)
+    if kind == "cross-encoder":
+        from twotower.teachers.cross_encoder import CrossEncoderTeacher
+
+        return CrossEncoderTeacher(name, device=device, batch_size=batch_size, max_length=max_length,
+                                   trust_remote_code=trust_remote_code, show_progress=show_progress,
+                                   use_cache=use_cache)
+    if kind == "bi-encoder":
+        from twotower.teachers.bi_encoder import BiEncoderTeacher
+
+        return BiEncoderTeacher(name, device=device, batch_size=batch_size, max_length=max_length,
+                                show_progress=show_progress, use_cache=use_cache)
+    if corpus is None:
+        raise ConfigError("the fusion teacher needs the collection's corpus")
+    if not 0.0 <= alpha <= 1.0:
+        raise ConfigError(f"alpha must be in [0, 1], got {alpha}")
+    from twotower.teachers.fusion import FusionTeacher
+
+    return FusionTeacher(corpus, name, alpha=alpha, device=device, batch_size=batch_size, max_length=max_length,
+                         show_progress=show_progress, use_cache=use_cache)
