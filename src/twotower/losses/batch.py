@@ -128,8 +128,10 @@ class EmbeddingBatch:
 
         def expect_dims(name: str, ndim: int, lead: tuple[int, ...], last: int | None) -> tuple:
             t = getattr(self, name)
-            if t.dim() != ndim or tuple(t.shape[: len(lead)]) != lead or (
-                last is not None and t.shape[-1] != last
+            if (
+                t.dim() != ndim
+                or tuple(t.shape[: len(lead)]) != lead
+                or (last is not None and t.shape[-1] != last)
             ):
                 raise BatchShapeError(
                     f"{name} must be {ndim}-D with leading dims {lead}"
@@ -154,7 +156,11 @@ class EmbeddingBatch:
             expect("negative_query_ids", (r, m))
             expect("teacher_negative_query_scores", (r, m))
         else:
-            for name in ("negative_queries_mask", "negative_query_ids", "teacher_negative_query_scores"):
+            for name in (
+                "negative_queries_mask",
+                "negative_query_ids",
+                "teacher_negative_query_scores",
+            ):
                 if getattr(self, name) is not None:
                     raise BatchShapeError(f"{name} is set but negative_queries is None")
         if self.candidates is not None:
@@ -224,6 +230,15 @@ def first_occurrence_duplicates(ids: Tensor) -> Tensor:
 
 
 def id_in(ids: Tensor, forbidden: Tensor) -> Tensor:
-    """``ids`` (n or 1, C) -> (n, C) True where the id is one of the row's ``forbidden`` (n, F) ids."""
-    hit = ids.unsqueeze(-1) == forbidden.unsqueeze(1)
-    return (hit & (forbidden.unsqueeze(1) >= 0)).any(-1)
+    """``ids`` (n or 1, C) -> (n, C) True where the id is one of the row's ``forbidden`` (n, F) ids.
+
+    Negative ids match nothing. A loop over the (few) forbidden columns keeps memory at (n, C)
+    instead of materialising an (n, C, F) comparison.
+    """
+    n = forbidden.shape[0]
+    ids = ids.masked_fill(ids < 0, -1)
+    forbidden = forbidden.masked_fill(forbidden < 0, -2)  # -2 never equals a candidate id (>= -1)
+    hit = torch.zeros(n, ids.shape[-1], dtype=torch.bool, device=ids.device)
+    for f in range(forbidden.shape[1]):
+        hit |= ids == forbidden[:, f : f + 1]
+    return hit

@@ -31,7 +31,9 @@ class CombinedLoss(EmbeddingLoss):
         for i, (w, loss) in enumerate(terms):
             weights.append(check_weight(w, f"loss[{i}].weight"))
             if not isinstance(loss, EmbeddingLoss):
-                raise ConfigError(f"loss[{i}]: expected an EmbeddingLoss, got {type(loss).__name__}")
+                raise ConfigError(
+                    f"loss[{i}]: expected an EmbeddingLoss, got {type(loss).__name__}"
+                )
         if all(w == 0 for w in weights):
             raise ConfigError("loss: every term has weight 0, the loss would be constant")
         self.weights = tuple(weights)
@@ -87,7 +89,9 @@ class CombinedLoss(EmbeddingLoss):
         }
 
     def extra_repr(self) -> str:
-        return "weights=" + ", ".join(f"{n}:{w:g}" for n, w in zip(self.term_names, self.weights, strict=True))
+        return "weights=" + ", ".join(
+            f"{n}:{w:g}" for n, w in zip(self.term_names, self.weights, strict=True)
+        )
 
     @property
     def citation(self) -> str:

@@ -45,7 +45,8 @@ Notes on definitions:
   negative queries; True makes all rows' negative queries candidates of every document.
 * ``d2d_own_hard_negatives`` (default False, as sentence-transformers): d_i's own hard negatives
   are not d2d negatives of d_i; they were mined to be close to q_i (hence to d_i) and are the most
-  likely unlabelled positives. The q2d block already pushes q_i away from them.
+  likely unlabelled positives. The q2d block already pushes q_i away from them. (With ids, other
+  copies of those documents are then left out of d_i's d2d block too.)
 * False negatives (when ids are given and ``mask_false_negatives``): for anchor row i, any
   candidate document whose id is d_i's id or one of q_i's known positives
   (``query_positive_ids``) is masked in q2d and d2d, except the positive slot itself; in d2q a
@@ -128,7 +129,9 @@ def preset_groups(preset: str, dual_weight: float = 1.0) -> tuple[SoftmaxGroup, 
         "gte_joint": (SoftmaxGroup(("q2d", "q2q", "d2q", "d2d")),),
     }
     if preset not in table:
-        raise ConfigError(f"preset: unknown preset {preset!r}{suggest(preset, PRESETS)}; valid: {list(PRESETS)}")
+        raise ConfigError(
+            f"preset: unknown preset {preset!r}{suggest(preset, PRESETS)}; valid: {list(PRESETS)}"
+        )
     return table[preset]
 
 
@@ -224,7 +227,11 @@ class ContrastiveLoss(EmbeddingLoss):
         layout: BatchLayout | None = None,
     ) -> None:
         super().__init__()
-        given = [k for k, v in (("groups", groups), ("preset", preset), ("directions", directions)) if v is not None]
+        given = [
+            k
+            for k, v in (("groups", groups), ("preset", preset), ("directions", directions))
+            if v is not None
+        ]
         if len(given) > 1:
             raise ConfigError(f"{' and '.join(given)}: give only one way to declare the objective")
         dual_weight = check_weight(dual_weight, "dual_weight")
@@ -240,8 +247,12 @@ class ContrastiveLoss(EmbeddingLoss):
                 if not blocks:
                     raise ConfigError(f"groups[{gi}].blocks: a group needs at least one block")
                 if len(set(blocks)) != len(blocks):
-                    raise ConfigError(f"groups[{gi}].blocks: a block is listed twice in {list(blocks)}")
-                resolved.append(SoftmaxGroup(blocks, check_weight(g.weight, f"groups[{gi}].weight")))
+                    raise ConfigError(
+                        f"groups[{gi}].blocks: a block is listed twice in {list(blocks)}"
+                    )
+                resolved.append(
+                    SoftmaxGroup(blocks, check_weight(g.weight, f"groups[{gi}].weight"))
+                )
             self.groups = tuple(resolved)
         elif directions is not None:
             self.groups = direction_groups(directions, partition, dual_weight)
@@ -256,7 +267,9 @@ class ContrastiveLoss(EmbeddingLoss):
                     f" contains the positive pair s(q_i, d_i); {hint} or use partition='joint'"
                 )
         if all(g.weight == 0 for g in self.groups):
-            raise ConfigError("weight: every softmax group has weight 0, the loss would be constant")
+            raise ConfigError(
+                "weight: every softmax group has weight 0, the loss would be constant"
+            )
         self.temperature = check_temperature(temperature, "temperature")
         self.similarity = check_similarity(similarity)
         self.share_hard_negatives = bool(share_hard_negatives)
@@ -300,8 +313,16 @@ class ContrastiveLoss(EmbeddingLoss):
         # Fold 1/τ into the (small) anchor matrices instead of scaling every score matrix.
         Qa = Q[sl] * self.scale
         Pa = P[sl] * self.scale
-        H = prepare(batch.hard_negatives, self.similarity) if batch.hard_negatives is not None else None
-        NQ = prepare(batch.negative_queries, self.similarity) if batch.negative_queries is not None else None
+        H = (
+            prepare(batch.hard_negatives, self.similarity)
+            if batch.hard_negatives is not None
+            else None
+        )
+        NQ = (
+            prepare(batch.negative_queries, self.similarity)
+            if batch.negative_queries is not None
+            else None
+        )
 
         ids = self._ids(batch, idx) if self.mask_false_negatives else None
         lse: dict[str, Tensor] = {}
@@ -319,7 +340,11 @@ class ContrastiveLoss(EmbeddingLoss):
                 parts, _ = self._query_block(Qa, Q, None, batch, idx, ar, ids, is_d2q=False)
             # Log-sum-exp per slab, then combine: no concatenation of large score matrices.
             part_lse = [p.lse() for p in parts if p.scores.shape[-1] > 0]
-            lse[block] = part_lse[0] if len(part_lse) == 1 else torch.logsumexp(torch.stack(part_lse, -1), -1)
+            lse[block] = (
+                part_lse[0]
+                if len(part_lse) == 1
+                else torch.logsumexp(torch.stack(part_lse, -1), -1)
+            )
         assert pos is not None  # guaranteed: every group holds q2d or d2q
         total: Tensor | None = None
         for g in self.groups:
@@ -336,7 +361,11 @@ class ContrastiveLoss(EmbeddingLoss):
 
     # -- helpers -------------------------------------------------------------------
     def _ids(self, batch: EmbeddingBatch, idx: Tensor) -> dict[str, Tensor | None] | None:
-        if batch.positive_ids is None and batch.query_ids is None and batch.query_positive_ids is None:
+        if (
+            batch.positive_ids is None
+            and batch.query_ids is None
+            and batch.query_positive_ids is None
+        ):
             return None
         r = batch.num_rows
         dev = batch.queries.device
@@ -346,15 +375,32 @@ class ContrastiveLoss(EmbeddingLoss):
 
         pid = batch.positive_ids.long() if batch.positive_ids is not None else unknown(r)
         qid = batch.query_ids.long() if batch.query_ids is not None else unknown(r)
-        qpos = batch.query_positive_ids.long() if batch.query_positive_ids is not None else unknown(r, 0)
+        qpos = (
+            batch.query_positive_ids.long()
+            if batch.query_positive_ids is not None
+            else unknown(r, 0)
+        )
+        # Padding slots get id -1 so they can neither be forbidden nor shadow a real copy as "first".
         hid = None
         if batch.hard_negatives is not None:
             k = batch.hard_negatives.shape[1]
-            hid = batch.hard_negative_ids.long() if batch.hard_negative_ids is not None else unknown(r, k)
+            hid = (
+                batch.hard_negative_ids.long()
+                if batch.hard_negative_ids is not None
+                else unknown(r, k)
+            )
+            if batch.hard_negatives_mask is not None:
+                hid = hid.masked_fill(~batch.hard_negatives_mask, -1)
         nqid = None
         if batch.negative_queries is not None:
             m = batch.negative_queries.shape[1]
-            nqid = batch.negative_query_ids.long() if batch.negative_query_ids is not None else unknown(r, m)
+            nqid = (
+                batch.negative_query_ids.long()
+                if batch.negative_query_ids is not None
+                else unknown(r, m)
+            )
+            if batch.negative_queries_mask is not None:
+                nqid = nqid.masked_fill(~batch.negative_queries_mask, -1)
         return {
             "pid": pid,
             "qid": qid,
@@ -371,8 +417,10 @@ class ContrastiveLoss(EmbeddingLoss):
         n = A.shape[0]
         s_pos = A @ P.T  # (n, R); column idx[i] is d_i
         pos = s_pos[ar, idx]
-        own_col = torch.zeros(n, r, dtype=torch.bool, device=A.device)
-        own_col[ar, idx] = True  # the positive slot (q2d) / self (d2d)
+        own_col: Tensor | None = None
+        if is_d2d or ids is not None:  # plain MNRL needs no mask at all
+            own_col = torch.zeros(n, r, dtype=torch.bool, device=A.device)
+            own_col[ar, idx] = True  # the positive slot (q2d) / self (d2d)
         drop_pos: Tensor | None = own_col if is_d2d else None
         parts_h: _Part | None = None
         hmask = batch.hard_negatives_mask
@@ -389,6 +437,7 @@ class ContrastiveLoss(EmbeddingLoss):
                 s_h = torch.einsum("nd,nkd->nk", A, H[batch.anchor_slice])
                 parts_h = _Part(s_h, None if hmask is None else ~hmask[batch.anchor_slice])
         if ids is not None:
+            assert own_col is not None
             pid, forbidden = ids["pid"], ids["doc_forbidden"]
             if parts_h is None:
                 block_ids = pid.unsqueeze(0)
@@ -402,7 +451,7 @@ class ContrastiveLoss(EmbeddingLoss):
                 block_ids = torch.cat([pid.unsqueeze(0).expand(n, r), own], dim=1)
                 dup = first_occurrence_duplicates(block_ids)
             fn = id_in(block_ids, forbidden) | dup
-            fn = fn & ~torch.cat([own_col, own_col.new_zeros(n, fn.shape[1] - r)], dim=1)
+            fn[:, :r][ar, idx] = False  # the positive slot is never a false negative of itself
             drop_pos = _or(drop_pos, fn[:, :r])
             if parts_h is not None:
                 parts_h.drop = _or(parts_h.drop, fn[:, r:])
@@ -424,7 +473,10 @@ class ContrastiveLoss(EmbeddingLoss):
         nqmask = batch.negative_queries_mask
         if is_d2q and NQ is not None and NQ.shape[1] > 0:
             if self.share_negative_queries:
-                part_nq = _Part(A @ NQ.reshape(-1, NQ.shape[-1]).T, None if nqmask is None else ~nqmask.reshape(1, -1))
+                part_nq = _Part(
+                    A @ NQ.reshape(-1, NQ.shape[-1]).T,
+                    None if nqmask is None else ~nqmask.reshape(1, -1),
+                )
             else:
                 part_nq = _Part(
                     torch.einsum("nd,nmd->nm", A, NQ[batch.anchor_slice]),
@@ -441,17 +493,20 @@ class ContrastiveLoss(EmbeddingLoss):
                 block_ids = flat.unsqueeze(0)
                 dup = first_occurrence_duplicates(flat).unsqueeze(0)
             else:
-                block_ids = torch.cat([qid.unsqueeze(0).expand(n, r), ids["nqid"][batch.anchor_slice]], dim=1)
+                block_ids = torch.cat(
+                    [qid.unsqueeze(0).expand(n, r), ids["nqid"][batch.anchor_slice]], dim=1
+                )
                 dup = first_occurrence_duplicates(block_ids)
             fn = id_in(block_ids, forbidden) | dup
             if is_d2q:
                 # q_j is a positive of d_i if d_i is q_j's positive or one of q_j's known positives.
                 pid, qpos = ids["pid"], ids["qpos"]
                 d_id = pid[idx].unsqueeze(1)  # (n, 1)
-                rel = (pid.unsqueeze(0) == d_id) | (qpos.unsqueeze(0) == d_id.unsqueeze(-1)).any(-1)
-                rel = rel & (d_id >= 0)
-                fn = torch.cat([fn[:, :r] | rel, fn[:, r:]], dim=1)
-            fn = fn & ~torch.cat([own_col, own_col.new_zeros(n, fn.shape[1] - r)], dim=1)
+                rel = pid.unsqueeze(0) == d_id
+                for col in range(qpos.shape[1]):
+                    rel |= qpos[:, col].unsqueeze(0) == d_id
+                fn[:, :r] |= rel & (d_id >= 0)
+            fn[:, :r][ar, idx] = False
             drop_q = _or(drop_q, fn[:, :r])
             if part_nq is not None:
                 part_nq.drop = _or(part_nq.drop, fn[:, r:])
@@ -473,7 +528,10 @@ class ContrastiveLoss(EmbeddingLoss):
         }
 
     def extra_repr(self) -> str:
-        return " + ".join(g.describe() for g in self.groups) + f", temperature={self.temperature:g}, similarity={self.similarity}"
+        return (
+            " + ".join(g.describe() for g in self.groups)
+            + f", temperature={self.temperature:g}, similarity={self.similarity}"
+        )
 
     @property
     def citation(self) -> str:

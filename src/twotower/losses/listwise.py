@@ -35,7 +35,13 @@ from torch import Tensor
 
 from twotower.errors import ConfigError
 from twotower.losses.base import EmbeddingLoss, check_temperature, check_weight
-from twotower.losses.batch import BatchLayout, BatchShapeError, EmbeddingBatch, first_occurrence_duplicates
+from twotower.losses.batch import (
+    BatchLayout,
+    BatchShapeError,
+    EmbeddingBatch,
+    first_occurrence_duplicates,
+    id_in,
+)
 from twotower.losses.similarity import SimilarityName, check_similarity, prepare
 
 
@@ -71,7 +77,9 @@ class ListwiseKLLoss(EmbeddingLoss):
         self.student_temperature = check_temperature(student_temperature, "student_temperature")
         self.teacher_temperature = check_temperature(teacher_temperature, "teacher_temperature")
         self.contrastive_weight = check_weight(contrastive_weight, "contrastive_weight")
-        self.contrastive_temperature = check_temperature(contrastive_temperature, "contrastive_temperature")
+        self.contrastive_temperature = check_temperature(
+            contrastive_temperature, "contrastive_temperature"
+        )
         if near_top_ratio is not None:
             near_top_ratio = check_weight(near_top_ratio, "near_top_ratio")
             if near_top_ratio > 1:
@@ -98,27 +106,52 @@ class ListwiseKLLoss(EmbeddingLoss):
         return frozenset({"hard_negatives", "teacher", "candidates"})
 
     @staticmethod
-    def candidate_list(batch: EmbeddingBatch) -> tuple[Tensor, Tensor | None, Tensor, Tensor | None]:
+    def candidate_list(
+        batch: EmbeddingBatch,
+    ) -> tuple[Tensor, Tensor | None, Tensor, Tensor | None]:
         """(candidates (R,P,D), mask (R,P) or None, teacher (R,P), ids (R,P) or None)."""
         if batch.candidates is not None:
             if batch.candidate_teacher_scores is None:
-                raise BatchShapeError("listwise_kl: batch.candidate_teacher_scores is required with candidates")
-            return batch.candidates, batch.candidates_mask, batch.candidate_teacher_scores, batch.candidate_ids
-        if batch.hard_negatives is None or batch.teacher_positive_scores is None or batch.teacher_negative_scores is None:
+                raise BatchShapeError(
+                    "listwise_kl: batch.candidate_teacher_scores is required with candidates"
+                )
+            return (
+                batch.candidates,
+                batch.candidates_mask,
+                batch.candidate_teacher_scores,
+                batch.candidate_ids,
+            )
+        if (
+            batch.hard_negatives is None
+            or batch.teacher_positive_scores is None
+            or batch.teacher_negative_scores is None
+        ):
             raise BatchShapeError(
                 "listwise_kl: give batch.candidates + candidate_teacher_scores, or hard_negatives with"
                 " teacher_positive_scores and teacher_negative_scores"
             )
         r, k = batch.hard_negatives.shape[:2]
         cand = torch.cat([batch.positives.unsqueeze(1), batch.hard_negatives], dim=1)
-        teacher = torch.cat([batch.teacher_positive_scores.unsqueeze(1), batch.teacher_negative_scores], dim=1)
+        teacher = torch.cat(
+            [batch.teacher_positive_scores.unsqueeze(1), batch.teacher_negative_scores], dim=1
+        )
         mask = None
         if batch.hard_negatives_mask is not None:
-            mask = torch.cat([batch.hard_negatives_mask.new_ones(r, 1), batch.hard_negatives_mask], dim=1)
+            mask = torch.cat(
+                [batch.hard_negatives_mask.new_ones(r, 1), batch.hard_negatives_mask], dim=1
+            )
         ids = None
         if batch.positive_ids is not None or batch.hard_negative_ids is not None:
-            pid = batch.positive_ids if batch.positive_ids is not None else torch.full((r,), -1, device=cand.device)
-            hid = batch.hard_negative_ids if batch.hard_negative_ids is not None else torch.full((r, k), -1, device=cand.device)
+            pid = (
+                batch.positive_ids
+                if batch.positive_ids is not None
+                else torch.full((r,), -1, device=cand.device)
+            )
+            hid = (
+                batch.hard_negative_ids
+                if batch.hard_negative_ids is not None
+                else torch.full((r, k), -1, device=cand.device)
+            )
             ids = torch.cat([pid.long().unsqueeze(1), hid.long()], dim=1)
         return cand, mask, teacher, ids
 
@@ -137,9 +170,7 @@ class ListwiseKLLoss(EmbeddingLoss):
         v = valid[sl]
         t = teacher[sl]
         rows = v.any(1)
-        n_rows = rows.sum()
-        if int(n_rows) == 0:
-            raise BatchShapeError("listwise_kl: no anchor row has a real candidate with a finite teacher score")
+        n_rows = rows.sum().clamp_min(1)  # no real candidate anywhere: the loss is 0 (no host sync)
 
         s = torch.einsum("nd,npd->np", q, c[sl])  # (n, P)
         neg_inf = float("-inf")
@@ -148,11 +179,18 @@ class ListwiseKLLoss(EmbeddingLoss):
         pt = log_pt.exp()
         # where(): absent slots have pt = 0 and log-probs -inf; 0 * (-inf) must not become NaN.
         kl = torch.where(v, pt * (log_pt - log_ps), torch.zeros_like(s)).sum(1)
+        kl = torch.where(rows, kl, torch.zeros_like(kl))  # an all-absent row would be NaN
         loss = kl.sum() / n_rows
         if self.temperature_squared_scaling:
             loss = loss * self.student_temperature**2
         if self.contrastive_weight > 0:
-            loss = loss + self.contrastive_weight * self._contrastive(q, c, t, v, valid, ids, idx, rows, n_rows)
+            if ids is not None:
+                ids = ids.long().masked_fill(
+                    ~valid, -1
+                )  # padding can neither be forbidden nor a "first copy"
+            loss = loss + self.contrastive_weight * self._contrastive(
+                q, c, t, v, valid, ids, idx, rows, n_rows
+            )
         return loss
 
     def _contrastive(self, q, c, t, v, valid, ids, idx, rows, n_rows) -> Tensor:
@@ -177,9 +215,14 @@ class ListwiseKLLoss(EmbeddingLoss):
         drop = drop | own.reshape(n, r * p)
         if ids is not None:
             flat = ids.reshape(-1)
-            forbidden = ids[idx].masked_fill(~near, -1)  # ids of the positive and near-top candidates
-            hit = (flat.view(1, -1, 1) == forbidden.unsqueeze(1)) & (forbidden.unsqueeze(1) >= 0)
-            drop = drop | hit.any(-1) | first_occurrence_duplicates(flat).unsqueeze(0)
+            forbidden = ids[idx].masked_fill(
+                ~near, -1
+            )  # ids of the positive and near-top candidates
+            drop = (
+                drop
+                | id_in(flat.unsqueeze(0), forbidden)
+                | first_occurrence_duplicates(flat).unsqueeze(0)
+            )
         drop = drop.clone()
         drop[ar, pos_col] = False
         lse = torch.logsumexp(scores.masked_fill(drop, float("-inf")), dim=1)

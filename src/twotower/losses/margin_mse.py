@@ -42,12 +42,9 @@ DUAL_NEGATIVES: tuple[str, ...] = ("mined", "in_batch")
 def _masked_mse(err: Tensor, valid: Tensor | None) -> Tensor:
     if valid is None:
         return err.pow(2).mean()
-    count = valid.sum()
-    if int(count) == 0:
-        # No real pair in the batch: contribute nothing (but stay in the graph).
-        return err.sum() * 0.0
     # Fill before squaring: padded slots may hold NaN teacher scores, and 0 * NaN gradients are NaN.
-    return err.masked_fill(~valid, 0.0).pow(2).sum() / count
+    # clamp_min(1): a batch without any real pair contributes 0, without a host-device sync.
+    return err.masked_fill(~valid, 0.0).pow(2).sum() / valid.sum().clamp_min(1)
 
 
 class MarginMSELoss(EmbeddingLoss):
@@ -76,7 +73,9 @@ class MarginMSELoss(EmbeddingLoss):
         self.similarity = check_similarity(similarity)
         self.dual_weight = check_weight(dual_weight, "dual_weight")
         if dual_negatives not in DUAL_NEGATIVES:
-            raise ConfigError(f"dual_negatives: must be one of {list(DUAL_NEGATIVES)}, got {dual_negatives!r}")
+            raise ConfigError(
+                f"dual_negatives: must be one of {list(DUAL_NEGATIVES)}, got {dual_negatives!r}"
+            )
         self.dual_negatives = dual_negatives
         if layout is not None:
             self.check_layout(layout)
@@ -87,7 +86,9 @@ class MarginMSELoss(EmbeddingLoss):
 
     def check_layout(self, layout: BatchLayout) -> None:
         if not layout.hard_negatives:
-            raise ConfigError("margin_mse: needs hard-negative documents (l(q, d+, d-)), but the batch has none")
+            raise ConfigError(
+                "margin_mse: needs hard-negative documents (l(q, d+, d-)), but the batch has none"
+            )
         if not layout.teacher_scores:
             raise ConfigError("margin_mse: needs teacher scores, but the batch layout has none")
         if self.uses_mined_queries and not layout.negative_queries:
@@ -142,10 +143,14 @@ class MarginMSELoss(EmbeddingLoss):
             t_pos = batch.teacher_positive_scores[sl].detach()
             t_dneg = batch.teacher_negative_query_scores[sl].detach()  # T(q_i^-(m), d_i)
             err = (s_pos.unsqueeze(1) - s_dneg) - (t_pos.unsqueeze(1) - t_dneg)
-            valid = batch.negative_queries_mask[sl] if batch.negative_queries_mask is not None else None
+            valid = (
+                batch.negative_queries_mask[sl] if batch.negative_queries_mask is not None else None
+            )
             return _masked_mse(err, valid)
         if batch.teacher_pair_scores is None:
-            raise BatchShapeError("margin_mse dual (in_batch): batch.teacher_pair_scores (R, R) is required")
+            raise BatchShapeError(
+                "margin_mse dual (in_batch): batch.teacher_pair_scores (R, R) is required"
+            )
         idx = batch.anchor_index()
         qall = prepare(batch.queries, self.similarity)
         s_dq = d @ qall.T  # (n, R): s(d_i, q_j)

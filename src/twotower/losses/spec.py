@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -138,7 +138,7 @@ class ListwiseSpec(_Spec):
         )
 
 
-LossSpec = Annotated[Union[ContrastiveSpec, MarginMSESpec, ListwiseSpec], Field(discriminator="loss")]  # noqa: UP007
+LossSpec = Annotated[ContrastiveSpec | MarginMSESpec | ListwiseSpec, Field(discriminator="loss")]
 SPEC_TYPES: dict[str, type[_Spec]] = {
     "contrastive": ContrastiveSpec,
     "margin_mse": MarginMSESpec,
@@ -181,10 +181,16 @@ def _friendly(e: ValidationError, raw: Any, where: str) -> ConfigError:
     field = _loc(loc)
     if kind == "literal_error":
         expected = err.get("ctx", {}).get("expected", "")
-        valid = [v.strip().strip("'\"") for v in str(expected).replace(" or ", ",").split(",") if v.strip()]
+        valid = [
+            v.strip().strip("'\"")
+            for v in str(expected).replace(" or ", ",").split(",")
+            if v.strip()
+        ]
         close = difflib.get_close_matches(str(err.get("input")), valid, n=1, cutoff=0.5)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return ConfigError(f"{head}: {field}: {err.get('input')!r} is not valid{hint}; valid: {valid}")
+        return ConfigError(
+            f"{head}: {field}: {err.get('input')!r} is not valid{hint}; valid: {valid}"
+        )
     return ConfigError(f"{head}: {field}: {err['msg']} (got {err.get('input')!r})")
 
 

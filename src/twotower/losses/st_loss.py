@@ -69,14 +69,22 @@ class SentenceTransformerLoss(nn.Module):
     ) -> None:
         super().__init__()
         self.model = model
-        if isinstance(num_negative_query_columns, bool) or not isinstance(num_negative_query_columns, int) or num_negative_query_columns < 0:
-            raise ConfigError(f"num_negative_query_columns: must be an integer >= 0, got {num_negative_query_columns!r}")
+        if (
+            isinstance(num_negative_query_columns, bool)
+            or not isinstance(num_negative_query_columns, int)
+            or num_negative_query_columns < 0
+        ):
+            raise ConfigError(
+                f"num_negative_query_columns: must be an integer >= 0, got {num_negative_query_columns!r}"
+            )
         if num_hard_negative_columns is not None and (
             isinstance(num_hard_negative_columns, bool)
             or not isinstance(num_hard_negative_columns, int)
             or num_hard_negative_columns < 0
         ):
-            raise ConfigError(f"num_hard_negative_columns: must be an integer >= 0, got {num_hard_negative_columns!r}")
+            raise ConfigError(
+                f"num_hard_negative_columns: must be an integer >= 0, got {num_hard_negative_columns!r}"
+            )
         self.num_negative_query_columns = num_negative_query_columns
         self.num_hard_negative_columns = num_hard_negative_columns
         self.layout = BatchLayout(
@@ -98,7 +106,9 @@ class SentenceTransformerLoss(nn.Module):
                 " with dual_weight > 0 and dual_negatives='mined')"
             )
 
-    def embeddings_to_batch(self, embeddings: list[Tensor], labels: Tensor | None) -> EmbeddingBatch:
+    def embeddings_to_batch(
+        self, embeddings: list[Tensor], labels: Tensor | None
+    ) -> EmbeddingBatch:
         m = self.num_negative_query_columns
         k = len(embeddings) - 2 - m
         if k < 0:
@@ -125,7 +135,8 @@ class SentenceTransformerLoss(nn.Module):
         n = batch.queries.shape[0]
         if labels is None:
             raise BatchShapeError("the loss needs teacher scores, but the batch has no labels")
-        labels = labels.detach().to(batch.queries.dtype)
+        # Teacher scores stay at least float32 even when the model runs in bf16/fp16.
+        labels = labels.detach().to(torch.promote_types(batch.queries.dtype, torch.float32))
         if labels.shape == (n,) and k + m == 1:
             labels = labels.unsqueeze(1)
         if labels.shape == (n, 1 + k + m):
@@ -145,13 +156,19 @@ class SentenceTransformerLoss(nn.Module):
         if m:
             batch.teacher_negative_query_scores = t_rest[:, k:]
 
-    def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None) -> Tensor:
+    def forward(
+        self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None
+    ) -> Tensor:
         embeddings = _embed_columns(self.model, list(sentence_features))
         return self.compute_loss_from_embeddings(embeddings, labels)
 
-    def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None) -> Tensor:
+    def compute_loss_from_embeddings(
+        self, embeddings: list[Tensor], labels: Tensor | None
+    ) -> Tensor:
         """sentence-transformers' signature: per-column embeddings + labels."""
-        return self.loss.compute_loss_from_embeddings(self.embeddings_to_batch(list(embeddings), labels))
+        return self.loss.compute_loss_from_embeddings(
+            self.embeddings_to_batch(list(embeddings), labels)
+        )
 
     def get_config_dict(self) -> dict[str, Any]:
         cfg = self.loss.get_config_dict()
