@@ -21,7 +21,7 @@ def embedding_cache_dir() -> Path:
 
 def encode_corpus(encoder: Encoder, corpus: Corpus, *, use_cache: bool = True) -> tuple[np.ndarray, bool]:
     """Document embeddings of ``corpus`` in corpus order, and whether they came from the cache."""
-    path = embedding_cache_dir() / f"{encoder.fingerprint}-{corpus.fingerprint[:24]}.npy"
+    path = embedding_cache_dir() / f"{encoder.fingerprint_for('document')}-{corpus.fingerprint[:24]}.npy"
     if use_cache and path.is_file():
         embeddings = np.load(path)
         if embeddings.shape[0] == len(corpus):

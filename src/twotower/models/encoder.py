@@ -86,6 +86,7 @@ class Encoder:
         }
         self.normalize = normalize
         self.show_progress = show_progress
+        self._fingerprints: dict[str, str] = {}
 
     @classmethod
     def from_name(cls, name_or_path: str, *, device: str | None = None, **kwargs) -> Encoder:
@@ -107,15 +108,26 @@ class Encoder:
 
     @cached_property
     def fingerprint(self) -> str:
-        """Identifies the weights and every setting that changes an embedding."""
-        digest = hashlib.sha256()
-        for key, tensor in self.model.state_dict().items():
-            digest.update(key.encode())
-            digest.update(str(tensor.dtype).encode())
-            digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-        settings = (self.max_length, self.prompts["query"], self.prompts["document"], self.normalize, self.use_bf16())
-        digest.update(repr(settings).encode())
-        return digest.hexdigest()[:24]
+        """Identifies both towers' weights and every setting that changes an embedding."""
+        return hashlib.sha256((self.fingerprint_for("query") + self.fingerprint_for("document")).encode()).hexdigest()[:24]
+
+    def fingerprint_for(self, task: Task) -> str:
+        """Identifies what embeds ``task`` texts: that route's weights and settings only.
+
+        A separate-towers model whose document tower equals a shared model's network gets
+        that model's document fingerprint, so its corpus embeddings come from the cache.
+        """
+        if task not in self._fingerprints:
+            digest = hashlib.sha256()
+            for position, module in enumerate(route_modules(self.model, task)):
+                for key, tensor in module.state_dict().items():
+                    digest.update(f"{position}.{key}".encode())
+                    digest.update(str(tensor.dtype).encode())
+                    digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+            settings = (self.max_length, self.prompts[task], self.normalize, self.use_bf16())
+            digest.update(repr(settings).encode())
+            self._fingerprints[task] = digest.hexdigest()[:24]
+        return self._fingerprints[task]
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self.encode(texts, task="query")
@@ -149,6 +161,19 @@ class Encoder:
                     output[block_start + rows.numpy()] = embeddings.cpu().numpy()
                     progress.update(len(rows))
         return output
+
+
+def route_modules(model, task: Task) -> list:
+    """The modules that embed ``task`` texts, flattening a ``Router`` to its ``task`` route."""
+    from sentence_transformers.base.modules import Router
+
+    modules = []
+    for module in model:
+        if isinstance(module, Router):
+            modules.extend(module.sub_modules[task] if task in module.sub_modules else module.sub_modules[module.default_route])
+        else:
+            modules.append(module)
+    return modules
 
 
 def embedding_dimension(model) -> int:

@@ -93,6 +93,21 @@ def attach_negatives(
     return missing
 
 
+def attach_negative_pool(
+    examples: Sequence[Example], table: Mapping[str, Sequence[str]], collection: Collection, count: int
+) -> int:
+    """Give each example up to ``count`` negatives of its query's row, in table order (no
+    resampling: a frozen index can afford them all). Returns how many got none."""
+    missing = 0
+    for example in examples:
+        positives = collection.positives(example.query_id) if example.query_id else set()
+        picked = [d for d in table.get(example.query_id, []) if d not in positives][:count]
+        example.negative_ids = picked
+        example.negatives = []  # texts are not needed: documents are looked up by row
+        missing += not picked
+    return missing
+
+
 def attach_teacher_scores(
     examples: Sequence[Example], score_pairs: Callable[[list[str], list[str]], Sequence[float]]
 ) -> None:

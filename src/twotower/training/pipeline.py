@@ -14,6 +14,7 @@ import numpy as np
 from twotower.data.collection import Collection, load_collection
 from twotower.training.examples import (
     Example,
+    attach_negative_pool,
     attach_negatives,
     attach_teacher_scores,
     examples_from_collection,
@@ -64,14 +65,19 @@ def prepare_examples(recipe: Recipe, *, device: str | None = None) -> PreparedDa
     if neg.source != "none" and neg.count > 0 and collection is not None:
         model = None if neg.source == "bm25" else (neg.model or recipe.model.name)
         retriever = make_retriever(neg.source, model, alpha=recipe.teacher.alpha, device=device)
-        # A pool several times larger than needed, so each example of a query draws its own.
+        # A pool several times larger than needed, so each example of a query draws its own
+        # (a frozen index takes the whole pool).
+        pool = 4 * neg.count if recipe.model.train_document_tower else neg.count
         table, stats = mine_negatives(
-            collection, retriever, window=RankWindow(*neg.rank_window), count=4 * neg.count, seed=neg.seed,
+            collection, retriever, window=RankWindow(*neg.rank_window), count=pool, seed=neg.seed,
             teacher=teacher if neg.false_negative_margin is not None else None,
             margin=neg.false_negative_margin,
         )
         info["mining"] = stats.to_json()
-        missing = attach_negatives(examples, table, collection, neg.count, neg.seed)
+        if recipe.model.train_document_tower:
+            missing = attach_negatives(examples, table, collection, neg.count, neg.seed)
+        else:
+            missing = attach_negative_pool(examples, table, collection, neg.count)
         info["examples_without_negatives"] = missing
     if teacher is not None:
         attach_teacher_scores(examples, teacher.score_pairs)
@@ -120,4 +126,4 @@ def train_recipe(recipe: Recipe, run_dir: Path, *, resume: bool | None = None, d
     data = prepare_examples(recipe, device=device)
     (run_dir / "data.json").write_text(json.dumps(data.info, indent=2, default=str) + "\n")
     log.info("training on %d examples", len(data.examples))
-    return train_model(recipe, data.examples, run_dir, resume=resume, device=device), data
+    return train_model(recipe, data.examples, run_dir, resume=resume, device=device, collection=data.collection), data

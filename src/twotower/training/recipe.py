@@ -29,6 +29,14 @@ class ModelConfig(Section):
     max_document_length: int = Field(256, gt=0)
     query_prompt: str = ""
     document_prompt: str = ""
+    # False: only the query tower trains; documents are encoded once (frozen index).
+    train_document_tower: bool = True
+
+    @model_validator(mode="after")
+    def _frozen_needs_separate(self) -> ModelConfig:
+        if not self.train_document_tower and self.towers != "separate":
+            raise ValueError("train_document_tower: false needs towers: separate (a shared network cannot freeze one side)")
+        return self
 
 
 class TrainDataConfig(Section):
@@ -89,6 +97,8 @@ class OptimConfig(Section):
     save_steps: int = Field(50, gt=0)
     save_total_limit: int = Field(2, gt=0)
     logging_steps: int = Field(5, gt=0)
+    # WiSE-FT (Wortsman et al. 2022): final weights = a * fine-tuned + (1 - a) * base.
+    wise_ft: float | None = Field(None, gt=0, le=1)
 
 
 class EvalConfig(Section):
@@ -131,6 +141,8 @@ class Recipe(Section):
         needs_teacher = {spec.get("loss") for spec in self.loss} & {"margin_mse", "listwise_kl"}
         if needs_teacher and self.teacher.kind == "none":
             raise ValueError(f"loss {sorted(needs_teacher)} needs teacher scores: set teacher.kind and teacher.model")
+        if needs_teacher and not self.model.train_document_tower:
+            raise ValueError(f"loss {sorted(needs_teacher)} with a frozen document tower is not supported yet")
         if "margin_mse" in needs_teacher and self.negatives.count < 1:
             raise ValueError("loss margin_mse needs hard negatives: set negatives.source and negatives.count >= 1")
         return self

@@ -50,6 +50,53 @@ def _warmup(ratio: float) -> dict:
     return {"warmup_steps": ratio} if major >= 5 else {"warmup_ratio": ratio}
 
 
+def _frozen_document_setup(recipe: Recipe, model, examples: list[Example], negatives: int, collection):
+    """Freeze the document route, encode the corpus once, and label each query with rows."""
+    from datasets import Dataset
+
+    from twotower.models.embedding_cache import encode_corpus
+    from twotower.models.encoder import Encoder, route_modules
+    from twotower.training.frozen_documents import FrozenDocumentsLoss, label_rows
+
+    if collection is None:
+        raise ConfigError("model.train_document_tower: false needs train.data (a collection whose corpus is indexed)")
+    query_params = {id(p) for m in route_modules(model, "query") for p in m.parameters()}
+    for module in route_modules(model, "document"):
+        for parameter in module.parameters():
+            if id(parameter) not in query_params:
+                parameter.requires_grad_(False)
+    encoder = Encoder(model, batch_size=64, name="document tower")
+    documents, cached = encode_corpus(encoder, collection.corpus)
+    log.info("frozen document index: %d documents (%s)", len(documents), "cached" if cached else "encoded")
+    row = collection.corpus.index
+    rows = [e for e in examples if e.positive_id in row]
+    width = max(len(collection.positives(e.query_id)) for e in rows)
+    labels = [
+        label_rows(row[e.positive_id], [row[d] for d in e.negative_ids], sorted(row[d] for d in collection.positives(e.query_id) if d in row),
+                   negatives, width)
+        for e in rows
+    ]
+    import torch
+
+    dataset = Dataset.from_dict({"anchor": [e.query for e in rows], "label": labels})
+    loss = FrozenDocumentsLoss(model, torch.from_numpy(documents), recipe.loss, num_negatives=negatives, num_positive_ids=width)
+    return dataset, loss
+
+
+def _trainable_copy(model) -> dict:
+    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def _interpolate(model, base: dict, alpha: float) -> None:
+    """WiSE-FT: trained weights moved back towards the base, ``alpha`` of the way from it."""
+    import torch
+
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name in base:
+                parameter.mul_(alpha).add_(base[name].to(parameter.device), alpha=1 - alpha)
+
+
 def use_bf16(precision: str, device_type: str) -> bool:
     import torch
 
@@ -65,6 +112,7 @@ def train_model(
     *,
     resume: bool | None = None,
     device: str | None = None,
+    collection=None,
 ) -> TrainOutcome:
     """Fine-tune the recipe's model on ``examples``; the result is saved to ``run_dir/model``.
 
@@ -98,14 +146,18 @@ def train_model(
     )
     negatives = recipe.negatives.count if recipe.negatives.source != "none" else 0
     with_teacher = recipe.teacher.kind != "none"
-    dataset = Dataset.from_dict(to_columns(examples, negatives, with_teacher))
+    device_type = device.split(":")[0] if device else ("cuda" if torch.cuda.is_available() else "cpu")
+    if recipe.model.train_document_tower:
+        dataset = Dataset.from_dict(to_columns(examples, negatives, with_teacher))
+        loss = SentenceTransformerLoss(model, recipe.loss, num_hard_negative_columns=negatives)
+    else:
+        dataset, loss = _frozen_document_setup(recipe, model, examples, negatives, collection)
     if len(dataset) == 0:
         raise ConfigError("no training example has the requested number of negatives")
-    loss = SentenceTransformerLoss(model, recipe.loss, num_hard_negative_columns=negatives)
-    device_type = device.split(":")[0] if device else ("cuda" if torch.cuda.is_available() else "cpu")
     router_mapping = None
     if recipe.model.towers == "separate":
         router_mapping = {c: ("query" if c == "anchor" else "document") for c in dataset.column_names if c != "label"}
+    base_weights = _trainable_copy(model) if recipe.optim.wise_ft is not None else None
     args = SentenceTransformerTrainingArguments(
         output_dir=str(checkpoints),
         num_train_epochs=recipe.optim.epochs,
@@ -135,6 +187,8 @@ def train_model(
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.perf_counter() - started
+    if base_weights is not None:
+        _interpolate(model, base_weights, recipe.optim.wise_ft)
     model_dir = run_dir / "model"
     model.save(str(model_dir))
     (model_dir / FINISHED).write_text(json.dumps({"steps": trainer.state.global_step, "seconds": seconds, "examples": len(dataset)}) + "\n")
