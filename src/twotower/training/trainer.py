@@ -50,6 +50,28 @@ def _warmup(ratio: float) -> dict:
     return {"warmup_steps": ratio} if major >= 5 else {"warmup_ratio": ratio}
 
 
+def last_complete_checkpoint(folder: Path) -> str | None:
+    """The newest checkpoint that was written whole; a kill mid-save leaves a partial one.
+
+    The trainer writes ``trainer_state.json`` last, so a checkpoint without a readable one is
+    incomplete: it is renamed ``*.incomplete`` (kept for inspection, skipped by rotation).
+    """
+    if not folder.is_dir():
+        return None
+    candidates = sorted(
+        (p for p in folder.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()),
+        key=lambda p: int(p.name.split("-")[-1]), reverse=True,
+    )
+    for candidate in candidates:
+        try:
+            json.loads((candidate / "trainer_state.json").read_text())
+            return str(candidate)
+        except (OSError, ValueError):
+            log.warning("%s was not written completely (interrupted save); skipping it", candidate)
+            candidate.rename(candidate.with_name(candidate.name + ".incomplete"))
+    return None
+
+
 def _frozen_document_setup(recipe: Recipe, model, examples: list[Example], negatives: int, collection):
     """Freeze the document route, encode the corpus once, and label each query with rows."""
     from datasets import Dataset
@@ -122,13 +144,12 @@ def train_model(
     import torch
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-    from transformers.trainer_utils import get_last_checkpoint
 
     from twotower.losses.st_loss import SentenceTransformerLoss
     from twotower.models.build import build_model
 
     checkpoints = run_dir / "checkpoints"
-    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    last = last_complete_checkpoint(checkpoints)
     if resume and last is None:
         raise ConfigError(f"--resume: no checkpoint in {checkpoints}")
     if resume is False and checkpoints.exists():
