@@ -71,3 +71,17 @@ def make_batch(
         t[1, 2] = float("nan")  # a pair the teacher did not score
         b.teacher_pair_scores = t
     return b
+
+
+def gradcheck_embeddings(loss, base: EmbeddingBatch) -> bool:
+    """``torch.autograd.gradcheck`` of ``loss`` w.r.t. every embedding block of ``base``."""
+    import dataclasses
+
+    def f(q, d, h, nq):
+        return loss(dataclasses.replace(base, queries=q, positives=d, hard_negatives=h, negative_queries=nq))
+
+    inputs = tuple(
+        t.detach().clone().requires_grad_(True)
+        for t in (base.queries, base.positives, base.hard_negatives, base.negative_queries)
+    )
+    return torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-5)

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from tests.losses._losses_batches import make_batch
+from tests.losses._losses_batches import gradcheck_embeddings, make_batch
 from tests.losses._losses_reference import ref_contrastive
 from twotower.errors import ConfigError
 from twotower.losses import BatchLayout, ContrastiveLoss, SoftmaxGroup, preset_groups
@@ -122,16 +122,7 @@ def test_gradcheck(config):
     loss = ContrastiveLoss(**CONFIGS[config], temperature=0.5)
     base = make_batch(rows=4, dim=3, k=2, m=2, ids=True, ragged=True, seed=2)
 
-    def f(q, d, h, nq):
-        return loss(
-            dataclasses.replace(base, queries=q, positives=d, hard_negatives=h, negative_queries=nq)
-        )
-
-    inputs = tuple(
-        t.detach().clone().requires_grad_(True)
-        for t in (base.queries, base.positives, base.hard_negatives, base.negative_queries)
-    )
-    assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-5)
+    assert gradcheck_embeddings(loss, base)
 
 
 def test_gradcheck_own_negatives_dot():
@@ -144,16 +135,7 @@ def test_gradcheck_own_negatives_dot():
     )
     base = make_batch(rows=4, dim=3, k=2, m=2, ids=True, seed=3)
 
-    def f(q, d, h, nq):
-        return loss(
-            dataclasses.replace(base, queries=q, positives=d, hard_negatives=h, negative_queries=nq)
-        )
-
-    inputs = tuple(
-        t.detach().clone().requires_grad_(True)
-        for t in (base.queries, base.positives, base.hard_negatives, base.negative_queries)
-    )
-    assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-5)
+    assert gradcheck_embeddings(loss, base)
 
 
 def test_float32_and_no_grad_inputs():

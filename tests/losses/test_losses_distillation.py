@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from tests.losses._losses_batches import make_batch
+from tests.losses._losses_batches import gradcheck_embeddings, make_batch
 from tests.losses._losses_reference import ref_listwise, ref_margin_mse
 from twotower.errors import ConfigError
 from twotower.losses import BatchLayout, BatchShapeError, ListwiseKLLoss, MarginMSELoss
@@ -60,16 +60,7 @@ def test_margin_mse_gradcheck(config):
         rows=4, dim=3, k=2, m=2, ragged=True, ids=True, teacher=True, pair_scores=True, seed=1
     )
 
-    def f(q, d, h, nq):
-        return loss(
-            dataclasses.replace(base, queries=q, positives=d, hard_negatives=h, negative_queries=nq)
-        )
-
-    inputs = tuple(
-        t.detach().clone().requires_grad_(True)
-        for t in (base.queries, base.positives, base.hard_negatives, base.negative_queries)
-    )
-    assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-5)
+    assert gradcheck_embeddings(loss, base)
 
 
 def test_margin_mse_teacher_scores_get_no_gradient():

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
 import yaml
 
-from tests.losses._losses_batches import make_batch
+from tests.losses._losses_batches import gradcheck_embeddings, make_batch
 from tests.losses._losses_reference import ref_contrastive, ref_listwise, ref_margin_mse
 from twotower.errors import ConfigError
 from twotower.losses import (
@@ -57,16 +55,7 @@ def test_combined_gradcheck():
     loss = build_loss(yaml.safe_load(RECIPE)["loss"])
     base = make_batch(rows=4, dim=3, k=2, m=2, ids=True, ragged=True, teacher=True, seed=1)
 
-    def f(q, d, h, nq):
-        return loss(
-            dataclasses.replace(base, queries=q, positives=d, hard_negatives=h, negative_queries=nq)
-        )
-
-    inputs = tuple(
-        t.detach().clone().requires_grad_(True)
-        for t in (base.queries, base.positives, base.hard_negatives, base.negative_queries)
-    )
-    assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-5)
+    assert gradcheck_embeddings(loss, base)
 
 
 def test_spec_union_is_importable_and_discriminated():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -22,20 +22,20 @@ def eval_command(
     model: Annotated[list[str], typer.Option("--model", "-m", help="bm25, a model name, or a model folder; repeatable")],
     data: Annotated[list[str], typer.Option("--data", "-d", help="collection name or folder; repeatable")],
     split: Annotated[str, typer.Option(help="qrels split")] = "test",
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="write results JSON here")] = None,
-    fusion: Annotated[Optional[str], typer.Option(help="also fuse each dense model with BM25: linear or rrf")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="write results JSON here")] = None,
+    fusion: Annotated[str | None, typer.Option(help="also fuse each dense model with BM25: linear or rrf")] = None,
     alpha: Annotated[float, typer.Option(help="weight of BM25 in linear fusion")] = 0.5,
     batch_size: Annotated[int, typer.Option(help="encoding batch size")] = 64,
-    max_length: Annotated[Optional[int], typer.Option(help="max tokens per text (model default if unset)")] = None,
+    max_length: Annotated[int | None, typer.Option(help="max tokens per text (model default if unset)")] = None,
     precision: Annotated[str, typer.Option(help="fp32, bf16 or auto")] = "fp32",
     metrics: Annotated[str, typer.Option(help="comma-separated metrics")] = ",".join(DEFAULT_METRICS),
-    data_dir: Annotated[Optional[Path], typer.Option(help="folder holding collections by name")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="folder holding collections by name")] = None,
     ignore_identical_ids: Annotated[
-        Optional[bool], typer.Option("--ignore-identical-ids/--keep-identical-ids",
+        bool | None, typer.Option("--ignore-identical-ids/--keep-identical-ids",
                                      help="drop a retrieved document whose id is the query's (default: on when queries are corpus documents)")
     ] = None,
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="reuse cached corpus embeddings")] = True,
-    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 … (default: best available)")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 … (default: best available)")] = None,
 ) -> None:
     """Evaluate retrievers with trec_eval metrics (pytrec_eval) on judged queries."""
     metric_list = [m.strip() for m in metrics.split(",") if m.strip()]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -23,14 +23,14 @@ def probe_command(
     data: Annotated[str, typer.Option("--data", "-d", help="collection name or folder")],
     split: Annotated[str, typer.Option(help="qrels split")] = "test",
     output: Annotated[Path, typer.Option("--output", "-o", help="folder for PNGs, probe.md, probe.json")] = Path("probe"),
-    label: Annotated[Optional[list[str]], typer.Option(help="a label per --model (default: folder or model name)")] = None,
+    label: Annotated[list[str] | None, typer.Option(help="a label per --model (default: folder or model name)")] = None,
     temperature: Annotated[float, typer.Option(help="softmax temperature of the negative-sampling view")] = 0.05,
     tsne: Annotated[bool, typer.Option("--tsne/--no-tsne", help="fit t-SNE (slowest part)")] = True,
     tsne_queries: Annotated[int, typer.Option(help="queries sampled for t-SNE")] = 300,
     seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
     batch_size: Annotated[int, typer.Option(help="encoding batch size")] = 64,
-    data_dir: Annotated[Optional[Path], typer.Option(help="folder holding collections by name")] = None,
-    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, …")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="folder holding collections by name")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, …")] = None,
 ) -> None:
     """Probe embedding spaces: t-SNE, top-1 similarity, alignment/uniformity, anisotropy, DANCE's view."""
     from twotower.analysis import run_probe
@@ -43,7 +43,7 @@ def probe_command(
     collection = load_collection(data, split, data_dir)
     towers = [
         tower_embeddings(Encoder.from_name(name, device=device, batch_size=batch_size), collection, lab)
-        for name, lab in zip(model, labels)
+        for name, lab in zip(model, labels, strict=True)
     ]
     result = run_probe(
         towers, collection.qrels, output, seed=seed, temperature=temperature, tsne=tsne,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -13,12 +13,12 @@ from twotower.training.pipeline import default_run_dir
 from twotower.training.recipe import load_recipe
 
 RecipeArg = Annotated[Path, typer.Argument(help="YAML recipe (see recipes/)")]
-SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="override a field: key.sub=value (repeatable)")]
-OutOpt = Annotated[Optional[Path], typer.Option("--output-dir", help="run folder (default: runs/<recipe name>)")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a field: key.sub=value (repeatable)")]
+OutOpt = Annotated[Path | None, typer.Option("--output-dir", help="run folder (default: runs/<recipe name>)")]
 ResumeOpt = Annotated[
-    Optional[bool], typer.Option("--resume/--restart", help="continue from the last checkpoint / start afresh (default: resume if one exists)")
+    bool | None, typer.Option("--resume/--restart", help="continue from the last checkpoint / start afresh (default: resume if one exists)")
 ]
-DeviceOpt = Annotated[Optional[str], typer.Option(help="cpu, cuda, … (default: best available)")]
+DeviceOpt = Annotated[str | None, typer.Option(help="cpu, cuda, … (default: best available)")]
 
 
 @user_errors
@@ -36,7 +36,7 @@ def train_command(recipe: RecipeArg, set_: SetOpt = None, output_dir: OutOpt = N
 @user_errors
 def run_command(recipe: RecipeArg, set_: SetOpt = None, output_dir: OutOpt = None, resume: ResumeOpt = None,
                 device: DeviceOpt = None,
-                probe: Annotated[Optional[bool], typer.Option("--probe/--no-probe", help="probe base vs trained embeddings (default: recipe's eval.probe)")] = None,
+                probe: Annotated[bool | None, typer.Option("--probe/--no-probe", help="probe base vs trained embeddings (default: recipe's eval.probe)")] = None,
                 retrain: Annotated[bool, typer.Option(help="train again even if the run folder holds this recipe's model")] = False) -> None:
     """Train, evaluate base vs trained vs BM25 on the recipe's collections, and write report.md."""
     from twotower.training.report import rich_comparison

@@ -37,7 +37,7 @@ def to_run(
     run: Run = {}
     for row, query_id in enumerate(query_ids):
         ranked = {}
-        for score, index in zip(scores[row].tolist(), indices[row].tolist()):
+        for score, index in zip(scores[row].tolist(), indices[row].tolist(), strict=True):
             doc_id = doc_ids[index]
             if ignore_identical_ids and doc_id == query_id:
                 continue
