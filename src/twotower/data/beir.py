@@ -44,13 +44,15 @@ def iter_corpus(path: str | Path) -> Iterator[Document]:
 class Corpus:
     """The documents of a collection, held once: ids and the indexed text (title + body).
 
+    Documents stream from the file into these two lists; nothing else keeps a copy (BM25 and
+    the encoder read ``texts`` in place).
+
     ``fingerprint`` is a SHA-256 over ids and texts, used to key embedding caches.
     """
 
     path: Path | None
     ids: list[str]
     texts: list[str]
-    titles: list[str]
     fingerprint: str
     empty_documents: int = 0
     _index: dict[str, int] | None = field(default=None, repr=False)
@@ -71,7 +73,6 @@ class Corpus:
     def from_documents(cls, documents: Iterator[Document] | list[Document], path: Path | None = None) -> Corpus:
         ids: list[str] = []
         texts: list[str] = []
-        titles: list[str] = []
         seen: dict[str, int] = {}
         digest = hashlib.sha256()
         empty = 0
@@ -87,14 +88,13 @@ class Corpus:
                 empty += 1
             ids.append(doc.id)
             texts.append(text)
-            titles.append(doc.title)
             digest.update(doc.id.encode())
             digest.update(b"\0")
             digest.update(text.encode())
             digest.update(b"\0")
         if not ids:
             raise InputError("the corpus has no documents", path=path)
-        corpus = cls(path, ids, texts, titles, digest.hexdigest(), empty)
+        corpus = cls(path, ids, texts, digest.hexdigest(), empty)
         corpus._index = {doc_id: i for i, doc_id in enumerate(ids)}
         return corpus
 

@@ -21,16 +21,15 @@ log = logging.getLogger(__name__)
 BASE, TRAINED = "base", "trained"
 
 
-def _encoder(recipe: Recipe, model_name_or_path: str, label: str, device: str | None) -> Encoder:
+def _base_encoder(recipe: Recipe, device: str | None) -> Encoder:
+    """The untrained model as the recipe would use it (its prompts and max length)."""
     from twotower.models.build import build_model
 
     model = build_model(
-        model_name_or_path, towers="shared", max_length=recipe.model.max_document_length,
-        query_prompt=recipe.model.query_prompt, document_prompt=recipe.model.document_prompt, device=device,
-    ) if label == BASE else None
-    if model is None:
-        return Encoder.from_name(model_name_or_path, device=device, batch_size=recipe.eval.batch_size, name=label)
-    return Encoder(model, batch_size=recipe.eval.batch_size, name=label)
+        recipe.model.name, max_length=recipe.model.max_document_length, query_prompt=recipe.model.query_prompt,
+        document_prompt=recipe.model.document_prompt, device=device,
+    )
+    return Encoder(model, batch_size=recipe.eval.batch_size, name=BASE)
 
 
 def run_recipe(
@@ -57,8 +56,8 @@ def run_recipe(
     start = time.perf_counter()
     encoders = []
     if recipe.eval.base_model:
-        encoders.append(_encoder(recipe, recipe.model.name, BASE, device))
-    encoders.append(_encoder(recipe, str(model_dir), TRAINED, device))
+        encoders.append(_base_encoder(recipe, device))
+    encoders.append(Encoder.from_name(str(model_dir), device=device, batch_size=recipe.eval.batch_size, name=TRAINED))
     results: list[EvalResult] = []
     from twotower.data.collection import load_collection
 
