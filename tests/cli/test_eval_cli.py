@@ -25,6 +25,7 @@ def test_bm25_and_dense_eval_writes_json(tiny_collection, tiny_model, tmp_path):
     # BM25 finds each answer at rank 1 on this toy collection.
     assert bm25["metrics"]["mrr@10"] == pytest.approx(1.0)
     assert "corpus_encode_s" in payload["results"][1]["timings"]
+    assert payload["models"] == {str(tiny_model): str(tiny_model.resolve())}
 
 
 @pytest.mark.parametrize(

@@ -62,5 +62,9 @@ def eval_command(
     Console().print()
     print_results(results, Console())
     if output:
-        write_json(output, {"results": [r.to_json() for r in results], "wall_s": time.perf_counter() - started})
+        from twotower.models.resolve import resolve_model
+
+        resolved = {name: resolve_model(name) for name in dense_names}
+        write_json(output, {"results": [r.to_json() for r in results], "models": resolved,
+                            "wall_s": time.perf_counter() - started})
         Console(stderr=True).print(f"wrote {output}")
