@@ -1,4 +1,4 @@
-"""Training examples: (query, positive, hard negatives, teacher scores) rows for the trainer.
+"""Training examples: (query, positive, hard negatives, negative queries, teacher scores) rows.
 
 Negatives come from a negatives table (query id → ranked candidate doc ids) that is a plain
 mapping, so a refresher (ANCE) can later hand the data pipeline a new one between epochs.
@@ -15,6 +15,8 @@ from twotower.data.collection import Collection
 from twotower.data.jsonl import iter_jsonl, require_string
 from twotower.errors import InputError
 
+NEGATIVE_QUERY_COLUMN = "negative_query_"
+
 
 @dataclass
 class Example:
@@ -24,7 +26,11 @@ class Example:
     query_id: str | None = None
     positive_id: str | None = None
     negative_ids: list[str] = field(default_factory=list)
-    teacher: list[float] | None = None  # [T(q, d+), T(q, d-_1), ...]
+    # DANCE: negative queries for the positive document (METHODS §2).
+    negative_queries: list[str] = field(default_factory=list)
+    negative_query_ids: list[str] = field(default_factory=list)
+    # [T(q, d+), T(q, d-_1..K), T(q-_1..M, d+)]
+    teacher: list[float] | None = None
 
 
 def examples_from_collection(collection: Collection, max_examples: int | None = None) -> list[Example]:
@@ -108,29 +114,82 @@ def attach_negative_pool(
     return missing
 
 
+def attach_negative_queries(
+    examples: Sequence[Example],
+    table: Mapping[str, Sequence[str]],
+    collection: Collection,
+    count: int,
+    seed: int,
+) -> int:
+    """Give each example ``count`` negative queries sampled from its positive document's row of
+    ``table`` (document id → mined negative query ids), deterministically for a ``seed``.
+
+    Never the example's own query nor a query that has the document as a positive; a row with
+    too few candidates repeats them. Returns how many examples had no candidate (they keep none
+    and are dropped by :func:`to_columns`).
+    """
+    rng = random.Random(seed)
+    missing = 0
+    for example in examples:
+        doc = example.positive_id
+        candidates = [
+            q for q in table.get(doc, []) if q != example.query_id and doc not in collection.positives(q)
+        ] if doc is not None else []
+        if not candidates:
+            missing += 1
+            example.negative_query_ids, example.negative_queries = [], []
+            continue
+        picked = rng.sample(candidates, count) if len(candidates) >= count else [rng.choice(candidates) for _ in range(count)]
+        example.negative_query_ids = picked
+        example.negative_queries = [collection.queries[q] for q in picked]
+    return missing
+
+
 def attach_teacher_scores(
     examples: Sequence[Example], score_pairs: Callable[[list[str], list[str]], Sequence[float]]
 ) -> None:
-    """Teacher scores for each example's positive and negatives, batched in one call."""
+    """Teacher scores for each example, batched in one call:
+    [T(q, d+), T(q, d-_1..K), T(q-_1..M, d+)] (the negative queries against the positive)."""
     queries, documents = [], []
     for example in examples:
         for doc in [example.positive, *example.negatives]:
             queries.append(example.query)
             documents.append(doc)
+        for negative_query in example.negative_queries:
+            queries.append(negative_query)
+            documents.append(example.positive)
     scores = list(map(float, score_pairs(queries, documents)))
     position = 0
     for example in examples:
-        width = 1 + len(example.negatives)
+        width = 1 + len(example.negatives) + len(example.negative_queries)
         example.teacher = scores[position : position + width]
         position += width
 
 
-def to_columns(examples: Sequence[Example], negatives: int, with_teacher: bool) -> dict[str, list]:
-    """Columns in sentence-transformers' order: anchor, positive, negative_1..k, [label]."""
-    rows = [e for e in examples if len(e.negatives) >= negatives]
+def to_columns(
+    examples: Sequence[Example], negatives: int, with_teacher: bool, negative_queries: int = 0
+) -> dict[str, list]:
+    """Columns in sentence-transformers' order: anchor, positive, negative_1..K,
+    negative_query_1..M, [label = T(q, d+), T(q, d-_1..K), T(q-_1..M, d+)].
+
+    Examples with fewer than K negatives or M negative queries are left out.
+    """
+    rows = [e for e in examples if len(e.negatives) >= negatives and len(e.negative_queries) >= negative_queries]
     columns: dict[str, list] = {"anchor": [e.query for e in rows], "positive": [e.positive for e in rows]}
     for k in range(negatives):
         columns[f"negative_{k + 1}"] = [e.negatives[k] for e in rows]
+    for m in range(negative_queries):
+        columns[f"{NEGATIVE_QUERY_COLUMN}{m + 1}"] = [e.negative_queries[m] for e in rows]
     if with_teacher:
-        columns["label"] = [list(e.teacher[: 1 + negatives]) for e in rows]  # type: ignore[index]
+        labels = []
+        for e in rows:
+            teacher = list(e.teacher)  # type: ignore[arg-type]
+            start = 1 + len(e.negatives)  # negative-query scores follow all of the row's negatives
+            labels.append(teacher[: 1 + negatives] + teacher[start : start + negative_queries])
+        columns["label"] = labels
     return columns
+
+
+def is_query_column(name: str) -> bool:
+    """Whether a column of :func:`to_columns` holds queries (anchor, negative_query_*)."""
+    return name == "anchor" or name.startswith(NEGATIVE_QUERY_COLUMN)

@@ -15,6 +15,7 @@ from twotower.data.collection import Collection, load_collection
 from twotower.training.examples import (
     Example,
     attach_negative_pool,
+    attach_negative_queries,
     attach_negatives,
     attach_teacher_scores,
     examples_from_collection,
@@ -62,6 +63,7 @@ def prepare_examples(recipe: Recipe, *, device: str | None = None) -> PreparedDa
         examples = examples_from_collection(collection, recipe.train.max_examples)
     teacher = _teacher(recipe, collection, device)
     neg = recipe.negatives
+    retriever = None
     if neg.source != "none" and neg.count > 0 and collection is not None:
         model = None if neg.source == "bm25" else (neg.model or recipe.model.name)
         retriever = make_retriever(neg.source, model, alpha=recipe.teacher.alpha, device=device)
@@ -79,13 +81,72 @@ def prepare_examples(recipe: Recipe, *, device: str | None = None) -> PreparedDa
         else:
             missing = attach_negative_pool(examples, table, collection, neg.count)
         info["examples_without_negatives"] = missing
+    if neg.negative_queries > 0:
+        _attach_negative_queries(recipe, examples, collection, device, info, retriever)
     if teacher is not None:
         attach_teacher_scores(examples, teacher.score_pairs)
+        keep = None
+        if recipe.teacher.drop_below_percentile is not None:
+            keep = weak_query_filter(examples, recipe.teacher.drop_below_percentile)
         if recipe.teacher.normalize:
-            _normalise_teacher(examples, info)
+            _normalise_teacher(examples, info)  # bounds over the whole collection, before dropping
+        if keep is not None:
+            before_queries = len({_query_key(e) for e in examples})
+            before = len(examples)
+            examples = [e for e in examples if _query_key(e) in keep]
+            info["weak_queries_dropped"] = before_queries - len(keep)
+            info["weak_query_examples_dropped"] = before - len(examples)
+            log.info("dropped %d of %d queries whose best teacher score is below the %gth percentile",
+                     before_queries - len(keep), before_queries, recipe.teacher.drop_below_percentile)
     info["examples"] = len(examples)
     info["prepare_s"] = time.perf_counter() - started
     return PreparedData(examples, collection, info)
+
+
+def _attach_negative_queries(recipe: Recipe, examples: list[Example], collection: Collection | None,
+                             device: str | None, info: dict[str, Any], retriever=None) -> None:
+    """DANCE negative queries (METHODS §2): for each positive document, the training queries its
+    embedding retrieves (ranks ``negative_query_window``, never a query with the document as a
+    positive), 20 sampled per document (or M if more), then M per example. ``retriever``: the one
+    that mined the hard negatives, if any (else ``negatives.source``, or dense with the model)."""
+    from twotower.errors import ConfigError
+    from twotower.negatives.mine import RankWindow
+    from twotower.negatives.queries import mine_negative_queries
+    from twotower.negatives.retrievers import make_retriever
+
+    neg = recipe.negatives
+    if collection is None:
+        raise ConfigError("negatives.negative_queries mines a collection's training queries: set train.data")
+    if retriever is None:
+        source = neg.source if neg.source != "none" else "dense"
+        model = None if source == "bm25" else (neg.model or recipe.model.name)
+        retriever = make_retriever(source, model, alpha=recipe.teacher.alpha, device=device)
+    table, stats = mine_negative_queries(
+        collection, retriever, window=RankWindow(*neg.negative_query_window),
+        count=max(20, neg.negative_queries), seed=neg.seed,
+    )
+    info["negative_query_mining"] = stats.to_json()
+    info["examples_without_negative_queries"] = attach_negative_queries(
+        examples, table, collection, neg.negative_queries, neg.seed)
+
+
+def _query_key(example: Example) -> str:
+    return example.query_id if example.query_id is not None else example.query
+
+
+def weak_query_filter(examples: list[Example], percentile: float) -> set[str]:
+    """The queries to keep (ids, or texts for id-less pairs): those whose best teacher score over
+    their documents (positive and hard negatives, all of the query's examples) is not below the
+    ``percentile``-th percentile of the queries' best scores (Tamber et al. 2025; METHODS §5)."""
+    from twotower.teachers.normalize import keep_queries
+
+    scores: dict[str, dict[str, float]] = {}
+    for index, example in enumerate(examples):
+        documents = (example.teacher or [])[: 1 + len(example.negatives)]  # not T(q-, d+)
+        per_query = scores.setdefault(_query_key(example), {})
+        for slot, score in enumerate(documents):
+            per_query[f"{index}:{slot}"] = float(score)
+    return set(keep_queries(scores, percentile))
 
 
 def _normalise_teacher(examples: list[Example], info: dict[str, Any]) -> None:

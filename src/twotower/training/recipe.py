@@ -46,6 +46,9 @@ class TrainDataConfig(Section):
     split: str = "train"
     pairs: str | None = None  # JSONL: {"query", "positive", "negatives"?} texts
     max_examples: int | None = Field(None, gt=0)
+    # Truncate documents to this many tokens while training only (CPU budgets); the saved model
+    # keeps model.max_document_length, so evaluation is unchanged. None: model.max_document_length.
+    max_document_length: int | None = Field(None, gt=0)
 
     @model_validator(mode="after")
     def _one_source(self) -> TrainDataConfig:
@@ -61,13 +64,18 @@ class NegativesConfig(Section):
     rank_window: tuple[int, int] = (10, 100)
     false_negative_margin: float | None = None  # needs a teacher
     seed: int = 0
-    negative_queries: int = Field(0, ge=0)  # DANCE: mined negative queries per document
+    # DANCE (METHODS §2): M mined negative queries per example, columns after the hard negatives.
+    # Mined for each positive document among the training queries (never one that has the
+    # document as a positive), ranks negative_query_window, with the retriever of ``source``
+    # (``dense`` with ``model`` when source is none).
+    negative_queries: int = Field(0, ge=0)
+    negative_query_window: tuple[int, int] = (1, 200)
 
-    @field_validator("rank_window")
+    @field_validator("rank_window", "negative_query_window")
     @classmethod
-    def _window(cls, value: tuple[int, int]) -> tuple[int, int]:
+    def _window(cls, value: tuple[int, int], info) -> tuple[int, int]:
         if not 1 <= value[0] <= value[1]:
-            raise ValueError(f"rank_window must be [first, last] with 1 <= first <= last, got {list(value)}")
+            raise ValueError(f"{info.field_name} must be [first, last] with 1 <= first <= last, got {list(value)}")
         return value
 
 
@@ -76,6 +84,9 @@ class TeacherConfig(Section):
     model: str | None = None
     alpha: float = Field(0.5, ge=0, le=1)  # fusion: weight of BM25
     normalize: bool = False  # percentile min-max per collection (METHODS §5)
+    # Listwise distillation (METHODS §5): drop the queries whose best teacher score (over their
+    # positive and hard negatives) is below this percentile of the queries' best scores (25).
+    drop_below_percentile: float | None = Field(None, ge=0, lt=100)
 
     @model_validator(mode="after")
     def _model_needed(self) -> TeacherConfig:
@@ -145,7 +156,46 @@ class Recipe(Section):
             raise ValueError(f"loss {sorted(needs_teacher)} with a frozen document tower is not supported yet")
         if "margin_mse" in needs_teacher and self.negatives.count < 1:
             raise ValueError("loss margin_mse needs hard negatives: set negatives.source and negatives.count >= 1")
+        if self.teacher.drop_below_percentile is not None and self.teacher.kind == "none":
+            raise ValueError("teacher.drop_below_percentile filters queries by teacher score: set teacher.kind and teacher.model")
+        self._check_negative_queries()
         return self
+
+    def _check_negative_queries(self) -> None:
+        from twotower.losses.spec import build_loss
+
+        specs = parse_loss_specs(self.loss)
+        for spec in specs:
+            if spec.loss != "margin_mse" or spec.dual_weight <= 0:
+                continue
+            if spec.dual_negatives == "in_batch":
+                raise ValueError(
+                    "loss margin_mse with dual_negatives: in_batch needs teacher scores for every (query, document)"
+                    " pair of a batch, which training does not compute; use dual_negatives: mined with"
+                    " negatives.negative_queries >= 1"
+                )
+            if self.negatives.negative_queries < 1:
+                raise ValueError(
+                    "loss margin_mse with dual_weight > 0 (dual_negatives: mined) needs mined negative queries:"
+                    " set negatives.negative_queries >= 1"
+                )
+        m = self.negatives.negative_queries
+        if m == 0:
+            return
+        try:
+            reads = build_loss(specs).reads
+        except ConfigError as exc:  # as a ValueError, so the message gains file and line
+            raise ValueError(str(exc)) from None
+        if "negative_queries" not in reads:
+            raise ValueError(
+                f"negatives.negative_queries: {m}, but no loss reads negative queries; they need a contrastive"
+                " d2q block (preset mnrl_dual or samtone_both, or directions with d2q) or margin_mse with"
+                " dual_weight > 0 — or set negatives.negative_queries: 0"
+            )
+        if not self.model.train_document_tower:
+            raise ValueError("negatives.negative_queries needs the document tower to train (model.train_document_tower: true)")
+        if self.train.pairs:
+            raise ValueError("negatives.negative_queries mines from a collection's queries: use train.data, not train.pairs")
 
 
 # --- loading, overrides and error messages ----------------------------------------------------

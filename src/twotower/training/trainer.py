@@ -11,7 +11,7 @@ from pathlib import Path
 
 from twotower.errors import ConfigError
 from twotower.models.encoder import bf16_supported
-from twotower.training.examples import Example, to_columns
+from twotower.training.examples import Example, is_query_column, to_columns
 from twotower.training.recipe import Recipe
 
 log = logging.getLogger(__name__)
@@ -119,6 +119,15 @@ def _interpolate(model, base: dict, alpha: float) -> None:
                 parameter.mul_(alpha).add_(base[name].to(parameter.device), alpha=1 - alpha)
 
 
+def _set_max_length(model, length: int) -> None:
+    """Set every transformer module's token limit (both routes of separate towers)."""
+    from sentence_transformers.sentence_transformer.modules import Transformer
+
+    for module in model.modules():
+        if isinstance(module, Transformer):
+            module.max_seq_length = length
+
+
 def use_bf16(precision: str, device_type: str) -> bool:
     import torch
 
@@ -162,22 +171,24 @@ def train_model(
     torch.manual_seed(recipe.optim.seed)
     model = build_model(
         recipe.model.name, towers=recipe.model.towers, pooling=recipe.model.pooling,
-        max_length=recipe.model.max_document_length, query_prompt=recipe.model.query_prompt,
+        max_length=recipe.train.max_document_length or recipe.model.max_document_length, query_prompt=recipe.model.query_prompt,
         document_prompt=recipe.model.document_prompt, device=device,
     )
     negatives = recipe.negatives.count if recipe.negatives.source != "none" else 0
     with_teacher = recipe.teacher.kind != "none"
     device_type = device.split(":")[0] if device else ("cuda" if torch.cuda.is_available() else "cpu")
+    negative_queries = recipe.negatives.negative_queries
     if recipe.model.train_document_tower:
-        dataset = Dataset.from_dict(to_columns(examples, negatives, with_teacher))
-        loss = SentenceTransformerLoss(model, recipe.loss, num_hard_negative_columns=negatives)
+        dataset = Dataset.from_dict(to_columns(examples, negatives, with_teacher, negative_queries))
+        loss = SentenceTransformerLoss(model, recipe.loss, num_hard_negative_columns=negatives,
+                                       num_negative_query_columns=negative_queries)
     else:
         dataset, loss = _frozen_document_setup(recipe, model, examples, negatives, collection)
     if len(dataset) == 0:
         raise ConfigError("no training example has the requested number of negatives")
     router_mapping = None
     if recipe.model.towers == "separate":
-        router_mapping = {c: ("query" if c == "anchor" else "document") for c in dataset.column_names if c != "label"}
+        router_mapping = {c: ("query" if is_query_column(c) else "document") for c in dataset.column_names if c != "label"}
     base_weights = _trainable_copy(model) if recipe.optim.wise_ft is not None else None
     args = SentenceTransformerTrainingArguments(
         output_dir=str(checkpoints),
@@ -208,8 +219,15 @@ def train_model(
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.perf_counter() - started
+    if trainer.state.global_step == 0:  # the trainer only warns, and the model would be the base
+        raise ConfigError(
+            f"no training step ran: no batch of {recipe.optim.batch_size} rows without a repeated text could be"
+            f" formed from {len(dataset)} examples; lower optim.batch_size"
+        )
     if base_weights is not None:
         _interpolate(model, base_weights, recipe.optim.wise_ft)
+    if recipe.train.max_document_length:  # training-only truncation: save the evaluation length
+        _set_max_length(model, recipe.model.max_document_length)
     model_dir = run_dir / "model"
     model.save(str(model_dir))
     (model_dir / FINISHED).write_text(json.dumps({"steps": trainer.state.global_step, "seconds": seconds, "examples": len(dataset)}) + "\n")
