@@ -43,9 +43,8 @@ def bf16_supported(device: torch.device) -> bool:
 def load_sentence_transformer(name_or_path: str, device: str | None = None, *, trust_remote_code: bool = False):
     from sentence_transformers import SentenceTransformer
 
-    from twotower.models.resolve import resolve_model
-
     from twotower.errors import ResolutionError
+    from twotower.models.resolve import resolve_model
 
     path = resolve_model(name_or_path)
     try:
@@ -70,12 +69,18 @@ class Encoder:
         normalize: bool = True,
         show_progress: bool = True,
         name: str | None = None,
+        max_batch_tokens: int | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if max_batch_tokens is not None and max_batch_tokens < 1:
+            raise ValueError(f"max_batch_tokens must be positive, got {max_batch_tokens}")
         self.model = model
         self.name = name or getattr(model, "model_card_data", None) and model.model_card_data.base_model or "model"
         self.batch_size = batch_size
+        # Token budget per batch (rows x padded width): short texts (queries) go in larger
+        # batches, long ones in smaller; None keeps ``batch_size`` texts per batch.
+        self.max_batch_tokens = max_batch_tokens
         if max_length is not None:
             model.max_seq_length = max_length
         self.precision = precision
@@ -87,6 +92,7 @@ class Encoder:
         self.normalize = normalize
         self.show_progress = show_progress
         self._fingerprints: dict[str, str] = {}
+        self._weight_digests: dict[tuple[int, ...], object] = {}
 
     @classmethod
     def from_name(cls, name_or_path: str, *, device: str | None = None, **kwargs) -> Encoder:
@@ -118,12 +124,18 @@ class Encoder:
         that model's document fingerprint, so its corpus embeddings come from the cache.
         """
         if task not in self._fingerprints:
-            digest = hashlib.sha256()
-            for position, module in enumerate(route_modules(self.model, task)):
-                for key, tensor in module.state_dict().items():
-                    digest.update(f"{position}.{key}".encode())
-                    digest.update(str(tensor.dtype).encode())
-                    digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+            modules = route_modules(self.model, task)
+            route = tuple(id(m) for m in modules)
+            weights = self._weight_digests.get(route)
+            if weights is None:  # a shared network: both routes hash the weights once
+                weights = hashlib.sha256()
+                for position, module in enumerate(modules):
+                    for key, tensor in module.state_dict().items():
+                        weights.update(f"{position}.{key}".encode())
+                        weights.update(str(tensor.dtype).encode())
+                        weights.update(memoryview(tensor.detach().cpu().contiguous().view(torch.uint8).numpy()))
+                self._weight_digests[route] = weights
+            digest = weights.copy()
             settings = (self.max_length, self.prompts[task], self.normalize, self.use_bf16())
             digest.update(repr(settings).encode())
             self._fingerprints[task] = digest.hexdigest()[:24]
@@ -137,21 +149,25 @@ class Encoder:
 
     @torch.inference_mode()
     def encode(self, texts: Sequence[str], *, task: Task, desc: str | None = None) -> np.ndarray:
+        """Embeddings of ``texts`` in input order. Each distinct text is tokenised and encoded
+        once; texts are sorted by token length so a batch pads little."""
         self.model.eval()
         dim = embedding_dimension(self.model)
-        output = np.empty((len(texts), dim), dtype=np.float32)
-        progress = tqdm(total=len(texts), desc=desc or ("Encoding queries" if task == "query" else "Encoding documents"), unit="text", disable=not self.show_progress)
+        distinct: dict[str, int] = {}
+        slots = np.fromiter((distinct.setdefault(t, len(distinct)) for t in texts), dtype=np.int64, count=len(texts))
+        unique = list(distinct)
+        output = np.empty((len(unique), dim), dtype=np.float32)
+        progress = tqdm(total=len(unique), desc=desc or ("Encoding queries" if task == "query" else "Encoding documents"), unit="text", disable=not self.show_progress)
         autocast = (
             torch.autocast(self.device.type, dtype=torch.bfloat16) if self.use_bf16() else contextlib.nullcontext()
         )
         with progress, autocast:
-            for block_start in range(0, len(texts), TOKENIZE_BLOCK):
-                block = list(texts[block_start : block_start + TOKENIZE_BLOCK])
+            for block_start in range(0, len(unique), TOKENIZE_BLOCK):
+                block = unique[block_start : block_start + TOKENIZE_BLOCK]
                 features = self.model.preprocess(block, prompt=self.prompts[task], task=task)
                 lengths = features["attention_mask"].sum(dim=1)
                 order = torch.argsort(lengths, descending=True, stable=True)
-                for start in range(0, len(block), self.batch_size):
-                    rows = order[start : start + self.batch_size]
+                for rows in self._batches(order, lengths):
                     width = int(lengths[rows[0]])
                     batch = _select(features, rows, width, len(block))
                     batch = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
@@ -160,7 +176,21 @@ class Encoder:
                         embeddings = torch.nn.functional.normalize(embeddings, dim=-1)
                     output[block_start + rows.numpy()] = embeddings.cpu().numpy()
                     progress.update(len(rows))
-        return output
+        return output if len(unique) == len(texts) else output[slots]
+
+    def _batches(self, order: torch.Tensor, lengths: torch.Tensor):
+        """Consecutive runs of ``order`` (longest first): ``batch_size`` rows, or as many as fit
+        ``max_batch_tokens`` at the run's first (longest) width."""
+        if self.max_batch_tokens is None:
+            for start in range(0, len(order), self.batch_size):
+                yield order[start : start + self.batch_size]
+            return
+        start = 0
+        while start < len(order):
+            width = max(int(lengths[order[start]]), 1)
+            size = max(1, self.max_batch_tokens // width)
+            yield order[start : start + size]
+            start += size
 
 
 def route_modules(model, task: Task) -> list:
