@@ -34,7 +34,7 @@ def test_minilm_short_name_offline(monkeypatch):
 
 def test_encoder_matches_sentence_transformers(tiny_model, tiny_collection):
     model = SentenceTransformer(str(tiny_model), device="cpu")
-    encoder = Encoder(model, batch_size=2, show_progress=False)
+    encoder = Encoder(model, batch_size=2, precision="fp32", show_progress=False)
     texts = load_collection(tiny_collection).corpus.texts
     ours = encoder.encode_documents(texts)
     reference = model.encode(texts, batch_size=2, normalize_embeddings=True)
@@ -44,7 +44,7 @@ def test_encoder_matches_sentence_transformers(tiny_model, tiny_collection):
 
 def test_query_and_document_prompts(tiny_model):
     model = SentenceTransformer(str(tiny_model), device="cpu")
-    encoder = Encoder(model, query_prompt="query: ", document_prompt="passage: ", show_progress=False)
+    encoder = Encoder(model, query_prompt="query: ", document_prompt="passage: ", precision="fp32", show_progress=False)
     q = encoder.encode_queries(["cats purr"])
     expected = model.encode(["query: cats purr"], normalize_embeddings=True)
     np.testing.assert_allclose(q, expected, atol=1e-5)
@@ -60,3 +60,14 @@ def test_embedding_cache_hits_second_time(tiny_model, tiny_collection):
     # A different max length changes the embeddings, so it must miss the cache.
     other = Encoder.from_name(str(tiny_model), device="cpu", show_progress=False, max_length=8)
     assert other.fingerprint != encoder.fingerprint
+
+
+def test_query_embeddings_are_cached_too(tiny_model):
+    from twotower.models.embedding_cache import encode_queries
+
+    encoder = Encoder.from_name(str(tiny_model), device="cpu", show_progress=False)
+    first, hit_first = encode_queries(encoder, ["cats purr", "dogs bark"])
+    second, hit_second = encode_queries(encoder, ["cats purr", "dogs bark"])
+    _, hit_other = encode_queries(encoder, ["dogs bark", "cats purr"])
+    assert (hit_first, hit_second, hit_other) == (False, True, False)
+    np.testing.assert_array_equal(first, second)

@@ -163,7 +163,8 @@ def test_real_retrievers_on_the_tiny_collection(tiny_collection, tiny_model):
             # BM25 retrieves only documents sharing a term with the query (q1 matches d1 alone).
             assert negatives or isinstance(retriever, BM25Retriever)
     # The dense retriever shared the corpus embedding cache that evaluation uses.
-    assert len(list(embedding_cache_dir().glob(f"{encoder.fingerprint_for('document')}-*.npy"))) == 1
+    cached = embedding_cache_dir() / f"{encoder.fingerprint_for('document')}-{collection.corpus.fingerprint[:24]}.npy"
+    assert cached.is_file()
     table, _ = mine_negative_queries(collection, DenseRetriever(encoder), count=1)
     qrels_positive = {d: {q for q in collection.qrels if d in collection.positives(q)} for d in collection.corpus.ids}
     assert set(table) == {"d1", "d3", "d4", "d6"}

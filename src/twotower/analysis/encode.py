@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from twotower.analysis.embeddings import TowerEmbeddings
 from twotower.data.collection import Collection
-from twotower.models.embedding_cache import encode_corpus
+from twotower.models.embedding_cache import encode_corpus, encode_queries
 from twotower.models.encoder import Encoder
 
 
@@ -12,5 +12,5 @@ def tower_embeddings(encoder: Encoder, collection: Collection, name: str, *, use
     """Both towers' embeddings of ``collection`` (documents from the shared embedding cache)."""
     documents, _ = encode_corpus(encoder, collection.corpus, use_cache=use_cache)
     query_ids = collection.judged_query_ids
-    queries = encoder.encode_queries([collection.queries[q] for q in query_ids])
+    queries, _ = encode_queries(encoder, [collection.queries[q] for q in query_ids], use_cache=use_cache)
     return TowerEmbeddings(name, query_ids, queries, collection.corpus.ids, documents, similarity="cos")

@@ -27,7 +27,7 @@ def eval_command(
     alpha: Annotated[float, typer.Option(help="weight of BM25 in linear fusion")] = 0.5,
     batch_size: Annotated[int, typer.Option(help="encoding batch size")] = 64,
     max_length: Annotated[int | None, typer.Option(help="max tokens per text (model default if unset)")] = None,
-    precision: Annotated[str, typer.Option(help="fp32, bf16 or auto")] = "fp32",
+    precision: Annotated[str, typer.Option(help="auto (bf16 where the CPU or GPU has it), bf16 or fp32")] = "auto",
     metrics: Annotated[str, typer.Option(help="comma-separated metrics")] = ",".join(DEFAULT_METRICS),
     data_dir: Annotated[Path | None, typer.Option(help="folder holding collections by name")] = None,
     ignore_identical_ids: Annotated[

@@ -8,7 +8,7 @@ from typing import Any
 
 from twotower.data.collection import Collection
 from twotower.evaluation.metrics import DEFAULT_METRICS, evaluate_run, max_cutoff
-from twotower.models.embedding_cache import encode_corpus
+from twotower.models.embedding_cache import encode_corpus, encode_queries
 from twotower.models.encoder import Encoder
 from twotower.retrieval import Run
 from twotower.retrieval.bm25 import BM25
@@ -66,7 +66,8 @@ def dense_run(
     timings["corpus_cached"] = float(cached)
     start = time.perf_counter()
     ids, texts = judged_queries(collection)
-    queries = encoder.encode_queries(texts)
+    queries, queries_cached = encode_queries(encoder, texts, use_cache=use_cache)
+    timings["queries_cached"] = float(queries_cached)
     timings["query_encode_s"] = time.perf_counter() - start
     start = time.perf_counter()
     scores, indices = exact_search(queries, documents, depth + int(ignore_identical_ids))

@@ -1,16 +1,22 @@
-"""On-disk cache of corpus embeddings, keyed by encoder fingerprint and corpus content."""
+"""On-disk cache of embeddings, keyed by the encoding route's fingerprint and the texts' content.
+
+Corpora are keyed by their content fingerprint; query sets by a hash of their texts. A second
+evaluation (or mining run) of the same model on the same data then encodes nothing.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from twotower.data.beir import Corpus
 from twotower.data.locate import cache_root
-from twotower.models.encoder import Encoder
+from twotower.models.encoder import Encoder, Task
 
 log = logging.getLogger(__name__)
 
@@ -19,15 +25,25 @@ def embedding_cache_dir() -> Path:
     return cache_root() / "embeddings"
 
 
-def encode_corpus(encoder: Encoder, corpus: Corpus, *, use_cache: bool = True) -> tuple[np.ndarray, bool]:
-    """Document embeddings of ``corpus`` in corpus order, and whether they came from the cache."""
-    path = embedding_cache_dir() / f"{encoder.fingerprint_for('document')}-{corpus.fingerprint[:24]}.npy"
+def texts_fingerprint(texts: Sequence[str]) -> str:
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def encode_cached(
+    encoder: Encoder, texts: Sequence[str], task: Task, content_key: str, *, use_cache: bool = True
+) -> tuple[np.ndarray, bool]:
+    """Embeddings of ``texts`` in order, and whether they came from the cache."""
+    path = embedding_cache_dir() / f"{encoder.fingerprint_for(task)}-{content_key[:24]}.npy"
     if use_cache and path.is_file():
         embeddings = np.load(path)
-        if embeddings.shape[0] == len(corpus):
+        if embeddings.shape[0] == len(texts):
             return embeddings, True
         log.warning("%s: stale cache entry (shape %s), re-encoding", path, embeddings.shape)
-    embeddings = encoder.encode_documents(corpus.texts)
+    embeddings = encoder.encode(texts, task=task)
     if use_cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
@@ -35,3 +51,13 @@ def encode_corpus(encoder: Encoder, corpus: Corpus, *, use_cache: bool = True) -
             np.save(handle, embeddings)
         tmp.replace(path)
     return embeddings, False
+
+
+def encode_corpus(encoder: Encoder, corpus: Corpus, *, use_cache: bool = True) -> tuple[np.ndarray, bool]:
+    """Document embeddings of ``corpus`` in corpus order, and whether they came from the cache."""
+    return encode_cached(encoder, corpus.texts, "document", corpus.fingerprint, use_cache=use_cache)
+
+
+def encode_queries(encoder: Encoder, texts: Sequence[str], *, use_cache: bool = True) -> tuple[np.ndarray, bool]:
+    """Query embeddings (a query set is small, but re-encoding it dominates a cached evaluation)."""
+    return encode_cached(encoder, texts, "query", "q" + texts_fingerprint(texts), use_cache=use_cache)

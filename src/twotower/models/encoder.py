@@ -63,7 +63,7 @@ class Encoder:
         *,
         batch_size: int = 64,
         max_length: int | None = None,
-        precision: Precision = "fp32",
+        precision: Precision = "auto",
         query_prompt: str | None = None,
         document_prompt: str | None = None,
         normalize: bool = True,

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from twotower.data.collection import Collection
 from twotower.errors import ConfigError
-from twotower.models.embedding_cache import encode_corpus
+from twotower.models.embedding_cache import encode_corpus, encode_queries
 from twotower.models.encoder import Encoder
 from twotower.retrieval import Run
 from twotower.retrieval.bm25 import BM25
@@ -87,14 +87,14 @@ class DenseRetriever(Retriever):
 
     def run(self, collection, query_ids, depth, *, ignore_identical_ids=False):
         documents, _ = encode_corpus(self.encoder, collection.corpus, use_cache=self.use_cache)
-        queries = self.encoder.encode_queries([collection.queries[q] for q in query_ids])
+        queries, _ = encode_queries(self.encoder, [collection.queries[q] for q in query_ids], use_cache=self.use_cache)
         scores, indices = exact_search(queries, documents, depth + int(ignore_identical_ids))
         return to_run(query_ids, collection.corpus.ids, scores, indices, ignore_identical_ids=ignore_identical_ids)
 
     def run_reverse(self, collection, doc_ids, query_ids, depth):
         documents, _ = encode_corpus(self.encoder, collection.corpus, use_cache=self.use_cache)
         rows = [collection.corpus.index[d] for d in doc_ids]
-        queries = self.encoder.encode_queries([collection.queries[q] for q in query_ids])
+        queries, _ = encode_queries(self.encoder, [collection.queries[q] for q in query_ids], use_cache=self.use_cache)
         scores, indices = exact_search(documents[rows], queries, depth)
         return to_run(doc_ids, list(query_ids), scores, indices)
 
@@ -132,7 +132,7 @@ class FusionRetriever(Retriever):
 
 def make_retriever(kind: str, model: str | Encoder | None = None, *, alpha: float = 0.5, use_cache: bool = True,
                    device: str | None = None, batch_size: int = 64, max_length: int | None = None,
-                   precision: str = "fp32") -> Retriever:
+                   precision: str = "auto") -> Retriever:
     """``bm25``, ``dense`` (needs ``model``) or ``fusion`` (BM25 + ``model``)."""
     kind = kind.lower()
     if kind == "bm25":
