@@ -71,6 +71,14 @@ def examples_from_jsonl(path: str | Path, max_examples: int | None = None) -> li
     return examples
 
 
+def draw(rng: random.Random, candidates: Sequence[str], count: int) -> list[str]:
+    """``count`` of ``candidates`` without repeats, or with repeats when there are too few (every
+    row keeps the same number of columns)."""
+    if len(candidates) >= count:
+        return rng.sample(list(candidates), count)
+    return [rng.choice(candidates) for _ in range(count)]
+
+
 def attach_negatives(
     examples: Sequence[Example],
     table: Mapping[str, Sequence[str]],
@@ -93,7 +101,7 @@ def attach_negatives(
             missing += 1
             example.negative_ids, example.negatives = [], []
             continue
-        picked = rng.sample(candidates, count) if len(candidates) >= count else [rng.choice(candidates) for _ in range(count)]
+        picked = draw(rng, candidates, count)
         example.negative_ids = picked
         example.negatives = [collection.corpus.text_of(d) for d in picked]
     return missing
@@ -139,7 +147,7 @@ def attach_negative_queries(
             missing += 1
             example.negative_query_ids, example.negative_queries = [], []
             continue
-        picked = rng.sample(candidates, count) if len(candidates) >= count else [rng.choice(candidates) for _ in range(count)]
+        picked = draw(rng, candidates, count)
         example.negative_query_ids = picked
         example.negative_queries = [collection.queries[q] for q in picked]
     return missing
