@@ -152,7 +152,10 @@ def train_model(
     """
     import torch
     from datasets import Dataset
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers import (
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
 
     from twotower.losses.st_loss import SentenceTransformerLoss
     from twotower.models.build import build_model
