@@ -73,6 +73,7 @@ from twotower.losses.batch import (
     first_occurrence_duplicates,
     id_in,
 )
+from twotower.losses.citations import CITE_DANCE
 from twotower.losses.similarity import SimilarityName, check_similarity, prepare
 
 Block = Literal["q2d", "d2q", "q2q", "d2d"]
@@ -537,7 +538,7 @@ class ContrastiveLoss(EmbeddingLoss):
     def citation(self) -> str:
         cites = [_CITE_INFONCE]
         if "d2q" in self.blocks:
-            cites.append(_CITE_DANCE)
+            cites.append(CITE_DANCE)
         joint4 = any(set(g.blocks) == set(BLOCKS) for g in self.groups)
         if joint4:
             cites.append(_CITE_GTE)
@@ -551,12 +552,6 @@ _CITE_INFONCE = """@misc{oord2019representationlearningcontrastivepredictive,
       author={Aaron van den Oord and Yazhe Li and Oriol Vinyals},
       year={2019}, eprint={1807.03748}, archivePrefix={arXiv}, primaryClass={cs.LG},
       url={https://arxiv.org/abs/1807.03748},
-}"""
-_CITE_DANCE = """@inproceedings{li2021more,
-      title={More Robust Dense Retrieval with Contrastive Dual Learning},
-      author={Yizhi Li and Zhenghao Liu and Chenyan Xiong and Zhiyuan Liu},
-      booktitle={Proceedings of the 2021 ACM SIGIR International Conference on Theory of Information Retrieval},
-      year={2021}, eprint={2107.07773}, archivePrefix={arXiv},
 }"""
 _CITE_SAMTONE = """@inproceedings{moiseev2023samtone,
       title={SamToNe: Improving Contrastive Loss for Dual Encoder Retrieval Models with Same Tower Negatives},

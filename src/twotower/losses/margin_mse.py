@@ -34,6 +34,7 @@ from torch import Tensor
 from twotower.errors import ConfigError
 from twotower.losses.base import EmbeddingLoss, check_weight
 from twotower.losses.batch import BatchLayout, BatchShapeError, EmbeddingBatch
+from twotower.losses.citations import CITE_DANCE
 from twotower.losses.similarity import SimilarityName, check_similarity, prepare
 
 DUAL_NEGATIVES: tuple[str, ...] = ("mined", "in_batch")
@@ -182,19 +183,13 @@ class MarginMSELoss(EmbeddingLoss):
 
     @property
     def citation(self) -> str:
-        return _CITE_MARGIN_MSE + ("\n" + _CITE_DANCE if self.dual_weight > 0 else "")
+        return _CITE_MARGIN_MSE + ("\n" + CITE_DANCE if self.dual_weight > 0 else "")
 
 
 _CITE_MARGIN_MSE = """@misc{hofstätter2021improving,
     title={Improving Efficient Neural Ranking Models with Cross-Architecture Knowledge Distillation},
     author={Sebastian Hofstätter and Sophia Althammer and Michael Schröder and Mete Sertkan and Allan Hanbury},
     year={2021}, eprint={2010.02666}, archivePrefix={arXiv}, primaryClass={cs.IR}
-}"""
-_CITE_DANCE = """@inproceedings{li2021more,
-      title={More Robust Dense Retrieval with Contrastive Dual Learning},
-      author={Yizhi Li and Zhenghao Liu and Chenyan Xiong and Zhiyuan Liu},
-      booktitle={Proceedings of the 2021 ACM SIGIR International Conference on Theory of Information Retrieval},
-      year={2021}, eprint={2107.07773}, archivePrefix={arXiv},
 }"""
 
 __all__ = ["DUAL_NEGATIVES", "MarginMSELoss"]
