@@ -382,26 +382,14 @@ class ContrastiveLoss(EmbeddingLoss):
             else unknown(r, 0)
         )
         # Padding slots get id -1 so they can neither be forbidden nor shadow a real copy as "first".
-        hid = None
-        if batch.hard_negatives is not None:
-            k = batch.hard_negatives.shape[1]
-            hid = (
-                batch.hard_negative_ids.long()
-                if batch.hard_negative_ids is not None
-                else unknown(r, k)
-            )
-            if batch.hard_negatives_mask is not None:
-                hid = hid.masked_fill(~batch.hard_negatives_mask, -1)
-        nqid = None
-        if batch.negative_queries is not None:
-            m = batch.negative_queries.shape[1]
-            nqid = (
-                batch.negative_query_ids.long()
-                if batch.negative_query_ids is not None
-                else unknown(r, m)
-            )
-            if batch.negative_queries_mask is not None:
-                nqid = nqid.masked_fill(~batch.negative_queries_mask, -1)
+        def block_ids(embeddings, ids, mask):
+            if embeddings is None:
+                return None
+            out = ids.long() if ids is not None else unknown(r, embeddings.shape[1])
+            return out.masked_fill(~mask, -1) if mask is not None else out
+
+        hid = block_ids(batch.hard_negatives, batch.hard_negative_ids, batch.hard_negatives_mask)
+        nqid = block_ids(batch.negative_queries, batch.negative_query_ids, batch.negative_queries_mask)
         return {
             "pid": pid,
             "qid": qid,
