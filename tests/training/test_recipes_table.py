@@ -120,3 +120,24 @@ def test_runs_each_recipe_and_reuses_up_to_date_results(tmp_path, table, monkeyp
     assert calls == [("samtone", runs / "samtone", False)]
     assert code == 1
     assert "| [samtone](recipes/samtone.yaml) | failed |" in (tmp_path / "B.md").read_text()
+
+
+def test_only_runs_a_subset_but_tabulates_every_recipe(tmp_path, table, monkeypatch):
+    folder = recipes(tmp_path, "mnrl", "samtone", "listwise")
+    runs = tmp_path / "runs"
+    fake_run(runs, "mnrl", 0.70)
+    calls = []
+
+    def fake_run_one(path, run_dir, *, probe, device):
+        calls.append(path.stem)
+        fake_run(runs, path.stem, 0.72)
+        return 0
+
+    monkeypatch.setattr(table, "run_one", fake_run_one)
+    code = table.main(["--only", "samtone", "--recipes-dir", str(folder), "--runs-dir", str(runs),
+                       "--benchmarks", str(tmp_path / "B.md"), "--json", str(tmp_path / "r.json")])
+    assert code == 0 and calls == ["samtone"]
+    text = (tmp_path / "B.md").read_text()
+    assert "| [mnrl](recipes/mnrl.yaml) | 0.700 |" in text
+    assert "| [samtone](recipes/samtone.yaml) | 0.720 |" in text
+    assert "| [listwise](recipes/listwise.yaml) | not run |" in text
