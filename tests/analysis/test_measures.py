@@ -232,3 +232,13 @@ def test_tower_embeddings_validation():
         TowerEmbeddings("m", ["a", "b"], np.full((2, 3), np.nan), ["1", "2", "3", "4"], d)
     with pytest.raises(InputError, match="similarity"):
         TowerEmbeddings("m", ["a", "b"], q, ["1", "2", "3", "4"], d, similarity="l2")
+
+
+def test_sampled_uniformity_is_the_same_computed_blockwise(monkeypatch):
+    # The sampled path gathers pair rows in blocks (memory); the blocks must not change the value.
+    import twotower.analysis.measures as measures
+
+    x = np.random.default_rng(2).normal(size=(500, 8))
+    whole = uniformity(x, max_pairs=5_000, seed=7)
+    monkeypatch.setattr(measures, "_BLOCK_ELEMENTS", 8 * 333)  # 333 pairs per block, ragged last
+    assert measures.uniformity(x, max_pairs=5_000, seed=7) == pytest.approx(whole, rel=1e-12)

@@ -108,7 +108,12 @@ def uniformity(
     i = rng.integers(n, size=max_pairs)
     j = rng.integers(n - 1, size=max_pairs)
     j = j + (j >= i)  # uniform over j != i
-    sq = np.clip(2.0 - 2.0 * np.einsum("ij,ij->i", xn[i], xn[j]), 0.0, 4.0)
+    # Blockwise: gathering all sampled rows at once would hold two (max_pairs, D) float64 copies.
+    sq = np.empty(max_pairs, dtype=np.float64)
+    step = max(1, _BLOCK_ELEMENTS // max(1, xn.shape[1]))
+    for s in range(0, max_pairs, step):
+        cos = np.einsum("ij,ij->i", xn[i[s : s + step]], xn[j[s : s + step]])
+        sq[s : s + step] = np.clip(2.0 - 2.0 * cos, 0.0, 4.0)
     return float(_logsumexp(-t * sq) - math.log(max_pairs))
 
 
