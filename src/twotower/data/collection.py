@@ -70,6 +70,13 @@ def load_collection(name_or_path: str | Path, split: str = "test", data_dir: str
     return collection
 
 
+def load_corpus(name_or_path: str | Path, data_dir: str | Path | None = None) -> Collection:
+    """A collection with its corpus only (no queries, no qrels): for training queries that come
+    from elsewhere, such as an LLM's synthetic queries."""
+    path = locate_collection(name_or_path, data_dir)
+    return Collection(path.name, path, "corpus", Corpus.load(path / "corpus.jsonl"), {}, {})
+
+
 def check_consistency(collection: Collection, qrels_path: Path) -> list[str]:
     warnings = []
     missing_queries = [q for q in collection.qrels if q not in collection.queries]

@@ -44,6 +44,24 @@ def _teacher(recipe: Recipe, collection: Collection | None, device: str | None):
     )
 
 
+def training_collection(recipe: Recipe, info: dict[str, Any] | None = None) -> Collection:
+    """The collection whose queries train: ``train.data``'s split, its corpus with synthetic
+    queries, or both."""
+    from twotower.data.collection import load_corpus
+    from twotower.data.synthetic import load_synthetic_queries
+
+    train = recipe.train
+    if not train.synthetic_queries:
+        return load_collection(train.data, train.split)
+    base = load_collection(train.data, train.split) if train.include_split else load_corpus(train.data)
+    collection, types = load_synthetic_queries(train.synthetic_queries, base, types=train.query_types,
+                                               include_split=train.include_split)
+    if info is not None:
+        info["synthetic_queries"] = {"file": train.synthetic_queries, "types": types,
+                                     "labelled_queries": len(base.queries)}
+    return collection
+
+
 def prepare_examples(recipe: Recipe, *, device: str | None = None) -> PreparedData:
     """Training rows of the recipe: pairs, sampled hard negatives, teacher scores."""
     from twotower.negatives.mine import RankWindow, mine_negatives
@@ -59,7 +77,7 @@ def prepare_examples(recipe: Recipe, *, device: str | None = None) -> PreparedDa
 
             raise ConfigError("negatives.source mines from a collection: with train.pairs, put negatives in the file")
     else:
-        collection = load_collection(recipe.train.data, recipe.train.split)
+        collection = training_collection(recipe, info)
         examples = examples_from_collection(collection, recipe.train.max_examples)
     teacher = _teacher(recipe, collection, device)
     neg = recipe.negatives

@@ -40,11 +40,17 @@ class ModelConfig(Section):
 
 
 class TrainDataConfig(Section):
-    """Where training pairs come from: a collection's qrels, or a pairs/triples JSONL."""
+    """Where training pairs come from: a collection's qrels, a pairs/triples JSONL, or synthetic
+    queries generated for the passages of ``data``'s corpus."""
 
     data: str | None = "scifact"
     split: str = "train"
     pairs: str | None = None  # JSONL: {"query", "positive", "negatives"?} texts
+    # JSONL: {"query", "doc_id", "query_id"?, "type"?}, queries written for data's passages
+    # (twotower.data.synthetic). They replace the split's queries unless include_split is true.
+    synthetic_queries: str | None = None
+    query_types: list[str] | None = None  # keep only these synthetic query types
+    include_split: bool = False  # train on the split's labelled queries as well
     max_examples: int | None = Field(None, gt=0)
     # Truncate documents to this many tokens while training only (CPU budgets); the saved model
     # keeps model.max_document_length, so evaluation is unchanged. None: model.max_document_length.
@@ -54,6 +60,10 @@ class TrainDataConfig(Section):
     def _one_source(self) -> TrainDataConfig:
         if not self.data and not self.pairs:
             raise ValueError("give train.data (a collection) or train.pairs (a JSONL file)")
+        if self.synthetic_queries and (self.pairs or not self.data):
+            raise ValueError("train.synthetic_queries are queries for train.data's corpus: set train.data, not train.pairs")
+        if (self.query_types or self.include_split) and not self.synthetic_queries:
+            raise ValueError("train.query_types and train.include_split apply to train.synthetic_queries, which is not set")
         return self
 
 
