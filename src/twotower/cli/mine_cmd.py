@@ -31,7 +31,7 @@ def mine_command(
     count: Annotated[int | None, typer.Option(help="negatives per query (0: the whole window) [default: 8; 20 for queries]")] = None,
     window: Annotated[str | None, typer.Option(help="ranks START:END, 1-based, inclusive [default: 10:100; 1:200 for queries]")] = None,
     seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
-    teacher: Annotated[str | None, typer.Option(help="false-negative filter: cross-encoder:NAME, bi-encoder:NAME or fusion:NAME")] = None,
+    teacher: Annotated[str | None, typer.Option(help="false-negative filter: cross-encoder:NAME, bi-encoder:NAME, fusion:NAME or file:SCORES.jsonl")] = None,
     margin: Annotated[float | None, typer.Option(help="drop a negative scoring above (positive score - margin), teacher units")] = None,
     reference: Annotated[str, typer.Option(help="positive score to compare with when a query has several: max or min (stricter)")] = "max",
     alpha: Annotated[float, typer.Option(help="weight of BM25 in fusion (retriever and fusion teacher)")] = 0.5,
@@ -68,7 +68,7 @@ def mine_command(
         if teacher is not None:
             from twotower.teachers import load_teacher
 
-            scorer = load_teacher(teacher, corpus=collection.corpus, device=device, batch_size=batch_size,
+            scorer = load_teacher(teacher, collection=collection, device=device, batch_size=batch_size,
                                   max_length=max_length, alpha=alpha, use_cache=cache)
         table, stats = mine_negatives(collection, ranker, window=rank_window, count=count, seed=seed,
                                       teacher=scorer, margin=margin, reference=reference, use_cache=cache)

@@ -57,7 +57,7 @@ def teach_command(
                 to_score.setdefault(qid, [])
                 if doc_id not in to_score[qid]:
                     to_score[qid].append(doc_id)
-    scorer = load_teacher(teacher, corpus=collection.corpus, device=device, batch_size=batch_size,
+    scorer = load_teacher(teacher, collection=collection, device=device, batch_size=batch_size,
                           max_length=max_length, alpha=alpha, trust_remote_code=trust_remote_code,
                           use_cache=cache)
     raw = score_collection_pairs(scorer, collection, to_score)

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 from twotower.data.beir import Corpus
+from twotower.data.collection import Collection
 from twotower.errors import ConfigError
 from twotower.teachers.base import Teacher
 
-KINDS = ("cross-encoder", "bi-encoder", "fusion")
+KINDS = ("cross-encoder", "bi-encoder", "fusion", "file")
 ALIASES = {"ce": "cross-encoder", "crossencoder": "cross-encoder", "cross_encoder": "cross-encoder",
-           "be": "bi-encoder", "biencoder": "bi-encoder", "bi_encoder": "bi-encoder", "dense": "bi-encoder"}
+           "be": "bi-encoder", "biencoder": "bi-encoder", "bi_encoder": "bi-encoder", "dense": "bi-encoder",
+           "scores": "file", "scores_file": "file"}
 
 
 def parse_teacher_spec(spec: str) -> tuple[str, str]:
-    """``cross-encoder:PATH`` | ``bi-encoder:NAME`` | ``fusion:NAME`` (BM25 + dense NAME) → (kind, name)."""
+    """``cross-encoder:PATH`` | ``bi-encoder:NAME`` | ``fusion:NAME`` (BM25 + dense NAME) |
+    ``file:SCORES.jsonl`` (scores of a ``twotower teach`` run or a published file) → (kind, name)."""
     kind, sep, name = spec.partition(":")
     kind = ALIASES.get(kind.strip().lower(), kind.strip().lower())
     if not sep or kind not in KINDS or not name.strip():
-        raise ConfigError(f"teacher '{spec}': expected cross-encoder:NAME, bi-encoder:NAME or fusion:NAME")
+        raise ConfigError(f"teacher '{spec}': expected cross-encoder:NAME, bi-encoder:NAME, fusion:NAME or file:SCORES.jsonl")
     return kind, name.strip()
 
 
@@ -24,6 +27,7 @@ def load_teacher(
     spec: str,
     *,
     corpus: Corpus | None = None,
+    collection: Collection | None = None,
     device: str | None = None,
     batch_size: int = 32,
     max_length: int | None = None,
@@ -32,8 +36,16 @@ def load_teacher(
     show_progress: bool = True,
     use_cache: bool = True,
 ) -> Teacher:
-    """Build the teacher a spec names; ``fusion`` needs the ``corpus`` it scores."""
+    """Build the teacher a spec names; ``fusion`` needs the ``corpus`` it scores, ``file`` the
+    ``collection`` whose ids the file uses."""
     kind, name = parse_teacher_spec(spec)
+    if kind == "file":
+        from twotower.teachers.scores_file import ScoresFileTeacher
+
+        if collection is None:
+            raise ConfigError("a teacher scores file needs the collection whose query and document ids it uses")
+        return ScoresFileTeacher(name, collection, show_progress=show_progress)
+    corpus = corpus if corpus is not None or collection is None else collection.corpus
     if kind == "cross-encoder":
         from twotower.teachers.cross_encoder import CrossEncoderTeacher
 

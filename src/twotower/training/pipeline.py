@@ -38,10 +38,8 @@ def _teacher(recipe: Recipe, collection: Collection | None, device: str | None):
 
     if recipe.teacher.kind == "none":
         return None
-    return load_teacher(
-        f"{recipe.teacher.kind}:{recipe.teacher.model}", corpus=collection.corpus if collection else None,
-        alpha=recipe.teacher.alpha, device=device,
-    )
+    return load_teacher(f"{recipe.teacher.kind}:{recipe.teacher.model}", collection=collection,
+                        alpha=recipe.teacher.alpha, device=device)
 
 
 def training_collection(recipe: Recipe, info: dict[str, Any] | None = None) -> Collection:
@@ -83,17 +81,23 @@ def prepare_examples(recipe: Recipe, *, device: str | None = None) -> PreparedDa
     neg = recipe.negatives
     retriever = None
     if neg.source != "none" and neg.count > 0 and collection is not None:
-        model = None if neg.source == "bm25" else (neg.model or recipe.model.name)
-        retriever = make_retriever(neg.source, model, alpha=recipe.teacher.alpha, device=device)
-        # A pool several times larger than needed, so each example of a query draws its own
-        # (a frozen index takes the whole pool).
-        pool = 4 * neg.count if recipe.model.train_document_tower else neg.count
-        table, stats = mine_negatives(
-            collection, retriever, window=RankWindow(*neg.rank_window), count=pool, seed=neg.seed,
-            teacher=teacher if neg.false_negative_margin is not None else None,
-            margin=neg.false_negative_margin,
-        )
-        info["mining"] = stats.to_json()
+        if neg.source == "file":  # mined earlier (twotower mine) or by another tool
+            from twotower.negatives.io import read_negatives
+
+            table = read_negatives(neg.file, collection, kind="documents")
+            info["negatives_file"] = {"file": neg.file, "queries": len(table), "negatives": table.total()}
+        else:
+            model = None if neg.source == "bm25" else (neg.model or recipe.model.name)
+            retriever = make_retriever(neg.source, model, alpha=recipe.teacher.alpha, device=device)
+            # A pool several times larger than needed, so each example of a query draws its own
+            # (a frozen index takes the whole pool).
+            pool = 4 * neg.count if recipe.model.train_document_tower else neg.count
+            table, stats = mine_negatives(
+                collection, retriever, window=RankWindow(*neg.rank_window), count=pool, seed=neg.seed,
+                teacher=teacher if neg.false_negative_margin is not None else None,
+                margin=neg.false_negative_margin,
+            )
+            info["mining"] = stats.to_json()
         if recipe.model.train_document_tower:
             missing = attach_negatives(examples, table, collection, neg.count, neg.seed)
         else:
@@ -136,7 +140,7 @@ def _attach_negative_queries(recipe: Recipe, examples: list[Example], collection
     if collection is None:
         raise ConfigError("negatives.negative_queries mines a collection's training queries: set train.data")
     if retriever is None:
-        source = neg.source if neg.source != "none" else "dense"
+        source = neg.source if neg.source not in ("none", "file") else "dense"
         model = None if source == "bm25" else (neg.model or recipe.model.name)
         retriever = make_retriever(source, model, alpha=recipe.teacher.alpha, device=device)
     table, stats = mine_negative_queries(

@@ -68,8 +68,9 @@ class TrainDataConfig(Section):
 
 
 class NegativesConfig(Section):
-    source: Literal["none", "bm25", "dense", "fusion"] = "none"
+    source: Literal["none", "bm25", "dense", "fusion", "file"] = "none"
     model: str | None = None  # dense / fusion retriever; default: the model being trained
+    file: str | None = None  # source file: a negatives JSONL (twotower mine), used as it is
     count: int = Field(1, ge=0)
     rank_window: tuple[int, int] = (10, 100)
     false_negative_margin: float | None = None  # needs a teacher
@@ -81,6 +82,15 @@ class NegativesConfig(Section):
     negative_queries: int = Field(0, ge=0)
     negative_query_window: tuple[int, int] = (1, 200)
 
+    @model_validator(mode="after")
+    def _file_source(self) -> NegativesConfig:
+        if (self.source == "file") != (self.file is not None):
+            raise ValueError("negatives.source: file and negatives.file go together (the file of `twotower mine -o`)")
+        if self.source == "file" and self.false_negative_margin is not None:
+            raise ValueError("negatives.false_negative_margin filters while mining; a negatives file is used as it"
+                             " is: filter it with `twotower mine --teacher ... --margin ...`")
+        return self
+
     @field_validator("rank_window", "negative_query_window")
     @classmethod
     def _window(cls, value: tuple[int, int], info) -> tuple[int, int]:
@@ -90,8 +100,8 @@ class NegativesConfig(Section):
 
 
 class TeacherConfig(Section):
-    kind: Literal["none", "cross_encoder", "bi_encoder", "fusion"] = "none"
-    model: str | None = None
+    kind: Literal["none", "cross_encoder", "bi_encoder", "fusion", "scores_file"] = "none"
+    model: str | None = None  # scores_file: the JSONL of {"query_id", "doc_id", "score"} (twotower teach)
     alpha: float = Field(0.5, ge=0, le=1)  # fusion: weight of BM25
     normalize: bool = False  # percentile min-max per collection (METHODS §5)
     # Listwise distillation (METHODS §5): drop the queries whose best teacher score (over their
