@@ -130,3 +130,25 @@ def test_name_lookup_order(tmp_path, monkeypatch):
     assert load_collection("tiny").path == (tmp_path / "env" / "tiny").resolve()
     monkeypatch.delenv("TWOTOWER_DATA")
     assert load_collection("tiny").path == (tmp_path / "data" / "tiny").resolve()
+
+
+def test_invalid_utf8_names_line_and_column_and_a_bom_is_fine(tmp_path):
+    from twotower.errors import ConfigError
+    from twotower.training.recipe import load_recipe
+
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_bytes(b'{"_id": "d1", "text": "ok"}\n{"_id": "d2", "text": "caf\xe9"}\n')
+    with pytest.raises(InputError, match=r"corpus.jsonl:2: not valid UTF-8 \(byte 0xe9 at column 27\)"):
+        Corpus.load(corpus)
+    corpus.write_bytes(b'\xef\xbb\xbf{"_id": "d1", "text": "caf\xc3\xa9"}\r\n')
+    assert Corpus.load(corpus).text_of("d1") == "café"
+    qrels = tmp_path / "test.tsv"
+    qrels.write_bytes(b"q1\td1\t1\nq\xff2\td1\t1\n")
+    with pytest.raises(InputError, match=r"test.tsv:2: not valid UTF-8 \(byte 0xff at column 2\)"):
+        load_qrels(qrels)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_bytes(b"\xef\xbb\xbfname: r\nloss: [{loss: contrastive}]\n")
+    assert load_recipe(recipe).name == "r"
+    recipe.write_bytes(b"\xef\xbb\xbfname: r\ndescription: caf\xe9\n")
+    with pytest.raises(ConfigError, match=r"r.yaml:2: not valid UTF-8 \(byte 0xe9\)"):
+        load_recipe(recipe)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from twotower.data.jsonl import iter_jsonl, require_string
+from twotower.data.jsonl import iter_jsonl, iter_lines, require_string
 from twotower.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -150,32 +150,30 @@ def load_qrels(path: str | Path) -> Qrels:
     """
     path = Path(path)
     qrels: Qrels = {}
-    with path.open("r", encoding="utf-8", newline=None) as handle:
-        for line_number, raw in enumerate(handle, start=1):
-            line = raw.rstrip("\r\n")
-            if not line.strip():
-                continue
-            cols = line.split("\t") if "\t" in line else line.split()
-            if len(cols) == 4:
-                query_id, _, doc_id, score_text = cols
-            elif len(cols) == 3:
-                query_id, doc_id, score_text = cols
-            else:
-                raise InputError(
-                    f"expected 3 tab-separated columns (query-id, corpus-id, score), found {len(cols)}",
-                    path=path, line=line_number,
-                )
-            query_id, doc_id, score_text = query_id.strip(), doc_id.strip(), score_text.strip()
-            if line_number == 1 and not _is_int(score_text):
-                continue  # header row
-            if not _is_int(score_text):
-                raise InputError(f"score '{score_text}' is not an integer", path=path, line=line_number, field="score")
-            if not query_id or not doc_id:
-                raise InputError("empty query or corpus id", path=path, line=line_number)
-            judged = qrels.setdefault(query_id, {})
-            if doc_id in judged:
-                raise InputError(f"pair ({query_id}, {doc_id}) judged twice", path=path, line=line_number)
-            judged[doc_id] = int(score_text)
+    for line_number, line in iter_lines(path):
+        if not line.strip():
+            continue
+        cols = line.split("\t") if "\t" in line else line.split()
+        if len(cols) == 4:
+            query_id, _, doc_id, score_text = cols
+        elif len(cols) == 3:
+            query_id, doc_id, score_text = cols
+        else:
+            raise InputError(
+                f"expected 3 tab-separated columns (query-id, corpus-id, score), found {len(cols)}",
+                path=path, line=line_number,
+            )
+        query_id, doc_id, score_text = query_id.strip(), doc_id.strip(), score_text.strip()
+        if line_number == 1 and not _is_int(score_text):
+            continue  # header row
+        if not _is_int(score_text):
+            raise InputError(f"score '{score_text}' is not an integer", path=path, line=line_number, field="score")
+        if not query_id or not doc_id:
+            raise InputError("empty query or corpus id", path=path, line=line_number)
+        judged = qrels.setdefault(query_id, {})
+        if doc_id in judged:
+            raise InputError(f"pair ({query_id}, {doc_id}) judged twice", path=path, line=line_number)
+        judged[doc_id] = int(score_text)
     if not qrels:
         raise InputError("no judgements found", path=path)
     return qrels

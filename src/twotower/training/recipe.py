@@ -292,9 +292,15 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     path = Path(path)
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{path}: recipe not found") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        offset = exc.start + 3 * raw.startswith(b"\xef\xbb\xbf")
+        line = raw[:offset].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not valid UTF-8 (byte 0x{raw[offset]:02x})") from None
     try:
         data = yaml.safe_load(text) or {}
         lines = _key_lines(yaml.compose(text)) if text.strip() else {}
