@@ -71,3 +71,34 @@ def test_query_embeddings_are_cached_too(tiny_model):
     _, hit_other = encode_queries(encoder, ["dogs bark", "cats purr"])
     assert (hit_first, hit_second, hit_other) == (False, True, False)
     np.testing.assert_array_equal(first, second)
+
+
+def test_an_interrupted_corpus_encoding_resumes_from_its_last_chunk(tiny_model, tiny_collection, monkeypatch):
+    import twotower.models.embedding_cache as cache
+
+    corpus = load_collection(tiny_collection).corpus  # 6 documents
+    encoder = Encoder.from_name(str(tiny_model), device="cpu", show_progress=False)
+    whole = encoder.encode(corpus.texts, task="document")
+    monkeypatch.setattr(cache, "RESUME_CHUNK", 2)  # 3 chunks
+    encoded: list[int] = []
+    real_encode = encoder.encode
+
+    def dies_on_third_chunk(texts, *, task, desc=None):
+        if len(encoded) == 2:
+            raise KeyboardInterrupt  # the run is stopped mid-encoding
+        encoded.append(len(texts))
+        return real_encode(texts, task=task, desc=desc)
+
+    monkeypatch.setattr(encoder, "encode", dies_on_third_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        encode_corpus(encoder, corpus)
+    parts = sorted(p.name for p in cache.embedding_cache_dir().glob("*.parts/*.npy"))
+    assert parts == ["0-2.npy", "2-4.npy"]
+    encoded.clear()
+    monkeypatch.setattr(encoder, "encode", lambda texts, *, task, desc=None: (encoded.append(len(texts)), real_encode(texts, task=task))[1])
+    resumed, hit = encode_corpus(encoder, corpus)
+    assert hit is False and encoded == [2]  # only the missing chunk
+    np.testing.assert_allclose(resumed, whole, atol=1e-5)
+    assert not list(cache.embedding_cache_dir().glob("*.parts"))  # parts removed once whole
+    again, hit = encode_corpus(encoder, corpus)
+    assert hit is True and np.array_equal(again, resumed)
