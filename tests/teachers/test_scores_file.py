@@ -21,6 +21,20 @@ def scores_file(path, rows):
     return path
 
 
+def files_recipe(tmp_path, model, collection, negatives, scores):
+    """Margin-MSE over negatives and teacher scores that both come from files."""
+    path = tmp_path / "files.yaml"
+    path.write_text(f"""model: {{name: {model}}}
+train: {{data: {collection}, split: train}}
+negatives: {{source: file, file: {negatives}, count: 1}}
+teacher: {{kind: scores_file, model: {scores}}}
+loss: [{{loss: margin_mse}}]
+optim: {{batch_size: 2, epochs: 1, save_steps: 100, precision: fp32}}
+eval: {{collections: [{collection}], probe: false}}
+""")
+    return path
+
+
 def test_scores_come_from_the_file_by_text(tmp_path, tiny_collection):
     collection = load_collection(tiny_collection)
     path = scores_file(tmp_path / "s.jsonl", [("q1", "d1", 9.0), ("q1", "d2", 1.5), ("q2", "d3", -2.0)])
@@ -48,15 +62,7 @@ def test_recipe_trains_from_mined_and_scored_files(tmp_path, tiny_model):
     taught = runner.invoke(app, ["teach", "-d", str(collection), "--teacher", f"bi-encoder:{tiny_model}",
                                  "--pairs", str(negatives), "-o", str(scores)])
     assert taught.exit_code == 0, taught.output
-    recipe_path = tmp_path / "files.yaml"
-    recipe_path.write_text(f"""model: {{name: {tiny_model}}}
-train: {{data: {collection}, split: train}}
-negatives: {{source: file, file: {negatives}, count: 1}}
-teacher: {{kind: scores_file, model: {scores}}}
-loss: [{{loss: margin_mse}}]
-optim: {{batch_size: 2, epochs: 1, save_steps: 100, precision: fp32}}
-eval: {{collections: [{collection}], probe: false}}
-""")
+    recipe_path = files_recipe(tmp_path, tiny_model, collection, negatives, scores)
     data = prepare_examples(load_recipe(recipe_path))
     table = {json.loads(line)["query_id"]: json.loads(line)["negative_ids"] for line in negatives.read_text().splitlines()}
     file_scores = read_scores(scores)
@@ -77,13 +83,7 @@ def test_a_pair_missing_from_the_scores_file_stops_the_run(tmp_path, tiny_model)
     negatives = tmp_path / "negatives.jsonl"
     negatives.write_text(json.dumps({"query_id": "q1", "positive_ids": ["d1"], "negative_ids": ["d2"]}) + "\n")
     scores = scores_file(tmp_path / "scores.jsonl", [("q1", "d1", 3.0)])
-    recipe_path = tmp_path / "r.yaml"
-    recipe_path.write_text(f"""model: {{name: {tiny_model}}}
-train: {{data: {collection}, split: train}}
-negatives: {{source: file, file: {negatives}, count: 1}}
-teacher: {{kind: scores_file, model: {scores}}}
-loss: [{{loss: margin_mse}}]
-""")
+    recipe_path = files_recipe(tmp_path, tiny_model, collection, negatives, scores)
     result = runner.invoke(app, ["train", str(recipe_path), "--output-dir", str(tmp_path / "run")])
     assert result.exit_code == 2
     assert "no teacher score for query 'q1' and document 'd2'" in result.output
