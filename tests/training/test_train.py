@@ -137,3 +137,31 @@ def test_wise_ft_interpolates_towards_base():
     expected = base["weight"] + 0.25
     _interpolate(model, base, 0.25)
     assert torch.allclose(model.weight, expected)
+
+
+def test_gradient_caching_trains_from_a_recipe(tmp_path, tiny_model, train_collection):
+    out = tmp_path / "cached"
+    path = recipe(tmp_path, tiny_model, train_collection, mini_batch_size=1)
+    result = CliRunner().invoke(app, ["train", str(path), "--output-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert any("loss" in row for row in log) and (out / "model" / "TRAINING_DONE").is_file()
+
+
+def test_gradient_caching_with_separate_towers(tmp_path, tiny_model, train_collection):
+    path = recipe(tmp_path, tiny_model, train_collection, mini_batch_size=1)
+    out = tmp_path / "cached-sep"
+    result = CliRunner().invoke(app, ["train", str(path), "--output-dir", str(out), "--set", "model.towers=separate"])
+    assert result.exit_code == 0, result.output
+    model = SentenceTransformer(str(out / "model"), device="cpu")
+    assert model.encode_query(["cats"]).shape == (1, 32)
+
+
+def test_gradient_caching_is_refused_with_a_frozen_document_tower(tmp_path, tiny_model, train_collection):
+    from twotower.errors import ConfigError
+    from twotower.training.recipe import load_recipe
+
+    path = recipe(tmp_path, tiny_model, train_collection, mini_batch_size=2)
+    with pytest.raises(ConfigError, match="mini_batch_size .gradient caching. is for training both towers"):
+        load_recipe(path, ["model.towers=separate", "model.train_document_tower=false", "loss=[{loss: contrastive}]",
+                           "teacher.kind=none"])

@@ -7,6 +7,7 @@
 * :class:`ListwiseKLLoss` — listwise KL distillation (+ contrastive term).
 * :class:`CombinedLoss`, :func:`build_loss` and the spec models — weighted sums declared as data.
 * :class:`SentenceTransformerLoss` — any of the above as a sentence-transformers loss.
+* :class:`CachedSentenceTransformerLoss` — the same with gradient caching (GradCache): big batches, small memory.
 """
 
 from twotower.losses.base import EmbeddingLoss
@@ -31,6 +32,7 @@ from twotower.losses.spec import (
     build_loss,
     parse_loss_specs,
 )
+from twotower.losses.cached import CachedSentenceTransformerLoss
 from twotower.losses.st_loss import SentenceTransformerLoss
 
 __all__ = [
@@ -50,6 +52,7 @@ __all__ = [
     "MarginMSELoss",
     "MarginMSESpec",
     "SentenceTransformerLoss",
+    "CachedSentenceTransformerLoss",
     "SoftmaxGroup",
     "build_loss",
     "direction_groups",

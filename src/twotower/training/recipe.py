@@ -123,6 +123,9 @@ class OptimConfig(Section):
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     weight_decay: float = Field(0.01, ge=0)
     gradient_accumulation_steps: int = Field(1, gt=0)
+    # Gradient caching (GradCache): embed each column this many texts at a time and cache the
+    # embedding gradients, so batch_size (the in-batch negatives) is bounded by time, not memory.
+    mini_batch_size: int | None = Field(None, gt=0)
     seed: int = 42
     precision: Literal["fp32", "bf16", "auto"] = "auto"
     save_steps: int = Field(50, gt=0)
@@ -178,6 +181,9 @@ class Recipe(Section):
             raise ValueError("loss margin_mse needs hard negatives: set negatives.source and negatives.count >= 1")
         if self.teacher.drop_below_percentile is not None and self.teacher.kind == "none":
             raise ValueError("teacher.drop_below_percentile filters queries by teacher score: set teacher.kind and teacher.model")
+        if self.optim.mini_batch_size is not None and not self.model.train_document_tower:
+            raise ValueError("optim.mini_batch_size (gradient caching) is for training both towers; with a frozen"
+                             " document tower only queries are encoded and a large batch already fits")
         self._check_negative_queries()
         return self
 

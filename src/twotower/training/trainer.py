@@ -183,8 +183,13 @@ def train_model(
     negative_queries = recipe.negatives.negative_queries
     if recipe.model.train_document_tower:
         dataset = Dataset.from_dict(to_columns(examples, negatives, with_teacher, negative_queries))
-        loss = SentenceTransformerLoss(model, recipe.loss, num_hard_negative_columns=negatives,
-                                       num_negative_query_columns=negative_queries)
+        columns = {"num_hard_negative_columns": negatives, "num_negative_query_columns": negative_queries}
+        if recipe.optim.mini_batch_size:
+            from twotower.losses.cached import CachedSentenceTransformerLoss
+
+            loss = CachedSentenceTransformerLoss(model, recipe.loss, mini_batch_size=recipe.optim.mini_batch_size, **columns)
+        else:
+            loss = SentenceTransformerLoss(model, recipe.loss, **columns)
     else:
         dataset, loss = _frozen_document_setup(recipe, model, examples, negatives, collection)
     if len(dataset) == 0:
