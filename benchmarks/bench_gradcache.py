@@ -42,7 +42,9 @@ def run_case(case: str, batch: int, mini_batch: int, steps: int) -> dict:
 
         loss = MultipleNegativesRankingLoss(model, scale=20.0)
     elif case == "st-cached-mnrl":
-        from sentence_transformers.sentence_transformer.losses import CachedMultipleNegativesRankingLoss
+        from sentence_transformers.sentence_transformer.losses import (
+            CachedMultipleNegativesRankingLoss,
+        )
 
         loss = CachedMultipleNegativesRankingLoss(model, scale=20.0, mini_batch_size=mini_batch)
     elif case == "ours":

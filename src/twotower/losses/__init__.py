@@ -12,6 +12,7 @@
 
 from twotower.losses.base import EmbeddingLoss
 from twotower.losses.batch import BatchLayout, BatchShapeError, EmbeddingBatch
+from twotower.losses.cached import CachedSentenceTransformerLoss
 from twotower.losses.combined import CombinedLoss
 from twotower.losses.contrastive import (
     BLOCKS,
@@ -32,7 +33,6 @@ from twotower.losses.spec import (
     build_loss,
     parse_loss_specs,
 )
-from twotower.losses.cached import CachedSentenceTransformerLoss
 from twotower.losses.st_loss import SentenceTransformerLoss
 
 __all__ = [
