@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.losses.test_losses_sentence_transformers import TEXTS, features, model  # noqa: F401 (fixture)
+from tests.losses.test_losses_sentence_transformers import features, model  # noqa: F401 (model: a fixture)
 from twotower.errors import ConfigError
 from twotower.losses import CachedSentenceTransformerLoss, SentenceTransformerLoss
 
@@ -18,12 +18,12 @@ CASES = [
 ]
 
 
-def value_and_grads(loss, model, columns, labels):
-    model.zero_grad()
-    value = loss(features(model, columns), labels)
+def value_and_grads(loss, st_model, columns, labels):
+    st_model.zero_grad()
+    value = loss(features(st_model, columns), labels)
     value.backward()
-    grads = {name: p.grad.detach().clone() for name, p in model.named_parameters() if p.grad is not None}
-    model.zero_grad()
+    grads = {name: p.grad.detach().clone() for name, p in st_model.named_parameters() if p.grad is not None}
+    st_model.zero_grad()
     return value.item(), grads
 
 
