@@ -49,21 +49,19 @@ def _save(path: Path, embeddings: np.ndarray) -> None:
 
 
 def _encode_in_chunks(encoder: Encoder, texts: Sequence[str], task: Task, parts: Path) -> np.ndarray:
-    chunks = []
     starts = range(0, len(texts), RESUME_CHUNK)
-    done = 0
-    for number, start in enumerate(starts, start=1):
-        end = min(start + RESUME_CHUNK, len(texts))
+    ranges = [(start, min(start + RESUME_CHUNK, len(texts))) for start in starts]
+    saved = sum((parts / f"{start}-{end}.npy").is_file() for start, end in ranges)
+    if saved:
+        log.info("resuming an interrupted encoding: %d of %d chunks were saved", saved, len(ranges))
+    name = "queries" if task == "query" else "documents"
+    chunks = []
+    for number, (start, end) in enumerate(ranges, start=1):
         part = parts / f"{start}-{end}.npy"
         if part.is_file():
             chunks.append(np.load(part))
-            done += 1
             continue
-        if done:
-            log.info("resuming an interrupted encoding: %d of %d chunks were saved", done, len(starts))
-            done = 0
-        name = "queries" if task == "query" else "documents"
-        embeddings = encoder.encode(texts[start:end], task=task, desc=f"Encoding {name} ({number}/{len(starts)})")
+        embeddings = encoder.encode(texts[start:end], task=task, desc=f"Encoding {name} ({number}/{len(ranges)})")
         _save(part, embeddings)
         chunks.append(embeddings)
     return np.concatenate(chunks)

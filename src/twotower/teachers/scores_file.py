@@ -32,8 +32,8 @@ class ScoresFileTeacher(Teacher):
         if not self.path.is_file():
             raise InputError("teacher scores file not found", path=self.path)
         scores = read_scores(self.path, collection)
+        self._collection = collection  # maps a missing pair's texts back to ids, for the error
         self._scores: dict[bytes, float] = {}
-        self._ids: dict[bytes, tuple[str, str]] = {}
         conflicts = 0
         for qid, per_query in scores.items():
             query = collection.queries[qid]
@@ -43,12 +43,9 @@ class ScoresFileTeacher(Teacher):
                     conflicts += 1  # two ids with the same texts, scored differently
                     continue
                 self._scores[key] = value
-                self._ids[key] = (qid, doc_id)
         if conflicts:
             log.warning("%s: %d pairs repeat another pair's texts with a different score; the first is used",
                         self.path, conflicts)
-        self._query_ids = {text: qid for qid, text in reversed(list(collection.queries.items()))}
-        self._doc_ids = {text: doc_id for doc_id, text in reversed(list(zip(collection.corpus.ids, collection.corpus.texts, strict=True)))}
         self._fingerprint = hashlib.sha256(self.path.read_bytes()).hexdigest()[:16]
 
     @property
@@ -77,8 +74,11 @@ class ScoresFileTeacher(Teacher):
                 values[i] = value
         if missing:
             first = missing[0]
-            qid = self._query_ids.get(query_texts[first], repr(query_texts[first][:60]))
-            doc_id = self._doc_ids.get(doc_texts[first], repr(doc_texts[first][:60]))
+            qid = next((q for q, text in self._collection.queries.items() if text == query_texts[first]),
+                       repr(query_texts[first][:60]))
+            corpus = self._collection.corpus
+            doc_id = next((d for d, text in zip(corpus.ids, corpus.texts, strict=True) if text == doc_texts[first]),
+                          repr(doc_texts[first][:60]))
             raise InputError(
                 f"no teacher score for query '{qid}' and document '{doc_id}'"
                 f"{f' (and {len(missing) - 1} more pairs)' if len(missing) > 1 else ''}; score the training pairs"

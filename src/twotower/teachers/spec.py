@@ -45,7 +45,8 @@ def load_teacher(
         if collection is None:
             raise ConfigError("a teacher scores file needs the collection whose query and document ids it uses")
         return ScoresFileTeacher(name, collection, show_progress=show_progress)
-    corpus = corpus if corpus is not None or collection is None else collection.corpus
+    if corpus is None and collection is not None:
+        corpus = collection.corpus
     if kind == "cross-encoder":
         from twotower.teachers.cross_encoder import CrossEncoderTeacher
 
