@@ -24,7 +24,9 @@ def main(argv: list[str]) -> int:
     if not argv:
         raise SystemExit(__doc__)
     started = time.time()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    )
     root = psutil.Process(proc.pid)
     samples: list[tuple[float, int]] = []
 

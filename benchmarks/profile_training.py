@@ -29,16 +29,23 @@ def main() -> None:
     from twotower.models.encoder import bf16_supported
     from twotower.training.examples import examples_from_collection
 
-    examples = examples_from_collection(load_collection("scifact", "train"))[: args.batch * args.steps]
+    examples = examples_from_collection(load_collection("scifact", "train"))[
+        : args.batch * args.steps
+    ]
     model = build_model("all-MiniLM-L6-v2", max_length=args.max_length, device="cpu")
     loss = MultipleNegativesRankingLoss(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5)
-    bf16 = args.precision == "bf16" or (args.precision == "auto" and bf16_supported(torch.device("cpu")))
+    bf16 = args.precision == "bf16" or (
+        args.precision == "auto" and bf16_supported(torch.device("cpu"))
+    )
     batches = [examples[i : i + args.batch] for i in range(0, len(examples), args.batch)]
     model.train()
 
     def step(batch):
-        features = [model.preprocess([e.query for e in batch]), model.preprocess([e.positive for e in batch])]
+        features = [
+            model.preprocess([e.query for e in batch]),
+            model.preprocess([e.positive for e in batch]),
+        ]
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             value = loss(features, None)
         value.backward()
@@ -51,8 +58,10 @@ def main() -> None:
         for batch in batches[1:]:
             step(batch)
     seconds = (time.perf_counter() - started) / max(1, len(batches) - 1)
-    print(f"precision {args.precision} (bf16 {bf16}), batch {args.batch}, max length {args.max_length}: "
-          f"{seconds:.2f} s/step (profiled)")
+    print(
+        f"precision {args.precision} (bf16 {bf16}), batch {args.batch}, max length {args.max_length}: "
+        f"{seconds:.2f} s/step (profiled)"
+    )
     print(profile.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows))
 
 

@@ -27,11 +27,25 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- recipes:start -->", "<!-- recipes:end -->"
 IN_DOMAIN = ("ndcg@10", "mrr@10", "map@100", "recall@10")
-METRIC_NAMES = {"ndcg@10": "NDCG@10", "mrr@10": "MRR@10", "map@100": "MAP@100", "recall@10": "Recall@10"}
+METRIC_NAMES = {
+    "ndcg@10": "NDCG@10",
+    "mrr@10": "MRR@10",
+    "map@100": "MAP@100",
+    "recall@10": "Recall@10",
+}
 COLLECTION_NAMES = {"scifact": "SciFact", "cranfield": "Cranfield", "cisi": "CISI"}
 # Table order (METHODS order); other recipes follow alphabetically.
-ORDER = ("quickstart", "mnrl", "mnrl-dual", "samtone", "samtone-asym", "margin-mse", "margin-mse-dual",
-         "margin-mse+mnrl-dual", "listwise")
+ORDER = (
+    "quickstart",
+    "mnrl",
+    "mnrl-dual",
+    "samtone",
+    "samtone-asym",
+    "margin-mse",
+    "margin-mse-dual",
+    "margin-mse+mnrl-dual",
+    "listwise",
+)
 
 
 def recipe_paths(recipes_dir: Path, only: list[str] | None = None) -> list[Path]:
@@ -41,7 +55,9 @@ def recipe_paths(recipes_dir: Path, only: list[str] | None = None) -> list[Path]
         by_name = {p.stem: p for p in paths}
         unknown = [name for name in only if name not in by_name]
         if unknown:
-            raise SystemExit(f"--only: no recipe {', '.join(unknown)} in {recipes_dir} (have: {', '.join(by_name)})")
+            raise SystemExit(
+                f"--only: no recipe {', '.join(unknown)} in {recipes_dir} (have: {', '.join(by_name)})"
+            )
         paths = [by_name[name] for name in only]
     return paths
 
@@ -61,7 +77,15 @@ def up_to_date(recipe_path: Path, run_dir: Path) -> bool:
 
 
 def run_one(recipe_path: Path, run_dir: Path, *, probe: bool | None, device: str | None) -> int:
-    command = [sys.executable, "-m", "twotower.cli.main", "run", str(recipe_path), "--output-dir", str(run_dir)]
+    command = [
+        sys.executable,
+        "-m",
+        "twotower.cli.main",
+        "run",
+        str(recipe_path),
+        "--output-dir",
+        str(run_dir),
+    ]
     if probe is not None:
         command.append("--probe" if probe else "--no-probe")
     if device:
@@ -76,7 +100,9 @@ def _collection(data: str) -> str:
 
 def summarise(name: str, payload: dict[str, Any], collections: list[str]) -> dict[str, Any]:
     """One table row from a run's results.json: the trained model's metrics and training time."""
-    metrics = {(r["system"], _collection(r["data"])): r["metrics"] for r in payload.get("results", [])}
+    metrics = {
+        (r["system"], _collection(r["data"])): r["metrics"] for r in payload.get("results", [])
+    }
     train = payload.get("train", {})
     first, *others = collections
     row: dict[str, Any] = {
@@ -84,7 +110,9 @@ def summarise(name: str, payload: dict[str, Any], collections: list[str]) -> dic
         "description": (payload.get("recipe") or {}).get("description", "").strip(),
         first: {m: metrics.get(("trained", first), {}).get(m) for m in IN_DOMAIN},
         **{c: {"ndcg@10": metrics.get(("trained", c), {}).get("ndcg@10")} for c in others},
-        "train_minutes": train["seconds"] / 60 if isinstance(train.get("seconds"), (int, float)) else None,
+        "train_minutes": train["seconds"] / 60
+        if isinstance(train.get("seconds"), (int, float))
+        else None,
         "steps": train.get("steps"),
         "examples": train.get("examples"),
     }
@@ -96,17 +124,23 @@ def baselines(payloads: list[dict[str, Any]], collections: list[str]) -> list[di
     rows = []
     for system, label in (("bm25", "BM25"), ("base", None)):
         for payload in payloads:
-            metrics = {_collection(r["data"]): r["metrics"] for r in payload.get("results", []) if r["system"] == system}
+            metrics = {
+                _collection(r["data"]): r["metrics"]
+                for r in payload.get("results", [])
+                if r["system"] == system
+            }
             if not metrics:
                 continue
             model = (payload.get("recipe") or {}).get("model", {}).get("name", "base model")
             first, *others = collections
-            rows.append({
-                "recipe": label or f"{model} (not fine-tuned)",
-                first: {m: metrics.get(first, {}).get(m) for m in IN_DOMAIN},
-                **{c: {"ndcg@10": metrics.get(c, {}).get("ndcg@10")} for c in others},
-                "train_minutes": None,
-            })
+            rows.append(
+                {
+                    "recipe": label or f"{model} (not fine-tuned)",
+                    first: {m: metrics.get(first, {}).get(m) for m in IN_DOMAIN},
+                    **{c: {"ndcg@10": metrics.get(c, {}).get("ndcg@10")} for c in others},
+                    "train_minutes": None,
+                }
+            )
             break
     return rows
 
@@ -115,16 +149,33 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def markdown_table(rows: list[dict[str, Any]], reference: list[dict[str, Any]], collections: list[str]) -> str:
+def markdown_table(
+    rows: list[dict[str, Any]], reference: list[dict[str, Any]], collections: list[str]
+) -> str:
     first, *others = collections
     first_name = COLLECTION_NAMES.get(first, first)
-    header = [f"{first_name} {METRIC_NAMES[m]}" if i == 0 else METRIC_NAMES[m] for i, m in enumerate(IN_DOMAIN)]
-    header = ["Recipe", *header, *(f"{COLLECTION_NAMES.get(c, c)} NDCG@10" for c in others), "Train min"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    header = [
+        f"{first_name} {METRIC_NAMES[m]}" if i == 0 else METRIC_NAMES[m]
+        for i, m in enumerate(IN_DOMAIN)
+    ]
+    header = [
+        "Recipe",
+        *header,
+        *(f"{COLLECTION_NAMES.get(c, c)} NDCG@10" for c in others),
+        "Train min",
+    ]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
+    ]
     for row in [*reference, *rows]:
         name = row["recipe"]
         if "status" in row:
-            lines.append(f"| [{name}](recipes/{name}.yaml) | " + " | ".join([row["status"]] + ["–"] * (len(header) - 2)) + " |")
+            lines.append(
+                f"| [{name}](recipes/{name}.yaml) | "
+                + " | ".join([row["status"]] + ["–"] * (len(header) - 2))
+                + " |"
+            )
             continue
         label = f"[{name}](recipes/{name}.yaml)" if "description" in row else name
         cells = [_fmt(row.get(first, {}).get(m)) for m in IN_DOMAIN]
@@ -134,23 +185,27 @@ def markdown_table(rows: list[dict[str, Any]], reference: list[dict[str, Any]], 
     return "\n".join(lines)
 
 
-def section(rows: list[dict[str, Any]], reference: list[dict[str, Any]], collections: list[str]) -> str:
+def section(
+    rows: list[dict[str, Any]], reference: list[dict[str, Any]], collections: list[str]
+) -> str:
     first, *others = collections
     zero_shot = ", ".join(COLLECTION_NAMES.get(c, c) for c in others)
-    return "\n".join([
-        START,
-        "## Training recipes",
-        "",
-        f"Each recipe in `recipes/` trained on {COLLECTION_NAMES.get(first, first)} train and evaluated on its test split"
-        f"{f' and zero-shot on {zero_shot}' if zero_shot else ''} (trec_eval metrics, judged queries), by"
-        " `python benchmarks/recipes_table.py` (`make bench-recipes`); each run's folder is `runs/<recipe>`"
-        " (report.md, results.json, probe). Train min: the trainer's wall-clock minutes on this machine"
-        " (mining, teacher scoring and evaluation not included). Numbers: benchmarks/recipes_results.json.",
-        "",
-        markdown_table(rows, reference, collections),
-        "",
-        END,
-    ])
+    return "\n".join(
+        [
+            START,
+            "## Training recipes",
+            "",
+            f"Each recipe in `recipes/` trained on {COLLECTION_NAMES.get(first, first)} train and evaluated on its test split"
+            f"{f' and zero-shot on {zero_shot}' if zero_shot else ''} (trec_eval metrics, judged queries), by"
+            " `python benchmarks/recipes_table.py` (`make bench-recipes`); each run's folder is `runs/<recipe>`"
+            " (report.md, results.json, probe). Train min: the trainer's wall-clock minutes on this machine"
+            " (mining, teacher scoring and evaluation not included). Numbers: benchmarks/recipes_results.json.",
+            "",
+            markdown_table(rows, reference, collections),
+            "",
+            END,
+        ]
+    )
 
 
 def write_section(path: Path, text: str) -> None:
@@ -160,7 +215,7 @@ def write_section(path: Path, text: str) -> None:
     old = path.read_text() if path.is_file() else "# Benchmarks\n"
     start, end = old.find(START), old.find(END)
     if start != -1 and end > start:
-        new = old[:start] + text.rstrip() + old[end + len(END):]
+        new = old[:start] + text.rstrip() + old[end + len(END) :]
     else:
         new = old.rstrip() + "\n\n" + text.rstrip() + "\n"
     if not new.endswith("\n"):
@@ -170,13 +225,16 @@ def write_section(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def collect(paths: list[Path], runs_dir: Path, collections: list[str], failed: set[str]
-            ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def collect(
+    paths: list[Path], runs_dir: Path, collections: list[str], failed: set[str]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     rows, payloads = [], []
     for path in paths:
         results = runs_dir / path.stem / "results.json"
         if path.stem in failed or not results.is_file():
-            rows.append({"recipe": path.stem, "status": "failed" if path.stem in failed else "not run"})
+            rows.append(
+                {"recipe": path.stem, "status": "failed" if path.stem in failed else "not run"}
+            )
             continue
         payload = json.loads(results.read_text())
         payloads.append(payload)
@@ -186,18 +244,32 @@ def collect(paths: list[Path], runs_dir: Path, collections: list[str], failed: s
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", help="comma-separated recipe names (default: every recipes/*.yaml)")
+    parser.add_argument(
+        "--only", help="comma-separated recipe names (default: every recipes/*.yaml)"
+    )
     parser.add_argument("--recipes-dir", type=Path, default=ROOT / "recipes")
     parser.add_argument("--runs-dir", type=Path, default=ROOT / "runs")
     parser.add_argument("--benchmarks", type=Path, default=ROOT / "BENCHMARKS.md")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "recipes_results.json")
-    parser.add_argument("--collections", default="scifact,cranfield,cisi",
-                        help="in-domain collection first, then the zero-shot ones")
-    parser.add_argument("--table-only", action="store_true", help="run nothing; tabulate the existing run folders")
-    parser.add_argument("--rerun", action="store_true",
-                        help="call twotower run even when results.json is up to date (training is still reused)")
-    parser.add_argument("--probe", action=argparse.BooleanOptionalAction, default=None,
-                        help="pass --probe/--no-probe to twotower run (default: each recipe's eval.probe)")
+    parser.add_argument(
+        "--collections",
+        default="scifact,cranfield,cisi",
+        help="in-domain collection first, then the zero-shot ones",
+    )
+    parser.add_argument(
+        "--table-only", action="store_true", help="run nothing; tabulate the existing run folders"
+    )
+    parser.add_argument(
+        "--rerun",
+        action="store_true",
+        help="call twotower run even when results.json is up to date (training is still reused)",
+    )
+    parser.add_argument(
+        "--probe",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="pass --probe/--no-probe to twotower run (default: each recipe's eval.probe)",
+    )
     parser.add_argument("--device", help="cpu, cuda, … (default: best available)")
     args = parser.parse_args(argv)
 
@@ -213,14 +285,20 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             started = time.perf_counter()
             code = run_one(path, run_dir, probe=args.probe, device=args.device)
-            print(f"{path.stem}: exit {code} after {(time.perf_counter() - started) / 60:.1f} min", flush=True)
+            print(
+                f"{path.stem}: exit {code} after {(time.perf_counter() - started) / 60:.1f} min",
+                flush=True,
+            )
             if code != 0:
                 failed.add(path.stem)
     # The table always covers every recipe: --only limits what runs, not what is tabulated.
     rows, reference = collect(recipe_paths(args.recipes_dir), args.runs_dir, collections, failed)
     write_section(args.benchmarks, section(rows, reference, collections))
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"collections": collections, "baselines": reference, "recipes": rows}, indent=2) + "\n")
+    args.json.write_text(
+        json.dumps({"collections": collections, "baselines": reference, "recipes": rows}, indent=2)
+        + "\n"
+    )
     print(markdown_table(rows, reference, collections))
     print(f"wrote {args.benchmarks} (recipes section) and {args.json}")
     return 1 if failed else 0

@@ -41,11 +41,19 @@ def load_st(max_length: int):
 def encoder(model, cfg: dict, precision: str):
     from twotower.models.encoder import Encoder
 
-    return Encoder(model, batch_size=cfg["tt_batch_size"], max_length=cfg["max_length"], precision=precision,
-                   show_progress=False, name=MODEL, max_batch_tokens=cfg.get("max_batch_tokens"))
+    return Encoder(
+        model,
+        batch_size=cfg["tt_batch_size"],
+        max_length=cfg["max_length"],
+        precision=precision,
+        show_progress=False,
+        name=MODEL,
+        max_batch_tokens=cfg.get("max_batch_tokens"),
+    )
 
 
 # --- training ---------------------------------------------------------------------------------
+
 
 def _step_timer():
     """A trainer callback recording the wall time of every optimiser step (data + forward +
@@ -91,8 +99,13 @@ def _train_summary(timer, batch_size: int, started: float) -> dict:
     steps = timer.steps()
     measured = steps[1:] or steps  # the first step pays one-off set-up (allocator, kernels)
     per_step = statistics.median(measured)
-    return {"s_per_step": per_step, "pairs_per_s": batch_size / per_step, "first_step_s": steps[0],
-            "step_times": steps, "train_wall_s": time.perf_counter() - started}
+    return {
+        "s_per_step": per_step,
+        "pairs_per_s": batch_size / per_step,
+        "first_step_s": steps[0],
+        "step_times": steps,
+        "train_wall_s": time.perf_counter() - started,
+    }
 
 
 def st_train(cfg: dict, out: Path) -> dict:
@@ -108,15 +121,32 @@ def st_train(cfg: dict, out: Path) -> dict:
     timer = _step_timer()
     torch.manual_seed(42)
     model = load_st(cfg["max_length"])
-    dataset = Dataset.from_dict({"anchor": [e.query for e in examples], "positive": [e.positive for e in examples]})
-    args = SentenceTransformerTrainingArguments(
-        output_dir=str(out / "st_train"), max_steps=cfg["train_steps"], per_device_train_batch_size=cfg["batch_size"],
-        learning_rate=2e-5, warmup_steps=0.1, seed=42, use_cpu=True, bf16=cfg.get("st_bf16", False),
-        save_strategy="no", logging_steps=5, report_to="none", batch_sampler="no_duplicates",
-        dataloader_drop_last=True, disable_tqdm=True,
+    dataset = Dataset.from_dict(
+        {"anchor": [e.query for e in examples], "positive": [e.positive for e in examples]}
     )
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset,
-                                         loss=MultipleNegativesRankingLoss(model), callbacks=[timer])
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(out / "st_train"),
+        max_steps=cfg["train_steps"],
+        per_device_train_batch_size=cfg["batch_size"],
+        learning_rate=2e-5,
+        warmup_steps=0.1,
+        seed=42,
+        use_cpu=True,
+        bf16=cfg.get("st_bf16", False),
+        save_strategy="no",
+        logging_steps=5,
+        report_to="none",
+        batch_sampler="no_duplicates",
+        dataloader_drop_last=True,
+        disable_tqdm=True,
+    )
+    trainer = SentenceTransformerTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        loss=MultipleNegativesRankingLoss(model),
+        callbacks=[timer],
+    )
     started = time.perf_counter()
     trainer.train()
     return _train_summary(timer, cfg["batch_size"], started)
@@ -133,8 +163,15 @@ def tt_train(cfg: dict, out: Path, precision: str) -> dict:
         name="bench",
         model=ModelConfig(name=MODEL, max_document_length=cfg["max_length"]),
         loss=[{"loss": "contrastive", "preset": "mnrl"}],
-        optim=OptimConfig(batch_size=cfg["batch_size"], max_steps=cfg["train_steps"], learning_rate=2e-5,
-                          warmup_ratio=0.1, precision=precision, save_steps=10**6, logging_steps=5),
+        optim=OptimConfig(
+            batch_size=cfg["batch_size"],
+            max_steps=cfg["train_steps"],
+            learning_rate=2e-5,
+            warmup_ratio=0.1,
+            precision=precision,
+            save_steps=10**6,
+            logging_steps=5,
+        ),
     )
     started = time.perf_counter()
     train_model(recipe, examples, out / f"tt_train_{precision}", resume=False, device="cpu")
@@ -145,6 +182,7 @@ def tt_train(cfg: dict, out: Path, precision: str) -> dict:
 
 # --- encoding ---------------------------------------------------------------------------------
 
+
 def st_encode(cfg: dict, out: Path) -> dict:
     """ST's corpus encoding; the embeddings are kept for ``st_eval`` with a cache."""
     import numpy as np
@@ -153,16 +191,23 @@ def st_encode(cfg: dict, out: Path) -> dict:
 
     corpus = load_collection(cfg["data"], "test").corpus
     model = load_st(cfg["max_length"])
-    model.encode_document(corpus.texts[:8], batch_size=cfg["st_batch_size"])  # warm-up, as tt gets none: tiny
+    model.encode_document(
+        corpus.texts[:8], batch_size=cfg["st_batch_size"]
+    )  # warm-up, as tt gets none: tiny
     started = time.perf_counter()
-    embeddings = model.encode_document(corpus.texts, batch_size=cfg["st_batch_size"], normalize_embeddings=True,
-                                       convert_to_numpy=True)
+    embeddings = model.encode_document(
+        corpus.texts,
+        batch_size=cfg["st_batch_size"],
+        normalize_embeddings=True,
+        convert_to_numpy=True,
+    )
     seconds = time.perf_counter() - started
     np.save(out / "st_corpus_embeddings.npy", embeddings)
     return {"seconds": seconds, "docs": len(corpus)}
 
 
 # --- mining -----------------------------------------------------------------------------------
+
 
 def st_mine(cfg: dict, out: Path) -> dict:
     from datasets import Dataset
@@ -174,12 +219,21 @@ def st_mine(cfg: dict, out: Path) -> dict:
     collection = load_collection(cfg["data"], "train")
     examples = examples_from_collection(collection)
     model = load_st(cfg["max_length"])
-    dataset = Dataset.from_dict({"anchor": [e.query for e in examples], "positive": [e.positive for e in examples]})
+    dataset = Dataset.from_dict(
+        {"anchor": [e.query for e in examples], "positive": [e.positive for e in examples]}
+    )
     started = time.perf_counter()
     mined = mine_hard_negatives(
-        dataset, model, corpus=list(collection.corpus.texts), range_min=cfg["window"][0] - 1,
-        range_max=cfg["window"][1], num_negatives=cfg["negatives"], sampling_strategy="random",
-        batch_size=cfg["st_batch_size"], output_format="n-tuple", cache_folder=str(out / "st_mining_cache"),
+        dataset,
+        model,
+        corpus=list(collection.corpus.texts),
+        range_min=cfg["window"][0] - 1,
+        range_max=cfg["window"][1],
+        num_negatives=cfg["negatives"],
+        sampling_strategy="random",
+        batch_size=cfg["st_batch_size"],
+        output_format="n-tuple",
+        cache_folder=str(out / "st_mining_cache"),
         verbose=False,
     )
     return {"seconds": time.perf_counter() - started, "rows": len(mined)}
@@ -193,12 +247,23 @@ def tt_mine(cfg: dict, out: Path, precision: str, table_cache: bool) -> dict:
     model = load_st(cfg["max_length"])
     retriever = make_retriever("dense", encoder(model, cfg, precision))
     started = time.perf_counter()
-    table, stats = mine_negatives(collection, retriever, window=RankWindow(*cfg["window"]), count=cfg["negatives"],
-                                  seed=0, use_cache=table_cache)
-    return {"seconds": time.perf_counter() - started, "negatives": stats.negatives, "table_cached": stats.cached}
+    table, stats = mine_negatives(
+        collection,
+        retriever,
+        window=RankWindow(*cfg["window"]),
+        count=cfg["negatives"],
+        seed=0,
+        use_cache=table_cache,
+    )
+    return {
+        "seconds": time.perf_counter() - started,
+        "negatives": stats.negatives,
+        "table_cached": stats.cached,
+    }
 
 
 # --- evaluation -------------------------------------------------------------------------------
+
 
 def st_eval(cfg: dict, out: Path, cached: bool) -> dict:
     import numpy as np
@@ -214,8 +279,12 @@ def st_eval(cfg: dict, out: Path, cached: bool) -> dict:
     relevant = {q: {d for d, g in collection.qrels[q].items() if g > 0} for q in qids}
     started = time.perf_counter()
     evaluator = InformationRetrievalEvaluator(
-        {q: collection.queries[q] for q in qids}, dict(zip(corpus.ids, corpus.texts, strict=True)), relevant,
-        batch_size=cfg["st_batch_size"], write_csv=False, name="bench",
+        {q: collection.queries[q] for q in qids},
+        dict(zip(corpus.ids, corpus.texts, strict=True)),
+        relevant,
+        batch_size=cfg["st_batch_size"],
+        write_csv=False,
+        name="bench",
     )
     kwargs = {}
     if cached:  # what an ST user can do: encode the corpus once, save it, pass it back in
@@ -236,8 +305,13 @@ def tt_eval(cfg: dict, out: Path, precision: str) -> dict:
     started = time.perf_counter()
     result = evaluate_systems(collection, encoders=[enc])[0]
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "ndcg@10": result.metrics["ndcg@10"], "timings": result.timings,
-            "docs": len(collection.corpus), "bf16": enc.use_bf16()}
+    return {
+        "seconds": seconds,
+        "ndcg@10": result.metrics["ndcg@10"],
+        "timings": result.timings,
+        "docs": len(collection.corpus),
+        "bf16": enc.use_bf16(),
+    }
 
 
 CASES = {

@@ -13,9 +13,21 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 DOCS = [
     {"_id": "d1", "title": "Cats", "text": "Cats are small domesticated felines that purr."},
     {"_id": "d2", "title": "Dogs", "text": "Dogs are loyal animals that bark at strangers."},
-    {"_id": "d3", "title": "Rust", "text": "Rust is a systems programming language focused on safety."},
-    {"_id": "d4", "title": "Python", "text": "Python is a programming language popular in machine learning."},
-    {"_id": "d5", "title": "Tea", "text": "Green tea is brewed from the leaves of Camellia sinensis."},
+    {
+        "_id": "d3",
+        "title": "Rust",
+        "text": "Rust is a systems programming language focused on safety.",
+    },
+    {
+        "_id": "d4",
+        "title": "Python",
+        "text": "Python is a programming language popular in machine learning.",
+    },
+    {
+        "_id": "d5",
+        "title": "Tea",
+        "text": "Green tea is brewed from the leaves of Camellia sinensis.",
+    },
     {"_id": "d6", "title": "", "text": "Coffee beans are roasted seeds of the coffee plant."},
 ]
 QUERIES = [
@@ -57,13 +69,32 @@ def build_tiny_bert(folder: Path, *, hidden: int = 32, layers: int = 1, seed: in
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     folder.mkdir(parents=True, exist_ok=True)
-    words = sorted({w for d in DOCS + QUERIES for w in re.findall(r"\w+", (d.get("title", "") + " " + d["text"]).lower())})
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words + [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"] + list("abcdefghijklmnopqrstuvwxyz0123456789")
+    words = sorted(
+        {
+            w
+            for d in DOCS + QUERIES
+            for w in re.findall(r"\w+", (d.get("title", "") + " " + d["text"]).lower())
+        }
+    )
+    vocab = (
+        ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        + words
+        + [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"]
+        + list("abcdefghijklmnopqrstuvwxyz0123456789")
+    )
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True, model_max_length=64)
+    tokenizer = BertTokenizerFast(
+        vocab_file=str(folder / "vocab.txt"), do_lower_case=True, model_max_length=64
+    )
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
-                        intermediate_size=2 * hidden, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=64,
+    )
     BertModel(config).save_pretrained(folder / "hf")
     tokenizer.save_pretrained(folder / "hf")
     transformer = Transformer(str(folder / "hf"), max_seq_length=64)

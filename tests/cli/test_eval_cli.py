@@ -15,7 +15,19 @@ def invoke(*args):
 
 def test_bm25_and_dense_eval_writes_json(tiny_collection, tiny_model, tmp_path):
     out = tmp_path / "results.json"
-    result = invoke("eval", "-m", "bm25", "-m", str(tiny_model), "-d", str(tiny_collection), "--fusion", "rrf", "-o", str(out))
+    result = invoke(
+        "eval",
+        "-m",
+        "bm25",
+        "-m",
+        str(tiny_model),
+        "-d",
+        str(tiny_collection),
+        "--fusion",
+        "rrf",
+        "-o",
+        str(out),
+    )
     assert result.exit_code == 0, result.output
     payload = json.loads(out.read_text())
     systems = [r["system"] for r in payload["results"]]
@@ -31,11 +43,26 @@ def test_bm25_and_dense_eval_writes_json(tiny_collection, tiny_model, tmp_path):
 @pytest.mark.parametrize(
     "corrupt, message",
     [
-        (lambda root: (root / "corpus.jsonl").open("a").write("{not json}\n"), "corpus.jsonl:7: malformed JSON"),
-        (lambda root: (root / "corpus.jsonl").open("a").write(json.dumps(DOCS[0]) + "\n"), "corpus.jsonl:7 field '_id': duplicate id 'd1'"),
-        (lambda root: (root / "queries.jsonl").open("a").write('{"_id": "q9"}\n'), "queries.jsonl:5 field 'text': missing required field"),
-        (lambda root: (root / "qrels" / "test.tsv").open("a").write("q1\td2\tyes\n"), "test.tsv:6 field 'score': score 'yes' is not an integer"),
-        (lambda root: (root / "qrels" / "test.tsv").open("a").write("q1\td2\t1\textra\tcol\n"), "test.tsv:6: expected 3 tab-separated columns"),
+        (
+            lambda root: (root / "corpus.jsonl").open("a").write("{not json}\n"),
+            "corpus.jsonl:7: malformed JSON",
+        ),
+        (
+            lambda root: (root / "corpus.jsonl").open("a").write(json.dumps(DOCS[0]) + "\n"),
+            "corpus.jsonl:7 field '_id': duplicate id 'd1'",
+        ),
+        (
+            lambda root: (root / "queries.jsonl").open("a").write('{"_id": "q9"}\n'),
+            "queries.jsonl:5 field 'text': missing required field",
+        ),
+        (
+            lambda root: (root / "qrels" / "test.tsv").open("a").write("q1\td2\tyes\n"),
+            "test.tsv:6 field 'score': score 'yes' is not an integer",
+        ),
+        (
+            lambda root: (root / "qrels" / "test.tsv").open("a").write("q1\td2\t1\textra\tcol\n"),
+            "test.tsv:6: expected 3 tab-separated columns",
+        ),
     ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path, corrupt, message):

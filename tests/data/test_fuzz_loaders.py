@@ -30,19 +30,45 @@ from twotower.teachers import read_scores
 from twotower.training.examples import examples_from_jsonl
 from twotower.training.recipe import load_recipe
 
-FUZZ = settings(max_examples=120, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=120,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 @st.composite
 def mutated(draw, original: bytes) -> bytes:
     data = bytearray(original)
     for _ in range(draw(st.integers(1, 4))):
-        kind = draw(st.sampled_from(["insert", "delete", "replace", "duplicate_line", "swap_lines", "truncate", "bom"]))
+        kind = draw(
+            st.sampled_from(
+                ["insert", "delete", "replace", "duplicate_line", "swap_lines", "truncate", "bom"]
+            )
+        )
         position = draw(st.integers(0, max(0, len(data) - 1)))
         if kind == "insert":
-            data[position:position] = draw(st.binary(min_size=1, max_size=6) | st.sampled_from(
-                [b"\t", b"\n", b'"', b"{", b"}", b",", b":", b"\xff", b"\xc3", b" null", b"\r\n", b"\x00"]))
+            data[position:position] = draw(
+                st.binary(min_size=1, max_size=6)
+                | st.sampled_from(
+                    [
+                        b"\t",
+                        b"\n",
+                        b'"',
+                        b"{",
+                        b"}",
+                        b",",
+                        b":",
+                        b"\xff",
+                        b"\xc3",
+                        b" null",
+                        b"\r\n",
+                        b"\x00",
+                    ]
+                )
+            )
         elif kind == "delete" and data:
             del data[position : position + draw(st.integers(1, 12))]
         elif kind == "replace" and data:
@@ -81,14 +107,36 @@ def jsonl(rows: list[dict]) -> bytes:
 
 CORPUS = jsonl(DOCS)
 QUERIES_FILE = jsonl(QUERIES)
-NEGATIVES = jsonl([{"query_id": "q1", "positive_ids": ["d1"], "negative_ids": ["d2", "d3"], "negative_ranks": [2, 5]},
-                   {"query_id": "q2", "positive_ids": ["d3", "d4"], "negative_ids": ["d1"]}])
-SCORES = jsonl([{"query_id": "q1", "doc_id": "d1", "score": 2.5}, {"query_id": "q1", "doc_id": "d2", "score": -1},
-                {"query_id": "q2", "doc_id": "d3", "score": 0.25}])
-PAIRS = jsonl([{"query": "cats", "positive": "Cats purr.", "negatives": ["Dogs bark."]},
-               {"query": "tea", "positive": "Green tea.", "query_id": "t"}])
-SYNTHETIC = jsonl([{"query": "purring pets", "doc_id": "d1", "type": "question"},
-                   {"query": "coffee seeds", "doc_id": "d6", "query_id": "g2"}])
+NEGATIVES = jsonl(
+    [
+        {
+            "query_id": "q1",
+            "positive_ids": ["d1"],
+            "negative_ids": ["d2", "d3"],
+            "negative_ranks": [2, 5],
+        },
+        {"query_id": "q2", "positive_ids": ["d3", "d4"], "negative_ids": ["d1"]},
+    ]
+)
+SCORES = jsonl(
+    [
+        {"query_id": "q1", "doc_id": "d1", "score": 2.5},
+        {"query_id": "q1", "doc_id": "d2", "score": -1},
+        {"query_id": "q2", "doc_id": "d3", "score": 0.25},
+    ]
+)
+PAIRS = jsonl(
+    [
+        {"query": "cats", "positive": "Cats purr.", "negatives": ["Dogs bark."]},
+        {"query": "tea", "positive": "Green tea.", "query_id": "t"},
+    ]
+)
+SYNTHETIC = jsonl(
+    [
+        {"query": "purring pets", "doc_id": "d1", "type": "question"},
+        {"query": "coffee seeds", "doc_id": "d6", "query_id": "g2"},
+    ]
+)
 RECIPE = b"""# fuzzed recipe
 name: fuzz
 model: {name: all-MiniLM-L6-v2, towers: shared}
@@ -160,10 +208,14 @@ def test_the_unmutated_files_load(tmp_path, collection):
     assert len(Corpus.load(_write(tmp_path / "corpus.jsonl", CORPUS))) == len(DOCS)
     assert len(load_queries(_write(tmp_path / "queries.jsonl", QUERIES_FILE))) == len(QUERIES)
     assert len(read_negatives(_write(tmp_path / "n.jsonl", NEGATIVES), collection)) == 2
-    assert read_scores(_write(tmp_path / "s.jsonl", SCORES), collection)["q1"] == {"d1": 2.5, "d2": -1.0}
+    assert read_scores(_write(tmp_path / "s.jsonl", SCORES), collection)["q1"] == {
+        "d1": 2.5,
+        "d2": -1.0,
+    }
     assert len(examples_from_jsonl(_write(tmp_path / "p.jsonl", PAIRS))) == 2
-    assert load_synthetic_queries(_write(tmp_path / "y.jsonl", SYNTHETIC), load_corpus(collection.path))[1] == {
-        "question": 1, "untyped": 1}
+    assert load_synthetic_queries(
+        _write(tmp_path / "y.jsonl", SYNTHETIC), load_corpus(collection.path)
+    )[1] == {"question": 1, "untyped": 1}
     assert load_recipe(_write(tmp_path / "fuzz.yaml", RECIPE)).negatives.count == 2
     table = NegativesTable({"q1": ["d2"]}, positives={"q1": ["d1"]})
     write_negatives(tmp_path / "w.jsonl", table)

@@ -11,7 +11,9 @@ def test_loads_collection(tiny_collection):
     c = load_collection(tiny_collection)
     assert c.corpus.ids == [d["_id"] for d in DOCS]
     assert c.corpus.text_of("d1") == "Cats Cats are small domesticated felines that purr."
-    assert c.corpus.text_of("d6") == "Coffee beans are roasted seeds of the coffee plant."  # no title
+    assert (
+        c.corpus.text_of("d6") == "Coffee beans are roasted seeds of the coffee plant."
+    )  # no title
     assert c.qrels == {"q1": {"d1": 1}, "q2": {"d3": 2, "d4": 1}, "q3": {"d6": 1}}
     assert c.judged_query_ids == ["q1", "q2", "q3"]
     assert c.positives("q2") == {"d3", "d4"}
@@ -24,7 +26,9 @@ def test_fingerprint_depends_on_content(tmp_path):
     docs[0]["text"] += "!"
     b = Corpus.load(write_collection(tmp_path / "b", docs=docs) / "corpus.jsonl")
     assert a.fingerprint != b.fingerprint
-    assert a.fingerprint == Corpus.load(write_collection(tmp_path / "c") / "corpus.jsonl").fingerprint
+    assert (
+        a.fingerprint == Corpus.load(write_collection(tmp_path / "c") / "corpus.jsonl").fingerprint
+    )
 
 
 def test_qrels_without_header_lf_and_trec_four_columns(tmp_path):
@@ -82,28 +86,38 @@ def test_missing_text_field(tmp_path):
 
 def test_duplicate_document_id(tmp_path):
     root = write_collection(tmp_path / "m", docs=DOCS + [DOCS[1]])
-    with pytest.raises(InputError, match=r"corpus\.jsonl:7 field '_id': duplicate id 'd2' \(first on line 2\)"):
+    with pytest.raises(
+        InputError, match=r"corpus\.jsonl:7 field '_id': duplicate id 'd2' \(first on line 2\)"
+    ):
         load_collection(root)
 
 
 def test_duplicate_query_id(tmp_path):
     path = tmp_path / "queries.jsonl"
-    path.write_text(json.dumps({"_id": "a", "text": "x"}) + "\n" + json.dumps({"_id": "a", "text": "y"}) + "\n")
-    with pytest.raises(InputError, match=r"queries\.jsonl:2 field '_id': duplicate id 'a' \(first on line 1\)"):
+    path.write_text(
+        json.dumps({"_id": "a", "text": "x"}) + "\n" + json.dumps({"_id": "a", "text": "y"}) + "\n"
+    )
+    with pytest.raises(
+        InputError, match=r"queries\.jsonl:2 field '_id': duplicate id 'a' \(first on line 1\)"
+    ):
         load_queries(path)
 
 
 def test_qrels_non_integer_score(tmp_path):
     path = tmp_path / "test.tsv"
     path.write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq1\td2\thigh\n")
-    with pytest.raises(InputError, match=r"test\.tsv:3 field 'score': score 'high' is not an integer"):
+    with pytest.raises(
+        InputError, match=r"test\.tsv:3 field 'score': score 'high' is not an integer"
+    ):
         load_qrels(path)
 
 
 def test_qrels_wrong_column_count(tmp_path):
     path = tmp_path / "test.tsv"
     path.write_text("q1\td1\t1\nq1\td2\n")
-    with pytest.raises(InputError, match=r"test\.tsv:2: expected 3 tab-separated columns .* found 2"):
+    with pytest.raises(
+        InputError, match=r"test\.tsv:2: expected 3 tab-separated columns .* found 2"
+    ):
         load_qrels(path)
 
 
@@ -138,7 +152,9 @@ def test_invalid_utf8_names_line_and_column_and_a_bom_is_fine(tmp_path):
 
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_bytes(b'{"_id": "d1", "text": "ok"}\n{"_id": "d2", "text": "caf\xe9"}\n')
-    with pytest.raises(InputError, match=r"corpus.jsonl:2: not valid UTF-8 \(byte 0xe9 at column 27\)"):
+    with pytest.raises(
+        InputError, match=r"corpus.jsonl:2: not valid UTF-8 \(byte 0xe9 at column 27\)"
+    ):
         Corpus.load(corpus)
     corpus.write_bytes(b'\xef\xbb\xbf{"_id": "d1", "text": "caf\xc3\xa9"}\r\n')
     assert Corpus.load(corpus).text_of("d1") == "café"

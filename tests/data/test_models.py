@@ -44,7 +44,13 @@ def test_encoder_matches_sentence_transformers(tiny_model, tiny_collection):
 
 def test_query_and_document_prompts(tiny_model):
     model = SentenceTransformer(str(tiny_model), device="cpu")
-    encoder = Encoder(model, query_prompt="query: ", document_prompt="passage: ", precision="fp32", show_progress=False)
+    encoder = Encoder(
+        model,
+        query_prompt="query: ",
+        document_prompt="passage: ",
+        precision="fp32",
+        show_progress=False,
+    )
     q = encoder.encode_queries(["cats purr"])
     expected = model.encode(["query: cats purr"], normalize_embeddings=True)
     np.testing.assert_allclose(q, expected, atol=1e-5)
@@ -73,7 +79,9 @@ def test_query_embeddings_are_cached_too(tiny_model):
     np.testing.assert_array_equal(first, second)
 
 
-def test_an_interrupted_corpus_encoding_resumes_from_its_last_chunk(tiny_model, tiny_collection, monkeypatch):
+def test_an_interrupted_corpus_encoding_resumes_from_its_last_chunk(
+    tiny_model, tiny_collection, monkeypatch
+):
     import twotower.models.embedding_cache as cache
 
     corpus = load_collection(tiny_collection).corpus  # 6 documents
@@ -95,7 +103,14 @@ def test_an_interrupted_corpus_encoding_resumes_from_its_last_chunk(tiny_model, 
     parts = sorted(p.name for p in cache.embedding_cache_dir().glob("*.parts/*.npy"))
     assert parts == ["0-2.npy", "2-4.npy"]
     encoded.clear()
-    monkeypatch.setattr(encoder, "encode", lambda texts, *, task, desc=None: (encoded.append(len(texts)), real_encode(texts, task=task))[1])
+    monkeypatch.setattr(
+        encoder,
+        "encode",
+        lambda texts, *, task, desc=None: (
+            encoded.append(len(texts)),
+            real_encode(texts, task=task),
+        )[1],
+    )
     resumed, hit = encode_corpus(encoder, corpus)
     assert hit is False and encoded == [2]  # only the missing chunk
     np.testing.assert_allclose(resumed, whole, atol=1e-5)

@@ -28,9 +28,16 @@ def write_rows(path, rows):
 def test_queries_become_a_collection_over_the_corpus(tmp_path, tiny_collection):
     path = write_rows(tmp_path / "syn.jsonl", ROWS)
     collection, types = load_synthetic_queries(path, load_corpus(tiny_collection))
-    assert collection.split == "synthetic" and collection.corpus.ids == load_corpus(tiny_collection).corpus.ids
-    assert collection.queries == {"synthetic-1": "purring feline pets", "g-2": "Rust memory safety",
-                                  "synthetic-3": "brewing green tea leaves", "synthetic-4": "coffee plant seeds"}
+    assert (
+        collection.split == "synthetic"
+        and collection.corpus.ids == load_corpus(tiny_collection).corpus.ids
+    )
+    assert collection.queries == {
+        "synthetic-1": "purring feline pets",
+        "g-2": "Rust memory safety",
+        "synthetic-3": "brewing green tea leaves",
+        "synthetic-4": "coffee plant seeds",
+    }
     assert collection.qrels["g-2"] == {"d3": 1} and collection.positives("synthetic-4") == {"d6"}
     assert types == {"question": 2, "keywords": 1, "untyped": 1}
     only, types = load_synthetic_queries(path, load_corpus(tiny_collection), types=["question"])
@@ -45,18 +52,31 @@ def test_joined_with_the_labelled_split(tmp_path, tiny_collection):
     assert set(joined.judged_query_ids) == {"q1", "q2", "q3", "synthetic-1", "g-2"}
     assert joined.qrels["q2"] == labelled.qrels["q2"]
     clash = write_rows(tmp_path / "clash.jsonl", [{"query": "x", "doc_id": "d1", "query_id": "q1"}])
-    with pytest.raises(InputError, match=r"clash.jsonl:1 field 'query_id': query id 'q1' is also a query"):
+    with pytest.raises(
+        InputError, match=r"clash.jsonl:1 field 'query_id': query id 'q1' is also a query"
+    ):
         load_synthetic_queries(clash, labelled, include_split=True)
 
 
-@pytest.mark.parametrize(("row", "line", "message"), [
-    ('{"query": "x", "doc_id": ', 2, r"syn.jsonl:2: malformed JSON"),
-    ({"doc_id": "d1"}, 2, r"syn.jsonl:2 field 'query': missing required field"),
-    ({"query": "  ", "doc_id": "d1"}, 2, r"syn.jsonl:2 field 'query': empty text"),
-    ({"query": "x"}, 2, r"syn.jsonl:2 field 'doc_id': missing required field"),
-    ({"query": "x", "doc_id": "nope"}, 2, r"syn.jsonl:2 field 'doc_id': unknown document id 'nope'"),
-    ({"query": "x", "doc_id": "d1", "query_id": "g-2"}, 3, r"syn.jsonl:3 field 'query_id': duplicate query id 'g-2' \(first on line 2\)"),
-])
+@pytest.mark.parametrize(
+    ("row", "line", "message"),
+    [
+        ('{"query": "x", "doc_id": ', 2, r"syn.jsonl:2: malformed JSON"),
+        ({"doc_id": "d1"}, 2, r"syn.jsonl:2 field 'query': missing required field"),
+        ({"query": "  ", "doc_id": "d1"}, 2, r"syn.jsonl:2 field 'query': empty text"),
+        ({"query": "x"}, 2, r"syn.jsonl:2 field 'doc_id': missing required field"),
+        (
+            {"query": "x", "doc_id": "nope"},
+            2,
+            r"syn.jsonl:2 field 'doc_id': unknown document id 'nope'",
+        ),
+        (
+            {"query": "x", "doc_id": "d1", "query_id": "g-2"},
+            3,
+            r"syn.jsonl:3 field 'query_id': duplicate query id 'g-2' \(first on line 2\)",
+        ),
+    ],
+)
 def test_bad_rows_name_file_line_and_field(tmp_path, tiny_collection, row, line, message):
     rows = [ROWS[0], row] if line == 2 else [ROWS[0], ROWS[1], row]
     path = write_rows(tmp_path / "syn.jsonl", rows)
@@ -89,11 +109,20 @@ def test_recipe_trains_on_synthetic_queries(tmp_path, tiny_model, tiny_collectio
     data = prepare_examples(recipe)
     assert [e.query for e in data.examples] == [r["query"] for r in ROWS]
     assert [e.positive_id for e in data.examples] == ["d1", "d3", "d5", "d6"]
-    assert all(len(e.negative_ids) == 1 and e.negative_ids[0] != e.positive_id for e in data.examples)
+    assert all(
+        len(e.negative_ids) == 1 and e.negative_ids[0] != e.positive_id for e in data.examples
+    )
     assert data.info["synthetic_queries"]["types"] == {"question": 2, "keywords": 1, "untyped": 1}
     out = tmp_path / "run"
-    result = CliRunner().invoke(app, ["run", str(synthetic_recipe(tmp_path, tiny_model, tiny_collection, synthetic)),
-                                      "--output-dir", str(out)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            str(synthetic_recipe(tmp_path, tiny_model, tiny_collection, synthetic)),
+            "--output-dir",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert json.loads((out / "results.json").read_text())["train"]["steps"] == 2
 
@@ -102,10 +131,22 @@ def test_recipe_joins_split_and_filters_types(tmp_path, tiny_model):
     collection = write_collection(tmp_path / "c")
     (collection / "qrels" / "train.tsv").write_text(QRELS)
     synthetic = write_rows(tmp_path / "syn.jsonl", ROWS)
-    path = synthetic_recipe(tmp_path, tiny_model, collection, synthetic,
-                            ", include_split: true, query_types: [question]")
+    path = synthetic_recipe(
+        tmp_path,
+        tiny_model,
+        collection,
+        synthetic,
+        ", include_split: true, query_types: [question]",
+    )
     data = prepare_examples(load_recipe(path))
-    assert sorted(e.query_id for e in data.examples) == ["q1", "q2", "q2", "q3", "synthetic-1", "synthetic-3"]
+    assert sorted(e.query_id for e in data.examples) == [
+        "q1",
+        "q2",
+        "q2",
+        "q3",
+        "synthetic-1",
+        "synthetic-3",
+    ]
     assert data.info["synthetic_queries"]["labelled_queries"] == 4
 
 
@@ -113,9 +154,13 @@ def test_recipe_rejects_synthetic_options_without_a_corpus(tmp_path):
     from twotower.errors import ConfigError
 
     path = tmp_path / "bad.yaml"
-    path.write_text("train: {data: scifact, query_types: [question]}\nloss: [{loss: contrastive}]\n")
+    path.write_text(
+        "train: {data: scifact, query_types: [question]}\nloss: [{loss: contrastive}]\n"
+    )
     with pytest.raises(ConfigError, match="train.synthetic_queries, which is not set"):
         load_recipe(path)
-    path.write_text("train: {pairs: p.jsonl, data: null, synthetic_queries: s.jsonl}\nloss: [{loss: contrastive}]\n")
+    path.write_text(
+        "train: {pairs: p.jsonl, data: null, synthetic_queries: s.jsonl}\nloss: [{loss: contrastive}]\n"
+    )
     with pytest.raises(ConfigError, match="set train.data, not train.pairs"):
         load_recipe(path)

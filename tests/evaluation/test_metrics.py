@@ -16,7 +16,9 @@ def test_hand_computed_values():
     assert per_query["q1"]["ndcg@10"] == pytest.approx(1 / math.log2(3))
     # graded: ideal order c (gain 3 in trec_eval's linear form: rel), d
     ideal = 2 / math.log2(2) + 1 / math.log2(3)
-    assert per_query["q2"]["ndcg@10"] == pytest.approx((1 / math.log2(2) + 2 / math.log2(3)) / ideal)
+    assert per_query["q2"]["ndcg@10"] == pytest.approx(
+        (1 / math.log2(2) + 2 / math.log2(3)) / ideal
+    )
     assert per_query["q2"]["recall@1"] == pytest.approx(0.5)
     assert means["mrr@10"] == pytest.approx((0.5 + 1.0) / 2)
 

@@ -78,7 +78,9 @@ def gradcheck_embeddings(loss, base: EmbeddingBatch) -> bool:
     import dataclasses
 
     def f(q, d, h, nq):
-        return loss(dataclasses.replace(base, queries=q, positives=d, hard_negatives=h, negative_queries=nq))
+        return loss(
+            dataclasses.replace(base, queries=q, positives=d, hard_negatives=h, negative_queries=nq)
+        )
 
     inputs = tuple(
         t.detach().clone().requires_grad_(True)

@@ -11,10 +11,27 @@ from twotower.losses import CachedSentenceTransformerLoss, SentenceTransformerLo
 
 CASES = [
     # (loss specs, columns, labels, extra kwargs)
-    ([{"loss": "contrastive", "preset": "mnrl"}], ["anchor", "positive", "negative_1", "negative_2"], None, {}),
-    ([{"loss": "contrastive", "preset": "samtone_both"}], ["anchor", "positive", "negative_1"], None, {}),
-    ([{"loss": "margin_mse", "dual_weight": 0.5}, {"loss": "contrastive", "preset": "mnrl_dual", "weight": 0.5}],
-     ["anchor", "positive", "negative_1", "neg_query"], "scores", {"num_negative_query_columns": 1}),
+    (
+        [{"loss": "contrastive", "preset": "mnrl"}],
+        ["anchor", "positive", "negative_1", "negative_2"],
+        None,
+        {},
+    ),
+    (
+        [{"loss": "contrastive", "preset": "samtone_both"}],
+        ["anchor", "positive", "negative_1"],
+        None,
+        {},
+    ),
+    (
+        [
+            {"loss": "margin_mse", "dual_weight": 0.5},
+            {"loss": "contrastive", "preset": "mnrl_dual", "weight": 0.5},
+        ],
+        ["anchor", "positive", "negative_1", "neg_query"],
+        "scores",
+        {"num_negative_query_columns": 1},
+    ),
 ]
 
 
@@ -22,14 +39,20 @@ def value_and_grads(loss, st_model, columns, labels):
     st_model.zero_grad()
     value = loss(features(st_model, columns), labels)
     value.backward()
-    grads = {name: p.grad.detach().clone() for name, p in st_model.named_parameters() if p.grad is not None}
+    grads = {
+        name: p.grad.detach().clone()
+        for name, p in st_model.named_parameters()
+        if p.grad is not None
+    }
     st_model.zero_grad()
     return value.item(), grads
 
 
 @pytest.mark.parametrize("mini_batch_size", [1, 3])
 @pytest.mark.parametrize(("specs", "columns", "labels", "kwargs"), CASES)
-def test_same_value_and_gradients_as_the_full_batch(model, specs, columns, labels, kwargs, mini_batch_size):  # noqa: F811
+def test_same_value_and_gradients_as_the_full_batch(
+    model, specs, columns, labels, kwargs, mini_batch_size
+):  # noqa: F811
     torch.manual_seed(0)
     scores = torch.rand(4, len(columns) - 1) if labels else None
     full = SentenceTransformerLoss(model, specs, **kwargs)
@@ -42,14 +65,22 @@ def test_same_value_and_gradients_as_the_full_batch(model, specs, columns, label
     # relative to the largest gradient (some, like attention key biases, are zero up to noise).
     scale = max(g.abs().max().item() for g in grads.values())
     for name, grad in grads.items():
-        torch.testing.assert_close(cached_grads[name], grad, rtol=1e-4, atol=1e-4 * scale, msg=lambda m, n=name: f"{n}: {m}")
+        torch.testing.assert_close(
+            cached_grads[name],
+            grad,
+            rtol=1e-4,
+            atol=1e-4 * scale,
+            msg=lambda m, n=name: f"{n}: {m}",
+        )
 
 
 def test_dropout_is_replayed(model):  # noqa: F811
     """In train mode both passes draw the same dropout masks, so the gradients are still exact
     for the loss value the first pass computed (compared with a finite difference would be
     noisy; instead: two identical cached steps from one seed agree)."""
-    cached = CachedSentenceTransformerLoss(model, [{"loss": "contrastive", "preset": "mnrl"}], mini_batch_size=2)
+    cached = CachedSentenceTransformerLoss(
+        model, [{"loss": "contrastive", "preset": "mnrl"}], mini_batch_size=2
+    )
     model.train()
     try:
         runs = []
@@ -69,4 +100,7 @@ def test_arguments_are_checked(model):  # noqa: F811
     with pytest.raises(ConfigError, match="mini_batch_num_tokens"):
         CachedSentenceTransformerLoss(model, [{"loss": "contrastive"}], mini_batch_num_tokens=-1)
     loss = CachedSentenceTransformerLoss(model, [{"loss": "contrastive"}], mini_batch_size=8)
-    assert loss.get_config_dict()["mini_batch_size"] == 8 and "Scaling Deep Contrastive Learning" in loss.citation
+    assert (
+        loss.get_config_dict()["mini_batch_size"] == 8
+        and "Scaling Deep Contrastive Learning" in loss.citation
+    )

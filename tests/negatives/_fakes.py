@@ -11,7 +11,9 @@ from twotower.teachers.base import Teacher
 class FixedRetriever(Retriever):
     name = "fixed"
 
-    def __init__(self, ranking: dict[str, list[str]], reverse: dict[str, list[str]] | None = None) -> None:
+    def __init__(
+        self, ranking: dict[str, list[str]], reverse: dict[str, list[str]] | None = None
+    ) -> None:
         self.ranking, self.reverse = ranking, reverse or {}
         self.calls = 0
 

@@ -19,7 +19,9 @@ runner = CliRunner()
 
 
 def mine(collection, out, *extra):
-    return runner.invoke(app, ["mine", "-d", str(collection), "--split", "test", "-o", str(out), *extra])
+    return runner.invoke(
+        app, ["mine", "-d", str(collection), "--split", "test", "-o", str(out), *extra]
+    )
 
 
 def test_mine_bm25_writes_negatives_and_reuses_the_cache(tiny_collection, tmp_path):
@@ -39,15 +41,40 @@ def test_mine_bm25_writes_negatives_and_reuses_the_cache(tiny_collection, tmp_pa
 
 def test_mine_dense_with_teacher_and_negative_queries(tiny_collection, tiny_model, tmp_path):
     out = tmp_path / "negatives.jsonl"
-    result = mine(tiny_collection, out, "--retriever", "fusion", "-m", str(tiny_model), "--window", "1:6", "--count", "3",
-                  "--teacher", f"fusion:{tiny_model}", "--margin", "0.1")
+    result = mine(
+        tiny_collection,
+        out,
+        "--retriever",
+        "fusion",
+        "-m",
+        str(tiny_model),
+        "--window",
+        "1:6",
+        "--count",
+        "3",
+        "--teacher",
+        f"fusion:{tiny_model}",
+        "--margin",
+        "0.1",
+    )
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["query_id"] for r in rows] == ["q1", "q2", "q3"]
     assert all(len(r["negative_ids"]) == len(r["negative_ranks"]) <= 3 for r in rows)
 
     dual = tmp_path / "negative-queries.jsonl"
-    result = mine(tiny_collection, dual, "--negatives", "queries", "--retriever", "dense", "-m", str(tiny_model), "--count", "1")
+    result = mine(
+        tiny_collection,
+        dual,
+        "--negatives",
+        "queries",
+        "--retriever",
+        "dense",
+        "-m",
+        str(tiny_model),
+        "--count",
+        "1",
+    )
     assert result.exit_code == 0, result.output
     table = read_negatives(dual, load_collection(tiny_collection))
     assert table.kind == "queries" and set(table) == {"d1", "d3", "d4", "d6"}
@@ -65,7 +92,10 @@ def test_mine_dense_with_teacher_and_negative_queries(tiny_collection, tiny_mode
         (["--negatives", "passages"], "--negatives must be documents or queries"),
         (["--count", "-1"], "--count must be >= 0"),
         (["--split", "train"], "no qrels for split 'train' (available: test)"),
-        (["--retriever", "dense", "-m", "/no/such/model"], "model folder /no/such/model does not exist"),
+        (
+            ["--retriever", "dense", "-m", "/no/such/model"],
+            "model folder /no/such/model does not exist",
+        ),
     ],
 )
 def test_mine_bad_input_exits_2_with_one_line(tiny_collection, tmp_path, extra, message):
@@ -84,5 +114,11 @@ def test_mine_bad_collection_file_reports_the_line(tmp_path):
 
     root = write_collection(tmp_path / "bad")
     (root / "queries.jsonl").open("a").write('{"_id": "q9"}\n')
-    result = runner.invoke(app, ["mine", "-d", str(root), "--split", "test", "-o", str(tmp_path / "n.jsonl")])
-    assert result.exit_code == 2 and "queries.jsonl:5 field 'text': missing required field" in result.output.replace("\n", "")
+    result = runner.invoke(
+        app, ["mine", "-d", str(root), "--split", "test", "-o", str(tmp_path / "n.jsonl")]
+    )
+    assert (
+        result.exit_code == 2
+        and "queries.jsonl:5 field 'text': missing required field"
+        in result.output.replace("\n", "")
+    )

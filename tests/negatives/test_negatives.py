@@ -37,8 +37,11 @@ def synthetic(tmp_path):
     docs = [{"_id": f"d{j}", "title": "", "text": f"document number {j}"} for j in range(N_DOCS)]
     queries = [{"_id": f"q{i}", "text": f"query number {i}"} for i in range(N_QUERIES)]
     qrels = "query-id\tcorpus-id\tscore\n" + "".join(
-        f"q{i}\td{i}\t2\nq{i}\td{i + 10}\t1\nq{i}\td{i + 20}\t0\n" for i in range(N_QUERIES))
-    collection = load_collection(write_collection(tmp_path / "syn", docs, queries, qrels, split="train"), "train")
+        f"q{i}\td{i}\t2\nq{i}\td{i + 10}\t1\nq{i}\td{i + 20}\t0\n" for i in range(N_QUERIES)
+    )
+    collection = load_collection(
+        write_collection(tmp_path / "syn", docs, queries, qrels, split="train"), "train"
+    )
     rng = np.random.default_rng(123)
     ranking = {q: [f"d{j}" for j in rng.permutation(N_DOCS)] for q in collection.queries}
     return collection, FixedRetriever(ranking)
@@ -58,12 +61,18 @@ def check_invariants(collection, retriever, table, window, count):
 def test_sampling_respects_window_count_positives_and_seed(synthetic):
     collection, retriever = synthetic
     window = RankWindow(5, 40)
-    table, stats = mine_negatives(collection, retriever, window=window, count=7, seed=3, use_cache=False)
+    table, stats = mine_negatives(
+        collection, retriever, window=window, count=7, seed=3, use_cache=False
+    )
     assert list(table) == [f"q{i}" for i in range(N_QUERIES)] and stats.negatives == 7 * N_QUERIES
     check_invariants(collection, retriever, table, window, 7)
-    again, _ = mine_negatives(collection, retriever, window=window, count=7, seed=3, use_cache=False)
+    again, _ = mine_negatives(
+        collection, retriever, window=window, count=7, seed=3, use_cache=False
+    )
     assert again.negatives == table.negatives and again.ranks == table.ranks
-    other, _ = mine_negatives(collection, retriever, window=window, count=7, seed=4, use_cache=False)
+    other, _ = mine_negatives(
+        collection, retriever, window=window, count=7, seed=4, use_cache=False
+    )
     assert other.negatives != table.negatives
     # count=0: the whole window minus positives (a grade-0 judgement is a fine negative).
     full, stats = mine_negatives(collection, retriever, window=window, count=0, use_cache=False)
@@ -72,13 +81,17 @@ def test_sampling_respects_window_count_positives_and_seed(synthetic):
         assert negatives == expected
     assert stats.candidates == full.total()
     # A query's sample does not depend on the other queries mined with it.
-    alone, _ = mine_negatives(collection, retriever, window=window, count=7, seed=3, query_ids=["q2"], use_cache=False)
+    alone, _ = mine_negatives(
+        collection, retriever, window=window, count=7, seed=3, query_ids=["q2"], use_cache=False
+    )
     assert alone.negatives == {"q2": table["q2"]}
 
 
 def test_short_windows_are_reported(synthetic):
     collection, retriever = synthetic
-    table, stats = mine_negatives(collection, retriever, window=RankWindow(1, 3), count=5, use_cache=False)
+    table, stats = mine_negatives(
+        collection, retriever, window=RankWindow(1, 3), count=5, use_cache=False
+    )
     assert stats.short == N_QUERIES and all(1 <= len(v) <= 3 for v in table.negatives.values())
 
 
@@ -87,8 +100,17 @@ def test_mining_cache_is_keyed_by_every_input(synthetic):
     table, stats = mine_negatives(collection, retriever, count=4, seed=1)
     assert not stats.cached and retriever.calls == 1
     again, stats = mine_negatives(collection, retriever, count=4, seed=1)
-    assert stats.cached and retriever.calls == 1 and again.negatives == table.negatives and again.ranks == table.ranks
-    for changed in (dict(count=5, seed=1), dict(count=4, seed=2), dict(count=4, seed=1, window=RankWindow(2, 50))):
+    assert (
+        stats.cached
+        and retriever.calls == 1
+        and again.negatives == table.negatives
+        and again.ranks == table.ranks
+    )
+    for changed in (
+        dict(count=5, seed=1),
+        dict(count=4, seed=2),
+        dict(count=4, seed=1, window=RankWindow(2, 50)),
+    ):
         _, stats = mine_negatives(collection, retriever, **changed)
         assert not stats.cached
 
@@ -97,21 +119,51 @@ def test_false_negative_mask_is_exact():
     negatives = np.array([0.95, 0.9, 0.85, 0.2, 0.91])
     # positive 1.0, margin 0.1: drop scores > 0.9 exactly
     assert false_negative_mask(negatives, [1.0], 0.1).tolist() == [False, True, True, True, False]
-    assert false_negative_mask(negatives, [1.0, 0.5], 0.1).tolist() == [False, True, True, True, False]
-    assert false_negative_mask(negatives, [1.0, 0.5], 0.1, "min").tolist() == [False, False, False, True, False]
-    assert false_negative_mask([4.0, 1.0], [5.0], 3.0).tolist() == [False, True]  # logits, the poster's margin
+    assert false_negative_mask(negatives, [1.0, 0.5], 0.1).tolist() == [
+        False,
+        True,
+        True,
+        True,
+        False,
+    ]
+    assert false_negative_mask(negatives, [1.0, 0.5], 0.1, "min").tolist() == [
+        False,
+        False,
+        False,
+        True,
+        False,
+    ]
+    assert false_negative_mask([4.0, 1.0], [5.0], 3.0).tolist() == [
+        False,
+        True,
+    ]  # logits, the poster's margin
 
 
 def test_teacher_filter_drops_exactly_the_negatives_within_the_margin(synthetic):
     collection, retriever = synthetic
     # Teacher: every positive scores 1.0; documents d30..d39 score 0.95 (suspected false
     # negatives), the others 0.5.
-    by_text = {collection.corpus.text_of(f"d{j}"): 0.95 if 30 <= j < 40 else 0.5 for j in range(N_DOCS)}
-    by_text.update({collection.corpus.text_of(d): 1.0 for q in collection.queries for d in collection.positives(q)})
+    by_text = {
+        collection.corpus.text_of(f"d{j}"): 0.95 if 30 <= j < 40 else 0.5 for j in range(N_DOCS)
+    }
+    by_text.update(
+        {
+            collection.corpus.text_of(d): 1.0
+            for q in collection.queries
+            for d in collection.positives(q)
+        }
+    )
     window = RankWindow(1, 60)
     plain, _ = mine_negatives(collection, retriever, window=window, count=0, use_cache=False)
-    filtered, stats = mine_negatives(collection, retriever, window=window, count=0, teacher=TableTeacher(by_text),
-                                     margin=0.1, use_cache=False)
+    filtered, stats = mine_negatives(
+        collection,
+        retriever,
+        window=window,
+        count=0,
+        teacher=TableTeacher(by_text),
+        margin=0.1,
+        use_cache=False,
+    )
     # Dropped: scores above 1.0 - 0.1, i.e. d30..d39 and the other queries' positives (1.0).
     suspect = {d for d in collection.corpus.ids if by_text[collection.corpus.text_of(d)] > 0.9}
     assert suspect == {f"d{j}" for j in [*range(30, 40), *range(6), *range(10, 16)]}
@@ -119,13 +171,28 @@ def test_teacher_filter_drops_exactly_the_negatives_within_the_margin(synthetic)
         assert filtered[qid] == [d for d in plain[qid] if d not in suspect]
     assert stats.false_negatives == sum(1 for q in plain for d in plain[q] if d in suspect)
     # A margin wider than every gap keeps nothing.
-    none, _ = mine_negatives(collection, retriever, window=window, count=0, teacher=TableTeacher(by_text),
-                             margin=0.6, use_cache=False)
+    none, _ = mine_negatives(
+        collection,
+        retriever,
+        window=window,
+        count=0,
+        teacher=TableTeacher(by_text),
+        margin=0.6,
+        use_cache=False,
+    )
     assert none.total() == 0
     # With a count, candidates are scored lazily: far fewer pairs than the whole window.
     teacher = TableTeacher(by_text)
-    sampled, stats = mine_negatives(collection, retriever, window=window, count=3, seed=5, teacher=teacher, margin=0.1,
-                                    use_cache=False)
+    sampled, stats = mine_negatives(
+        collection,
+        retriever,
+        window=window,
+        count=3,
+        seed=5,
+        teacher=teacher,
+        margin=0.1,
+        use_cache=False,
+    )
     assert all(len(v) == 3 and not set(v) & suspect for v in sampled.negatives.values())
     assert teacher.scored < 0.5 * plain.total()
     check_invariants(collection, retriever, sampled, window, 3)
@@ -144,7 +211,9 @@ def test_negative_queries_never_have_the_document_as_positive(synthetic):
     for doc_id, negatives in table.negatives.items():
         owner = f"q{int(doc_id[1:]) % 10}"
         assert owner not in negatives and table.positives[doc_id] == [owner]
-        assert len(negatives) == 3 and all(reverse[doc_id][r - 1] == q for q, r in zip(negatives, table.ranks[doc_id], strict=True))
+        assert len(negatives) == 3 and all(
+            reverse[doc_id][r - 1] == q for q, r in zip(negatives, table.ranks[doc_id], strict=True)
+        )
     again, _ = mine_negative_queries(collection, retriever, count=3, seed=0, use_cache=False)
     assert again.negatives == table.negatives
     everything, _ = mine_negative_queries(collection, retriever, count=0, use_cache=False)
@@ -155,7 +224,11 @@ def test_real_retrievers_on_the_tiny_collection(tiny_collection, tiny_model):
     collection = load_collection(tiny_collection)
     encoder = Encoder.from_name(str(tiny_model), show_progress=False)
     window = RankWindow(1, 6)
-    for retriever in (BM25Retriever(), DenseRetriever(encoder), FusionRetriever(encoder, alpha=0.5)):
+    for retriever in (
+        BM25Retriever(),
+        DenseRetriever(encoder),
+        FusionRetriever(encoder, alpha=0.5),
+    ):
         table, _ = mine_negatives(collection, retriever, window=window, count=2, seed=0)
         assert set(table) == {"q1", "q2", "q3"}
         for qid, negatives in table.negatives.items():
@@ -163,17 +236,27 @@ def test_real_retrievers_on_the_tiny_collection(tiny_collection, tiny_model):
             # BM25 retrieves only documents sharing a term with the query (q1 matches d1 alone).
             assert negatives or isinstance(retriever, BM25Retriever)
     # The dense retriever shared the corpus embedding cache that evaluation uses.
-    cached = embedding_cache_dir() / f"{encoder.fingerprint_for('document')}-{collection.corpus.fingerprint[:24]}.npy"
+    cached = (
+        embedding_cache_dir()
+        / f"{encoder.fingerprint_for('document')}-{collection.corpus.fingerprint[:24]}.npy"
+    )
     assert cached.is_file()
     table, _ = mine_negative_queries(collection, DenseRetriever(encoder), count=1)
-    qrels_positive = {d: {q for q in collection.qrels if d in collection.positives(q)} for d in collection.corpus.ids}
+    qrels_positive = {
+        d: {q for q in collection.qrels if d in collection.positives(q)}
+        for d in collection.corpus.ids
+    }
     assert set(table) == {"d1", "d3", "d4", "d6"}
-    assert all(not set(negs) & qrels_positive[d] and len(negs) == 1 for d, negs in table.negatives.items())
+    assert all(
+        not set(negs) & qrels_positive[d] and len(negs) == 1 for d, negs in table.negatives.items()
+    )
 
 
 # ---------------------------------------------------------------- the table and its sampler
 def test_table_sample_update_and_sampler():
-    table = NegativesTable({"q1": ["a", "b", "c", "d"], "q2": ["e"]}, ranks={"q1": [1, 2, 3, 4], "q2": [9]})
+    table = NegativesTable(
+        {"q1": ["a", "b", "c", "d"], "q2": ["e"]}, ranks={"q1": [1, 2, 3, 4], "q2": [9]}
+    )
     small = table.sample(2, seed=1)
     assert len(small["q1"]) == 2 and set(small["q1"]) <= set(table["q1"]) and small["q2"] == ["e"]
     assert [table.ranks["q1"][table["q1"].index(d)] for d in small["q1"]] == small.ranks["q1"]
@@ -194,17 +277,33 @@ def test_table_sample_update_and_sampler():
 
 # ---------------------------------------------------------------- the file
 def test_write_read_round_trip(tmp_path, tiny_collection):
-    table = NegativesTable({"q1": ["d2", "d3"], "q2": ["d1"]}, ranks={"q1": [2, 5], "q2": [1]},
-                           positives={"q1": ["d1"], "q2": ["d3", "d4"]})
+    table = NegativesTable(
+        {"q1": ["d2", "d3"], "q2": ["d1"]},
+        ranks={"q1": [2, 5], "q2": [1]},
+        positives={"q1": ["d1"], "q2": ["d3", "d4"]},
+    )
     path = tmp_path / "negs.jsonl"
     assert write_negatives(path, table) == 2
     assert json.loads(path.read_text().splitlines()[0]) == {
-        "query_id": "q1", "positive_ids": ["d1"], "negative_ids": ["d2", "d3"], "negative_ranks": [2, 5]}
+        "query_id": "q1",
+        "positive_ids": ["d1"],
+        "negative_ids": ["d2", "d3"],
+        "negative_ranks": [2, 5],
+    }
     back = read_negatives(path, load_collection(tiny_collection))
-    assert (back.negatives, back.ranks, back.positives, back.kind) == (table.negatives, table.ranks, table.positives, "documents")
+    assert (back.negatives, back.ranks, back.positives, back.kind) == (
+        table.negatives,
+        table.ranks,
+        table.positives,
+        "documents",
+    )
     dual = NegativesTable({"d1": ["q2"]}, positives={"d1": ["q1"]}, kind="queries")
     write_negatives(path, dual)
-    assert json.loads(path.read_text()) == {"doc_id": "d1", "positive_ids": ["q1"], "negative_ids": ["q2"]}
+    assert json.loads(path.read_text()) == {
+        "doc_id": "d1",
+        "positive_ids": ["q1"],
+        "negative_ids": ["q2"],
+    }
     assert read_negatives(path, load_collection(tiny_collection)).negatives == {"d1": ["q2"]}
 
 
@@ -215,22 +314,51 @@ GOOD = {"query_id": "q1", "positive_ids": ["d1"], "negative_ids": ["d2"], "negat
     "row, message",
     [
         ("{oops", ":2: malformed JSON"),
-        ({"positive_ids": [], "negative_ids": ["d2"]}, ":2 field 'query_id': missing required field"),
+        (
+            {"positive_ids": [], "negative_ids": ["d2"]},
+            ":2 field 'query_id': missing required field",
+        ),
         ({"query_id": "q2", "positive_ids": []}, ":2 field 'negative_ids': missing required field"),
-        ({"query_id": "q2", "negative_ids": "d2"}, ":2 field 'negative_ids': expected a list of ids, got str"),
-        ({"query_id": "q2", "negative_ids": ["d2", None]}, ":2 field 'negative_ids': item 1: expected an id"),
-        ({"query_id": "q2", "negative_ids": ["d2"], "negative_ranks": [1, 2]}, ":2 field 'negative_ranks': 2 ranks for 1 negatives"),
-        ({"query_id": "q2", "negative_ids": ["d2"], "negative_ranks": [0]}, ":2 field 'negative_ranks': item 0: expected a rank >= 1"),
-        ({"query_id": "q1", "negative_ids": ["d2"]}, ":2 field 'query_id': duplicate id 'q1' (first on line 1)"),
-        ({"query_id": "q2", "positive_ids": ["d3"], "negative_ids": ["d3"]}, ":2 field 'negative_ids': 'd3' is both a positive and a negative"),
+        (
+            {"query_id": "q2", "negative_ids": "d2"},
+            ":2 field 'negative_ids': expected a list of ids, got str",
+        ),
+        (
+            {"query_id": "q2", "negative_ids": ["d2", None]},
+            ":2 field 'negative_ids': item 1: expected an id",
+        ),
+        (
+            {"query_id": "q2", "negative_ids": ["d2"], "negative_ranks": [1, 2]},
+            ":2 field 'negative_ranks': 2 ranks for 1 negatives",
+        ),
+        (
+            {"query_id": "q2", "negative_ids": ["d2"], "negative_ranks": [0]},
+            ":2 field 'negative_ranks': item 0: expected a rank >= 1",
+        ),
+        (
+            {"query_id": "q1", "negative_ids": ["d2"]},
+            ":2 field 'query_id': duplicate id 'q1' (first on line 1)",
+        ),
+        (
+            {"query_id": "q2", "positive_ids": ["d3"], "negative_ids": ["d3"]},
+            ":2 field 'negative_ids': 'd3' is both a positive and a negative",
+        ),
         ({"query_id": "q9", "negative_ids": ["d2"]}, ":2 field 'query_id': unknown query id 'q9'"),
-        ({"query_id": "q2", "negative_ids": ["d2", "x", "y"]}, ":2 field 'negative_ids': unknown document id 'x' (and 1 more)"),
-        ({"query_id": "q2", "positive_ids": ["zz"], "negative_ids": []}, ":2 field 'positive_ids': unknown document id 'zz'"),
+        (
+            {"query_id": "q2", "negative_ids": ["d2", "x", "y"]},
+            ":2 field 'negative_ids': unknown document id 'x' (and 1 more)",
+        ),
+        (
+            {"query_id": "q2", "positive_ids": ["zz"], "negative_ids": []},
+            ":2 field 'positive_ids': unknown document id 'zz'",
+        ),
     ],
 )
 def test_reader_reports_file_line_field(tmp_path, tiny_collection, row, message):
     path = tmp_path / "negs.jsonl"
-    path.write_text(json.dumps(GOOD) + "\n" + (row if isinstance(row, str) else json.dumps(row)) + "\n")
+    path.write_text(
+        json.dumps(GOOD) + "\n" + (row if isinstance(row, str) else json.dumps(row)) + "\n"
+    )
     with pytest.raises(InputError) as info:
         read_negatives(path, load_collection(tiny_collection))
     assert str(info.value).startswith(str(path)) and message in str(info.value)

@@ -15,9 +15,14 @@ from sentence_transformers import SentenceTransformer
 from twotower.models.encoder import Encoder, route_modules
 
 TEXTS = [
-    "cats purr", "Rust is a systems programming language focused on safety and speed of programs",
-    "tea", "Python is a programming language popular in machine learning", "dogs bark at strangers",
-    "green tea is brewed from the leaves of camellia sinensis", "coffee", "roasted coffee seeds",
+    "cats purr",
+    "Rust is a systems programming language focused on safety and speed of programs",
+    "tea",
+    "Python is a programming language popular in machine learning",
+    "dogs bark at strangers",
+    "green tea is brewed from the leaves of camellia sinensis",
+    "coffee",
+    "roasted coffee seeds",
 ]
 
 

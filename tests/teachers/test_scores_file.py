@@ -17,7 +17,9 @@ runner = CliRunner()
 
 
 def scores_file(path, rows):
-    path.write_text("".join(json.dumps({"query_id": q, "doc_id": d, "score": s}) + "\n" for q, d, s in rows))
+    path.write_text(
+        "".join(json.dumps({"query_id": q, "doc_id": d, "score": s}) + "\n" for q, d, s in rows)
+    )
     return path
 
 
@@ -37,14 +39,19 @@ eval: {{collections: [{collection}], probe: false}}
 
 def test_scores_come_from_the_file_by_text(tmp_path, tiny_collection):
     collection = load_collection(tiny_collection)
-    path = scores_file(tmp_path / "s.jsonl", [("q1", "d1", 9.0), ("q1", "d2", 1.5), ("q2", "d3", -2.0)])
+    path = scores_file(
+        tmp_path / "s.jsonl", [("q1", "d1", 9.0), ("q1", "d2", 1.5), ("q2", "d3", -2.0)]
+    )
     teacher = load_teacher(f"file:{path}", collection=collection)
     assert isinstance(teacher, ScoresFileTeacher) and len(teacher) == 3
     text = collection.corpus.text_of
     q = collection.queries
     got = teacher.score_pairs([q["q1"], q["q2"], q["q1"]], [text("d2"), text("d3"), text("d1")])
     assert got.tolist() == [1.5, -2.0, 9.0]
-    with pytest.raises(InputError, match=r"s.jsonl: no teacher score for query 'q2' and document 'd1' \(and 1 more pairs\)"):
+    with pytest.raises(
+        InputError,
+        match=r"s.jsonl: no teacher score for query 'q2' and document 'd1' \(and 1 more pairs\)",
+    ):
         teacher.score_pairs([q["q1"], q["q2"], q["q3"]], [text("d1"), text("d1"), text("d1")])
     with pytest.raises(ConfigError, match="needs the collection"):
         load_teacher(f"file:{path}")
@@ -56,20 +63,53 @@ def test_recipe_trains_from_mined_and_scored_files(tmp_path, tiny_model):
     collection = write_collection(tmp_path / "c")
     (collection / "qrels" / "train.tsv").write_text(QRELS)
     negatives, scores = tmp_path / "negatives.jsonl", tmp_path / "scores.jsonl"
-    mined = runner.invoke(app, ["mine", "-d", str(collection), "--retriever", "dense", "-m", str(tiny_model),
-                                "--count", "2", "--window", "1:5", "-o", str(negatives)])
+    mined = runner.invoke(
+        app,
+        [
+            "mine",
+            "-d",
+            str(collection),
+            "--retriever",
+            "dense",
+            "-m",
+            str(tiny_model),
+            "--count",
+            "2",
+            "--window",
+            "1:5",
+            "-o",
+            str(negatives),
+        ],
+    )
     assert mined.exit_code == 0, mined.output
-    taught = runner.invoke(app, ["teach", "-d", str(collection), "--teacher", f"bi-encoder:{tiny_model}",
-                                 "--pairs", str(negatives), "-o", str(scores)])
+    taught = runner.invoke(
+        app,
+        [
+            "teach",
+            "-d",
+            str(collection),
+            "--teacher",
+            f"bi-encoder:{tiny_model}",
+            "--pairs",
+            str(negatives),
+            "-o",
+            str(scores),
+        ],
+    )
     assert taught.exit_code == 0, taught.output
     recipe_path = files_recipe(tmp_path, tiny_model, collection, negatives, scores)
     data = prepare_examples(load_recipe(recipe_path))
-    table = {json.loads(line)["query_id"]: json.loads(line)["negative_ids"] for line in negatives.read_text().splitlines()}
+    table = {
+        json.loads(line)["query_id"]: json.loads(line)["negative_ids"]
+        for line in negatives.read_text().splitlines()
+    }
     file_scores = read_scores(scores)
     assert data.info["negatives_file"]["queries"] == 3 and "mining" not in data.info
     for example in data.examples:
         assert example.negative_ids[0] in table[example.query_id]
-        expected = [file_scores[example.query_id][d] for d in (example.positive_id, *example.negative_ids)]
+        expected = [
+            file_scores[example.query_id][d] for d in (example.positive_id, *example.negative_ids)
+        ]
         assert example.teacher == pytest.approx(expected)
     out = tmp_path / "run"
     result = runner.invoke(app, ["run", str(recipe_path), "--output-dir", str(out)])
@@ -81,7 +121,9 @@ def test_a_pair_missing_from_the_scores_file_stops_the_run(tmp_path, tiny_model)
     collection = write_collection(tmp_path / "c")
     (collection / "qrels" / "train.tsv").write_text(QRELS)
     negatives = tmp_path / "negatives.jsonl"
-    negatives.write_text(json.dumps({"query_id": "q1", "positive_ids": ["d1"], "negative_ids": ["d2"]}) + "\n")
+    negatives.write_text(
+        json.dumps({"query_id": "q1", "positive_ids": ["d1"], "negative_ids": ["d2"]}) + "\n"
+    )
     scores = scores_file(tmp_path / "scores.jsonl", [("q1", "d1", 3.0)])
     recipe_path = files_recipe(tmp_path, tiny_model, collection, negatives, scores)
     result = runner.invoke(app, ["train", str(recipe_path), "--output-dir", str(tmp_path / "run")])
@@ -89,13 +131,21 @@ def test_a_pair_missing_from_the_scores_file_stops_the_run(tmp_path, tiny_model)
     assert "no teacher score for query 'q1' and document 'd2'" in result.output
 
 
-@pytest.mark.parametrize(("negatives", "message"), [
-    ("{source: file, count: 1}", "negatives.source: file and negatives.file go together"),
-    ("{source: bm25, file: n.jsonl}", "negatives.source: file and negatives.file go together"),
-    ("{source: file, file: n.jsonl, false_negative_margin: 3}", "filter it with `twotower mine"),
-])
+@pytest.mark.parametrize(
+    ("negatives", "message"),
+    [
+        ("{source: file, count: 1}", "negatives.source: file and negatives.file go together"),
+        ("{source: bm25, file: n.jsonl}", "negatives.source: file and negatives.file go together"),
+        (
+            "{source: file, file: n.jsonl, false_negative_margin: 3}",
+            "filter it with `twotower mine",
+        ),
+    ],
+)
 def test_recipe_checks_the_file_source(tmp_path, negatives, message):
     path = tmp_path / "r.yaml"
-    path.write_text(f"negatives: {negatives}\nteacher: {{kind: fusion, model: m}}\nloss: [{{loss: contrastive}}]\n")
+    path.write_text(
+        f"negatives: {negatives}\nteacher: {{kind: fusion, model: m}}\nloss: [{{loss: contrastive}}]\n"
+    )
     with pytest.raises(ConfigError, match=message):
         load_recipe(path)

@@ -41,7 +41,9 @@ def all_pairs(collection):
 
 
 # ---------------------------------------------------------------- cross-encoder
-def test_cross_encoder_scores_equal_predict_and_hit_the_cache(tiny_cross_encoder, tiny_collection, monkeypatch):
+def test_cross_encoder_scores_equal_predict_and_hit_the_cache(
+    tiny_cross_encoder, tiny_collection, monkeypatch
+):
     from sentence_transformers import CrossEncoder
 
     collection = load_collection(tiny_collection)
@@ -53,12 +55,16 @@ def test_cross_encoder_scores_equal_predict_and_hit_the_cache(tiny_cross_encoder
     teacher = CrossEncoderTeacher(str(tiny_cross_encoder), batch_size=4, show_progress=False)
     logits = teacher.score_pairs(qs, ds)
     assert logits.dtype == np.float32 and logits.shape == (len(qs),)
-    np.testing.assert_allclose(logits, reference.predict(pairs, activation_fn=torch.nn.Identity()), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        logits, reference.predict(pairs, activation_fn=torch.nn.Identity()), rtol=1e-5, atol=1e-6
+    )
     assert teacher.last_stats.unique == len(qs) - 3 and teacher.last_stats.computed == len(qs) - 3
     assert len(list(score_cache_dir().glob("cross-encoder-*.sqlite"))) == 1
 
     as_model = CrossEncoderTeacher(str(tiny_cross_encoder), activation="model", show_progress=False)
-    np.testing.assert_allclose(as_model.score_pairs(qs, ds), reference.predict(pairs), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        as_model.score_pairs(qs, ds), reference.predict(pairs), rtol=1e-5, atol=1e-6
+    )
     assert as_model.fingerprint != teacher.fingerprint  # the activation is part of the key
 
     # A fresh teacher on the same weights: everything comes from the cache, the model is not called.
@@ -96,12 +102,18 @@ def test_bi_encoder_teacher_is_cosine_of_encoder_embeddings(tiny_model, tiny_col
     expected = (encoder.encode_queries(qs) * encoder.encode_documents(ds)).sum(axis=1)
     np.testing.assert_allclose(teacher.score_pairs(qs, ds), expected, rtol=1e-5, atol=1e-6)
     assert teacher.fingerprint == encoder.fingerprint
-    np.testing.assert_allclose(BiEncoderTeacher(str(tiny_model), show_progress=False).score_pairs(qs, ds), expected,
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        BiEncoderTeacher(str(tiny_model), show_progress=False).score_pairs(qs, ds),
+        expected,
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 # ---------------------------------------------------------------- fusion
-def test_fusion_teacher_ranks_the_answer_first_and_matches_linear_fusion(tiny_model, tiny_collection):
+def test_fusion_teacher_ranks_the_answer_first_and_matches_linear_fusion(
+    tiny_model, tiny_collection
+):
     collection = load_collection(tiny_collection)
     corpus = collection.corpus
     # fp32: bf16 rounding differs with batch composition, and this compares to 1e-5.
@@ -116,9 +128,14 @@ def test_fusion_teacher_ranks_the_answer_first_and_matches_linear_fusion(tiny_mo
         assert corpus.ids[int(np.argmax(scores[row]))] in collection.positives(qid)
 
     # The same numbers as the evaluation's linear fusion of the two runs (depth 100).
-    bm25 = BM25().index(corpus.ids, corpus.texts).run(qids, [collection.queries[q] for q in qids], 100)
-    d_scores, d_idx = exact_search(encoder.encode_queries([collection.queries[q] for q in qids]),
-                                   encoder.encode_documents(corpus.texts), 100)
+    bm25 = (
+        BM25().index(corpus.ids, corpus.texts).run(qids, [collection.queries[q] for q in qids], 100)
+    )
+    d_scores, d_idx = exact_search(
+        encoder.encode_queries([collection.queries[q] for q in qids]),
+        encoder.encode_documents(corpus.texts),
+        100,
+    )
     fused = linear_fusion(bm25, to_run(qids, corpus.ids, d_scores, d_idx), alpha)
     for row, qid in enumerate(qids):
         for doc_id, value in fused[qid].items():
@@ -143,10 +160,15 @@ def test_min_max_top():
 def test_percentile_normalisation_known_answers():
     values = np.arange(101, dtype=float)  # percentiles are the values themselves
     assert percentile_bounds(values) == (1.0, 99.0)
-    np.testing.assert_allclose(normalize_percentile([0.0, 1.0, 50.0, 99.0, 100.0], (1.0, 99.0)),
-                               [0.0, 0.0, 49 / 98, 1.0, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(
+        normalize_percentile([0.0, 1.0, 50.0, 99.0, 100.0], (1.0, 99.0)),
+        [0.0, 0.0, 49 / 98, 1.0, 1.0],
+        rtol=1e-6,
+    )
     assert percentile_bounds([0.0, 10.0], 10, 90) == (1.0, 9.0)  # linear interpolation
-    np.testing.assert_array_equal(normalize_percentile([1.0, 2.0, 3.0], (2.0, 2.0)), [0.0, 1.0, 1.0])
+    np.testing.assert_array_equal(
+        normalize_percentile([1.0, 2.0, 3.0], (2.0, 2.0)), [0.0, 1.0, 1.0]
+    )
     with pytest.raises(ValueError):
         percentile_bounds([])
 
@@ -157,7 +179,13 @@ def test_normalize_scores_and_keep_queries():
     assert (lo, hi) == (-10.0, 10.0)
     assert normalised == {"q1": {"a": 0.0, "b": 0.5}, "q2": {"c": 1.0, "d": 0.75}}
 
-    best = {"a": {"x": 1.0}, "b": {"x": 2.0, "y": 0.0}, "c": {"x": 3.0}, "d": {"x": 4.0}, "e": {"x": 5.0}}
+    best = {
+        "a": {"x": 1.0},
+        "b": {"x": 2.0, "y": 0.0},
+        "c": {"x": 3.0},
+        "d": {"x": 4.0},
+        "e": {"x": 5.0},
+    }
     # 25th percentile of the best scores [1..5] is 2: only 'a' falls below it.
     assert keep_queries(best, 25) == ["b", "c", "d", "e"]
     assert keep_queries(best, 0) == list(best)
@@ -170,7 +198,10 @@ def test_normalize_scores_and_keep_queries():
 # ---------------------------------------------------------------- specs and files
 def test_parse_teacher_spec():
     assert parse_teacher_spec("cross-encoder:/m") == ("cross-encoder", "/m")
-    assert parse_teacher_spec("ce:cross-encoder/ms-marco-MiniLM-L-6-v2") == ("cross-encoder", "cross-encoder/ms-marco-MiniLM-L-6-v2")
+    assert parse_teacher_spec("ce:cross-encoder/ms-marco-MiniLM-L-6-v2") == (
+        "cross-encoder",
+        "cross-encoder/ms-marco-MiniLM-L-6-v2",
+    )
     assert parse_teacher_spec("fusion:all-MiniLM-L6-v2") == ("fusion", "all-MiniLM-L6-v2")
     for bad in ("mpnet", "oracle:x", "bi-encoder:"):
         with pytest.raises(ConfigError, match="expected cross-encoder:NAME"):
@@ -181,8 +212,12 @@ def test_parse_teacher_spec():
 
 def test_read_scores_reports_file_line_field(tmp_path, tiny_collection):
     path = tmp_path / "scores.jsonl"
-    path.write_text(json.dumps({"query_id": "q1", "doc_id": "d1", "score": 1.5}) + "\n"
-                    + json.dumps({"query_id": "q1", "doc_id": "d2", "score": "high"}) + "\n")
+    path.write_text(
+        json.dumps({"query_id": "q1", "doc_id": "d1", "score": 1.5})
+        + "\n"
+        + json.dumps({"query_id": "q1", "doc_id": "d2", "score": "high"})
+        + "\n"
+    )
     with pytest.raises(InputError) as info:
         read_scores(path)
     assert str(info.value) == f"{path}:2 field 'score': expected a finite number, got 'high'"

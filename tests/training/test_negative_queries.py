@@ -27,10 +27,22 @@ DUAL_DOCS = DOCS + [
     {"_id": "d7", "title": "Tennis", "text": "Tennis is played with rackets on a court."},
     {"_id": "d8", "title": "Rain", "text": "Rain falls from clouds when droplets grow heavy."},
 ]
-DUAL_QUERIES = [{"_id": f"q{i}", "text": t} for i, t in enumerate([
-    "which small feline purrs", "loyal barking animal", "safe systems programming language",
-    "language for machine learning", "brewed green leaves", "roasted coffee seeds",
-    "racket sport on a court", "why does rain fall"], start=1)]
+DUAL_QUERIES = [
+    {"_id": f"q{i}", "text": t}
+    for i, t in enumerate(
+        [
+            "which small feline purrs",
+            "loyal barking animal",
+            "safe systems programming language",
+            "language for machine learning",
+            "brewed green leaves",
+            "roasted coffee seeds",
+            "racket sport on a court",
+            "why does rain fall",
+        ],
+        start=1,
+    )
+]
 
 
 @pytest.fixture
@@ -57,7 +69,9 @@ optim: {{batch_size: 2, max_steps: 2, save_steps: 100, precision: fp32, logging_
     return path
 
 
-def test_separate_towers_route_negative_queries_to_the_query_tower(tmp_path, tiny_model, dual_collection, monkeypatch):
+def test_separate_towers_route_negative_queries_to_the_query_tower(
+    tmp_path, tiny_model, dual_collection, monkeypatch
+):
     import sentence_transformers
 
     from twotower.losses.st_loss import SentenceTransformerLoss
@@ -84,14 +98,27 @@ def test_separate_towers_route_negative_queries_to_the_query_tower(tmp_path, tin
     monkeypatch.setattr(sentence_transformers, "SentenceTransformerTrainer", Recording)
     monkeypatch.setattr(SentenceTransformerLoss, "forward", recording_forward)
     out = tmp_path / "run"
-    result = CliRunner().invoke(app, ["train", str(dual_recipe(tmp_path, tiny_model, dual_collection)), "--output-dir", str(out)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            str(dual_recipe(tmp_path, tiny_model, dual_collection)),
+            "--output-dir",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert seen["columns"] == ["anchor", "positive", "negative_1", "negative_query_1", "label"]
     assert seen["router_mapping"] == {
-        "anchor": "query", "positive": "document", "negative_1": "document", "negative_query_1": "query",
+        "anchor": "query",
+        "positive": "document",
+        "negative_1": "document",
+        "negative_query_1": "query",
     }
     # Every batch: the anchor and the negative-query column ran through the query route.
-    assert seen["tasks"] and all(t == ["query", "document", "document", "query"] for t in seen["tasks"])
+    assert seen["tasks"] and all(
+        t == ["query", "document", "document", "query"] for t in seen["tasks"]
+    )
     assert seen["loss_m"] == 1
     assert all(len(row) == 1 + 1 + 1 for row in seen["labels"])  # 1 + K + M
     assert seen["label_shape"][1] == 3
@@ -123,12 +150,19 @@ def test_attach_negative_queries_samples_deterministically_and_never_a_positive(
     table = {"d3": ["q2", "q1", "q3"], "d4": ["q2"], "d1": ["q1", "q2", "q3"]}
     missing = attach_negative_queries(examples, table, collection, 3, seed=7)
     assert missing == 1 and examples[1].negative_queries == []
-    assert set(examples[0].negative_query_ids) <= {"q1", "q3"} and len(examples[0].negative_query_ids) == 3
+    assert (
+        set(examples[0].negative_query_ids) <= {"q1", "q3"}
+        and len(examples[0].negative_query_ids) == 3
+    )
     assert set(examples[2].negative_query_ids) <= {"q2", "q3"}
-    assert examples[2].negative_queries == [collection.queries[q] for q in examples[2].negative_query_ids]
-    again = [Example("q2 text", "doc3", query_id="q2", positive_id="d3"),
-             Example("q2 text", "doc4", query_id="q2", positive_id="d4"),
-             Example("q1 text", "doc1", query_id="q1", positive_id="d1")]
+    assert examples[2].negative_queries == [
+        collection.queries[q] for q in examples[2].negative_query_ids
+    ]
+    again = [
+        Example("q2 text", "doc3", query_id="q2", positive_id="d3"),
+        Example("q2 text", "doc4", query_id="q2", positive_id="d4"),
+        Example("q1 text", "doc1", query_id="q1", positive_id="d1"),
+    ]
     attach_negative_queries(again, table, collection, 3, seed=7)
     assert [e.negative_query_ids for e in again] == [e.negative_query_ids for e in examples]
 
@@ -148,7 +182,14 @@ def test_teacher_scores_and_columns_with_negative_queries():
     assert pairs[:5] == [("q", "d+"), ("q", "d-1"), ("q", "d-2"), ("nq1", "d+"), ("nq2", "d+")]
     assert examples[0].teacher == [0, 1, 2, 3, 4]
     columns = to_columns(examples, 1, True, negative_queries=2)
-    assert list(columns) == ["anchor", "positive", "negative_1", "negative_query_1", "negative_query_2", "label"]
+    assert list(columns) == [
+        "anchor",
+        "positive",
+        "negative_1",
+        "negative_query_1",
+        "negative_query_2",
+        "label",
+    ]
     assert columns["negative_query_2"] == ["nq2"]
     # [T(q,d+), T(q,d-_1), T(nq1,d+), T(nq2,d+)]: the second hard negative's score is skipped.
     assert columns["label"] == [[0, 1, 3, 4]]
@@ -161,31 +202,59 @@ def write(tmp_path, text):
 
 
 def test_negative_queries_need_a_loss_that_reads_them(tmp_path):
-    with pytest.raises(ConfigError, match=r"negatives.negative_queries: 2, but no loss reads negative queries"):
-        load_recipe(write(tmp_path, "negatives: {source: bm25, negative_queries: 2}\nloss:\n  - {loss: contrastive, preset: mnrl}\n"))
-    recipe = load_recipe(write(tmp_path, "negatives: {source: bm25, negative_queries: 2}\nloss:\n  - {loss: contrastive, preset: mnrl_dual}\n"))
+    with pytest.raises(
+        ConfigError, match=r"negatives.negative_queries: 2, but no loss reads negative queries"
+    ):
+        load_recipe(
+            write(
+                tmp_path,
+                "negatives: {source: bm25, negative_queries: 2}\nloss:\n  - {loss: contrastive, preset: mnrl}\n",
+            )
+        )
+    recipe = load_recipe(
+        write(
+            tmp_path,
+            "negatives: {source: bm25, negative_queries: 2}\nloss:\n  - {loss: contrastive, preset: mnrl_dual}\n",
+        )
+    )
     assert recipe.negatives.negative_queries == 2
 
 
 def test_mined_dual_margin_mse_needs_negative_queries(tmp_path):
     base = "negatives: {source: bm25, count: 1}\nteacher: {kind: fusion, model: m}\n"
-    with pytest.raises(ConfigError, match=r"needs mined negative queries: set negatives.negative_queries >= 1"):
+    with pytest.raises(
+        ConfigError, match=r"needs mined negative queries: set negatives.negative_queries >= 1"
+    ):
         load_recipe(write(tmp_path, base + "loss:\n  - {loss: margin_mse, dual_weight: 1}\n"))
     with pytest.raises(ConfigError, match=r"dual_negatives: in_batch needs teacher scores"):
-        load_recipe(write(tmp_path, base + "loss:\n  - {loss: margin_mse, dual_weight: 1, dual_negatives: in_batch}\n"))
+        load_recipe(
+            write(
+                tmp_path,
+                base + "loss:\n  - {loss: margin_mse, dual_weight: 1, dual_negatives: in_batch}\n",
+            )
+        )
 
 
 def test_negative_queries_refuse_frozen_documents_and_pairs_files(tmp_path):
     loss = "loss:\n  - {loss: contrastive, preset: mnrl_dual}\n"
     with pytest.raises(ConfigError, match=r"train_document_tower: true"):
-        load_recipe(write(tmp_path, "model: {towers: separate, train_document_tower: false}\n"
-                                    "negatives: {negative_queries: 1}\n" + loss))
+        load_recipe(
+            write(
+                tmp_path,
+                "model: {towers: separate, train_document_tower: false}\n"
+                "negatives: {negative_queries: 1}\n" + loss,
+            )
+        )
     with pytest.raises(ConfigError, match=r"use train.data, not train.pairs"):
-        load_recipe(write(tmp_path, "train: {pairs: p.jsonl}\nnegatives: {negative_queries: 1}\n" + loss))
+        load_recipe(
+            write(tmp_path, "train: {pairs: p.jsonl}\nnegatives: {negative_queries: 1}\n" + loss)
+        )
 
 
 def test_drop_below_percentile_needs_a_teacher(tmp_path):
-    with pytest.raises(ConfigError, match=r"teacher.drop_below_percentile filters queries by teacher score"):
+    with pytest.raises(
+        ConfigError, match=r"teacher.drop_below_percentile filters queries by teacher score"
+    ):
         load_recipe(write(tmp_path, "teacher: {drop_below_percentile: 25}\n"))
 
 
@@ -198,7 +267,9 @@ def test_weak_query_filter_drops_queries_whose_best_score_is_low():
     # A second example of query "c" with a better document lifts its best score.
     examples.append(Example("c", "pos2", ["neg"], query_id="c", teacher=[0.1, 0.95]))
     # A negative query's score (after the documents) never counts for the query.
-    examples.append(Example("d", "pos3", ["neg"], query_id="d", teacher=[0.2, 0.1, 5.0], negative_queries=["x"]))
+    examples.append(
+        Example("d", "pos3", ["neg"], query_id="d", teacher=[0.2, 0.1, 5.0], negative_queries=["x"])
+    )
     # Best scores a 0.9, b 0.8, c 0.95, d 0.6: the 25th percentile (0.75) drops d only.
     assert weak_query_filter(examples, 25) == {"a", "b", "c"}
     assert weak_query_filter(examples, 0) == {"a", "b", "c", "d"}

@@ -12,7 +12,9 @@ RECIPES = sorted((Path(__file__).parents[2] / "recipes").glob("*.yaml"))
 def test_shipped_recipe_loads_and_validates(path):
     recipe = load_recipe(path)
     assert recipe.name == path.stem
-    assert path.read_text().lstrip().startswith("#"), "each recipe opens with a comment naming its paper"
+    assert path.read_text().lstrip().startswith("#"), (
+        "each recipe opens with a comment naming its paper"
+    )
     from twotower.losses.spec import build_loss
 
     build_loss(recipe.loss)
@@ -28,39 +30,59 @@ def test_typo_names_file_line_key_and_nearest(tmp_path):
     path = write(tmp_path, "model:\n  name: x\n  max_documnt_length: 128\n")
     with pytest.raises(ConfigError) as info:
         load_recipe(path)
-    assert str(info.value).startswith(f"{path}:3: unknown key 'model.max_documnt_length' (did you mean 'model.max_document_length'?)")
+    assert str(info.value).startswith(
+        f"{path}:3: unknown key 'model.max_documnt_length' (did you mean 'model.max_document_length'?)"
+    )
 
 
 def test_unknown_section(tmp_path):
-    with pytest.raises(ConfigError, match=r"r.yaml:1: unknown key 'optimizer' \(did you mean 'optim'\?\)"):
+    with pytest.raises(
+        ConfigError, match=r"r.yaml:1: unknown key 'optimizer' \(did you mean 'optim'\?\)"
+    ):
         load_recipe(write(tmp_path, "optimizer: {learning_rate: 1}\n"))
 
 
 def test_loss_typo_is_reported_with_entry(tmp_path):
-    with pytest.raises(ConfigError, match=r"loss\[0\] \(contrastive\): unknown key 'temprature' \(did you mean 'temperature'\?\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"loss\[0\] \(contrastive\): unknown key 'temprature' \(did you mean 'temperature'\?\)",
+    ):
         load_recipe(write(tmp_path, "loss:\n  - {loss: contrastive, temprature: 0.1}\n"))
 
 
 def test_bad_value(tmp_path):
-    with pytest.raises(ConfigError, match=r"r.yaml:2: optim.batch_size: Input should be greater than 0"):
+    with pytest.raises(
+        ConfigError, match=r"r.yaml:2: optim.batch_size: Input should be greater than 0"
+    ):
         load_recipe(write(tmp_path, "optim:\n  batch_size: 0\n"))
 
 
 def test_contradiction_teacher_loss_without_teacher(tmp_path):
     with pytest.raises(ConfigError, match=r"margin_mse.*needs teacher scores"):
-        load_recipe(write(tmp_path, "negatives: {source: bm25, count: 1}\nloss:\n  - {loss: margin_mse}\n"))
+        load_recipe(
+            write(tmp_path, "negatives: {source: bm25, count: 1}\nloss:\n  - {loss: margin_mse}\n")
+        )
 
 
 def test_overrides(tmp_path):
-    recipe = load_recipe(write(tmp_path, "optim: {batch_size: 8}\n"),
-                         ["optim.batch_size=4", "negatives.rank_window=[5, 50]", "model.name=foo", "eval.collections=[cisi]"])
+    recipe = load_recipe(
+        write(tmp_path, "optim: {batch_size: 8}\n"),
+        [
+            "optim.batch_size=4",
+            "negatives.rank_window=[5, 50]",
+            "model.name=foo",
+            "eval.collections=[cisi]",
+        ],
+    )
     assert recipe.optim.batch_size == 4
     assert recipe.negatives.rank_window == (5, 50)
     assert recipe.model.name == "foo" and recipe.eval.collections == ["cisi"]
 
 
 def test_override_typo(tmp_path):
-    with pytest.raises(ConfigError, match=r"unknown key 'optim.batchsize' \(did you mean 'optim.batch_size'\?\)"):
+    with pytest.raises(
+        ConfigError, match=r"unknown key 'optim.batchsize' \(did you mean 'optim.batch_size'\?\)"
+    ):
         load_recipe(write(tmp_path, "name: r\n"), ["optim.batchsize=4"])
 
 

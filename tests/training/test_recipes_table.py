@@ -11,14 +11,22 @@ ROOT = Path(__file__).parents[2]
 
 @pytest.fixture(scope="module")
 def table():
-    spec = importlib.util.spec_from_file_location("recipes_table", ROOT / "benchmarks" / "recipes_table.py")
+    spec = importlib.util.spec_from_file_location(
+        "recipes_table", ROOT / "benchmarks" / "recipes_table.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 def metrics(base: float) -> dict:
-    return {"ndcg@10": base, "mrr@10": base - 0.01, "map@100": base - 0.02, "recall@10": base + 0.1, "recall@100": 0.9}
+    return {
+        "ndcg@10": base,
+        "mrr@10": base - 0.01,
+        "map@100": base - 0.02,
+        "recall@10": base + 0.1,
+        "recall@100": 0.9,
+    }
 
 
 def fake_run(runs: Path, name: str, trained: float, seconds: float = 600.0) -> None:
@@ -27,10 +35,22 @@ def fake_run(runs: Path, name: str, trained: float, seconds: float = 600.0) -> N
         results += [
             {"system": "bm25", "data": data, "split": "test", "metrics": metrics(0.676 + shift)},
             {"system": "base", "data": data, "split": "test", "metrics": metrics(0.645 + shift)},
-            {"system": "trained", "data": data, "split": "test", "metrics": metrics(trained + shift)},
+            {
+                "system": "trained",
+                "data": data,
+                "split": "test",
+                "metrics": metrics(trained + shift),
+            },
         ]
-    payload = {"recipe": {"name": name, "description": f"{name} loss\n", "model": {"name": "all-MiniLM-L6-v2"}},
-               "train": {"steps": 28, "seconds": seconds, "examples": 919}, "results": results}
+    payload = {
+        "recipe": {
+            "name": name,
+            "description": f"{name} loss\n",
+            "model": {"name": "all-MiniLM-L6-v2"},
+        },
+        "train": {"steps": 28, "seconds": seconds, "examples": 919},
+        "results": results,
+    }
     (runs / name).mkdir(parents=True)
     (runs / name / "results.json").write_text(json.dumps(payload))
 
@@ -48,10 +68,23 @@ def test_table_only_writes_section_and_json(tmp_path, table):
     fake_run(runs, "mnrl", 0.70, seconds=630)
     fake_run(runs, "samtone", 0.71, seconds=660)
     bench = tmp_path / "BENCHMARKS.md"
-    bench.write_text("# Benchmarks\n\n## Speed\n\nkept\n\n<!-- recipes:start -->\nold table\n<!-- recipes:end -->\n\n## After\n\nalso kept\n")
+    bench.write_text(
+        "# Benchmarks\n\n## Speed\n\nkept\n\n<!-- recipes:start -->\nold table\n<!-- recipes:end -->\n\n## After\n\nalso kept\n"
+    )
     out_json = tmp_path / "recipes_results.json"
-    code = table.main(["--table-only", "--recipes-dir", str(recipes(tmp_path, "mnrl", "samtone", "listwise")),
-                       "--runs-dir", str(runs), "--benchmarks", str(bench), "--json", str(out_json)])
+    code = table.main(
+        [
+            "--table-only",
+            "--recipes-dir",
+            str(recipes(tmp_path, "mnrl", "samtone", "listwise")),
+            "--runs-dir",
+            str(runs),
+            "--benchmarks",
+            str(bench),
+            "--json",
+            str(out_json),
+        ]
+    )
     assert code == 0
     text = bench.read_text()
     assert "old table" not in text
@@ -59,18 +92,36 @@ def test_table_only_writes_section_and_json(tmp_path, table):
     assert text.rstrip().endswith("## After\n\nalso kept")
     assert text.count("<!-- recipes:start -->") == text.count("<!-- recipes:end -->") == 1
     lines = {line.split(" | ")[0]: line for line in text.splitlines() if line.startswith("| ")}
-    assert "| Recipe" in lines and "SciFact NDCG@10 | MRR@10 | MAP@100 | Recall@10 | Cranfield NDCG@10 | CISI NDCG@10 | Train min" in lines["| Recipe"]
+    assert (
+        "| Recipe" in lines
+        and "SciFact NDCG@10 | MRR@10 | MAP@100 | Recall@10 | Cranfield NDCG@10 | CISI NDCG@10 | Train min"
+        in lines["| Recipe"]
+    )
     assert lines["| BM25"] == "| BM25 | 0.676 | 0.666 | 0.656 | 0.776 | 0.376 | 0.426 | – |"
-    assert lines["| all-MiniLM-L6-v2 (not fine-tuned)"].startswith("| all-MiniLM-L6-v2 (not fine-tuned) | 0.645 |")
-    assert lines["| [mnrl](recipes/mnrl.yaml)"] == "| [mnrl](recipes/mnrl.yaml) | 0.700 | 0.690 | 0.680 | 0.800 | 0.400 | 0.450 | 10.5 |"
+    assert lines["| all-MiniLM-L6-v2 (not fine-tuned)"].startswith(
+        "| all-MiniLM-L6-v2 (not fine-tuned) | 0.645 |"
+    )
+    assert (
+        lines["| [mnrl](recipes/mnrl.yaml)"]
+        == "| [mnrl](recipes/mnrl.yaml) | 0.700 | 0.690 | 0.680 | 0.800 | 0.400 | 0.450 | 10.5 |"
+    )
     assert lines["| [samtone](recipes/samtone.yaml)"].endswith("| 11.0 |")
     assert "| [listwise](recipes/listwise.yaml) | not run |" in text
     saved = json.loads(out_json.read_text())
-    assert [r["recipe"] for r in saved["recipes"]] == ["mnrl", "samtone", "listwise"]  # METHODS order
+    assert [r["recipe"] for r in saved["recipes"]] == [
+        "mnrl",
+        "samtone",
+        "listwise",
+    ]  # METHODS order
     mnrl = saved["recipes"][0]
-    assert mnrl["scifact"]["ndcg@10"] == pytest.approx(0.70) and mnrl["cisi"]["ndcg@10"] == pytest.approx(0.45)
+    assert mnrl["scifact"]["ndcg@10"] == pytest.approx(0.70) and mnrl["cisi"][
+        "ndcg@10"
+    ] == pytest.approx(0.45)
     assert mnrl["train_minutes"] == pytest.approx(10.5) and mnrl["description"] == "mnrl loss"
-    assert [b["recipe"] for b in saved["baselines"]] == ["BM25", "all-MiniLM-L6-v2 (not fine-tuned)"]
+    assert [b["recipe"] for b in saved["baselines"]] == [
+        "BM25",
+        "all-MiniLM-L6-v2 (not fine-tuned)",
+    ]
 
 
 def test_section_is_appended_or_file_created(tmp_path, table):
@@ -79,9 +130,19 @@ def test_section_is_appended_or_file_created(tmp_path, table):
     folder = recipes(tmp_path, "mnrl")
     created = tmp_path / "new" / "BENCHMARKS.md"
     created.parent.mkdir()
-    args = ["--table-only", "--recipes-dir", str(folder), "--runs-dir", str(runs), "--json", str(tmp_path / "r.json")]
+    args = [
+        "--table-only",
+        "--recipes-dir",
+        str(folder),
+        "--runs-dir",
+        str(runs),
+        "--json",
+        str(tmp_path / "r.json"),
+    ]
     assert table.main([*args, "--benchmarks", str(created)]) == 0
-    assert created.read_text().startswith("# Benchmarks\n\n<!-- recipes:start -->\n## Training recipes")
+    assert created.read_text().startswith(
+        "# Benchmarks\n\n<!-- recipes:start -->\n## Training recipes"
+    )
     other = tmp_path / "OTHER.md"
     other.write_text("# Benchmarks\n\n## Losses\n\nmine\n")
     assert table.main([*args, "--benchmarks", str(other)]) == 0
@@ -115,8 +176,19 @@ def test_runs_each_recipe_and_reuses_up_to_date_results(tmp_path, table, monkeyp
         return 1  # samtone fails
 
     monkeypatch.setattr(table, "run_one", fake_run_one)
-    code = table.main(["--recipes-dir", str(folder), "--runs-dir", str(runs), "--no-probe",
-                       "--benchmarks", str(tmp_path / "B.md"), "--json", str(tmp_path / "r.json")])
+    code = table.main(
+        [
+            "--recipes-dir",
+            str(folder),
+            "--runs-dir",
+            str(runs),
+            "--no-probe",
+            "--benchmarks",
+            str(tmp_path / "B.md"),
+            "--json",
+            str(tmp_path / "r.json"),
+        ]
+    )
     assert calls == [("samtone", runs / "samtone", False)]
     assert code == 1
     assert "| [samtone](recipes/samtone.yaml) | failed |" in (tmp_path / "B.md").read_text()
@@ -134,8 +206,20 @@ def test_only_runs_a_subset_but_tabulates_every_recipe(tmp_path, table, monkeypa
         return 0
 
     monkeypatch.setattr(table, "run_one", fake_run_one)
-    code = table.main(["--only", "samtone", "--recipes-dir", str(folder), "--runs-dir", str(runs),
-                       "--benchmarks", str(tmp_path / "B.md"), "--json", str(tmp_path / "r.json")])
+    code = table.main(
+        [
+            "--only",
+            "samtone",
+            "--recipes-dir",
+            str(folder),
+            "--runs-dir",
+            str(runs),
+            "--benchmarks",
+            str(tmp_path / "B.md"),
+            "--json",
+            str(tmp_path / "r.json"),
+        ]
+    )
     assert code == 0 and calls == ["samtone"]
     text = (tmp_path / "B.md").read_text()
     assert "| [mnrl](recipes/mnrl.yaml) | 0.700 |" in text

@@ -23,7 +23,14 @@ def train_collection(tmp_path):
 
 
 def recipe(tmp_path, model, collection, **optim):
-    optim = {"batch_size": 2, "epochs": 1, "save_steps": 1, "precision": "fp32", "logging_steps": 1, **optim}
+    optim = {
+        "batch_size": 2,
+        "epochs": 1,
+        "save_steps": 1,
+        "precision": "fp32",
+        "logging_steps": 1,
+        **optim,
+    }
     text = f"""# test recipe
 model: {{name: {model}}}
 train: {{data: {collection}, split: train}}
@@ -42,27 +49,44 @@ eval: {{collections: [{collection}], probe: true}}
 
 def test_run_trains_evaluates_and_reports(tmp_path, tiny_model, train_collection):
     out = tmp_path / "run"
-    result = CliRunner().invoke(app, ["run", str(recipe(tmp_path, tiny_model, train_collection)), "--output-dir", str(out)])
+    result = CliRunner().invoke(
+        app, ["run", str(recipe(tmp_path, tiny_model, train_collection)), "--output-dir", str(out)]
+    )
     assert result.exit_code == 0, result.output
-    for name in ("recipe.yaml", "train_log.jsonl", "results.json", "report.md", "model/TRAINING_DONE", "probe/tsne.png"):
+    for name in (
+        "recipe.yaml",
+        "train_log.jsonl",
+        "results.json",
+        "report.md",
+        "model/TRAINING_DONE",
+        "probe/tsne.png",
+    ):
         assert (out / name).is_file(), name
     payload = json.loads((out / "results.json").read_text())
     systems = {r["system"] for r in payload["results"]}
     assert systems == {"bm25", "base", "trained"}
     assert payload["train"]["mining"]["negatives"] > 0
     report = (out / "report.md").read_text()
-    assert "| c | ndcg@10 |" in report and "Δ (trained − base)" in report and "probe/tsne.png" in report
+    assert (
+        "| c | ndcg@10 |" in report
+        and "Δ (trained − base)" in report
+        and "probe/tsne.png" in report
+    )
     # The saved model is a plain sentence-transformers model.
     assert SentenceTransformer(str(out / "model"), device="cpu").encode(["cats"]).shape == (1, 32)
     # A second run of the same recipe reuses the trained model.
-    again = CliRunner().invoke(app, ["run", str(out / "recipe.yaml"), "--output-dir", str(out), "--no-probe"])
+    again = CliRunner().invoke(
+        app, ["run", str(out / "recipe.yaml"), "--output-dir", str(out), "--no-probe"]
+    )
     assert again.exit_code == 0 and "already holds the model" in again.output
 
 
 def test_separate_towers_train_and_save(tmp_path, tiny_model, train_collection):
     path = recipe(tmp_path, tiny_model, train_collection)
     out = tmp_path / "sep"
-    result = CliRunner().invoke(app, ["train", str(path), "--output-dir", str(out), "--set", "model.towers=separate"])
+    result = CliRunner().invoke(
+        app, ["train", str(path), "--output-dir", str(out), "--set", "model.towers=separate"]
+    )
     assert result.exit_code == 0, result.output
     model = SentenceTransformer(str(out / "model"), device="cpu")
     assert model.encode_query(["cats"]).shape == model.encode_document(["cats"]).shape == (1, 32)
@@ -72,21 +96,41 @@ def test_sigkill_after_first_checkpoint_then_resume(tmp_path, tiny_model, train_
     # Long enough (80 steps, a checkpoint each) that it cannot end before the kill.
     path = recipe(tmp_path, tiny_model, train_collection, epochs=40)
     out = tmp_path / "killed"
-    command = [sys.executable, "-m", "twotower.cli.main", "train", str(path), "--output-dir", str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "twotower.cli.main",
+        "train",
+        str(path),
+        "--output-dir",
+        str(out),
+    ]
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
     log = (tmp_path / "first.log").open("w")
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 240
-    while not list(out.glob("checkpoints/checkpoint-*/trainer_state.json")) and process.poll() is None and time.time() < deadline:
+    while (
+        not list(out.glob("checkpoints/checkpoint-*/trainer_state.json"))
+        and process.poll() is None
+        and time.time() < deadline
+    ):
         time.sleep(0.02)
-    assert list(out.glob("checkpoints/checkpoint-*/trainer_state.json")), (tmp_path / "first.log").read_text()[-2000:]
+    assert list(out.glob("checkpoints/checkpoint-*/trainer_state.json")), (
+        tmp_path / "first.log"
+    ).read_text()[-2000:]
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert not (out / "model" / "TRAINING_DONE").exists(), "the run finished before it could be killed"
-    resumed = subprocess.run([*command, "--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert not (out / "model" / "TRAINING_DONE").exists(), (
+        "the run finished before it could be killed"
+    )
+    resumed = subprocess.run(
+        [*command, "--resume"], env=env, capture_output=True, text=True, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     done = json.loads((out / "model" / "TRAINING_DONE").read_text())
-    assert done["steps"] == 80  # 4 examples / batch 2 × 40 epochs: the full schedule, not a restart's remainder
+    assert (
+        done["steps"] == 80
+    )  # 4 examples / batch 2 × 40 epochs: the full schedule, not a restart's remainder
     assert "resuming from" in resumed.stderr
 
 
@@ -112,10 +156,14 @@ optim: {{batch_size: 2, epochs: 2, learning_rate: 1.0e-3, precision: fp32, save_
     trained = SentenceTransformer(str(out / "model"), device="cpu")
 
     def weights(model, task):
-        return torch.cat([p.detach().flatten() for m in route_modules(model, task) for p in m.parameters()])
+        return torch.cat(
+            [p.detach().flatten() for m in route_modules(model, task) for p in m.parameters()]
+        )
 
     base_weights = weights(base, "document")
-    assert torch.equal(weights(trained, "document"), base_weights), "the document tower must not change"
+    assert torch.equal(weights(trained, "document"), base_weights), (
+        "the document tower must not change"
+    )
     moved = weights(trained, "query") - base_weights
     assert moved.abs().max() > 0, "the query tower must train"
     # The saved document tower embeds exactly as the base model, so its corpus cache is reused.
@@ -151,17 +199,30 @@ def test_gradient_caching_trains_from_a_recipe(tmp_path, tiny_model, train_colle
 def test_gradient_caching_with_separate_towers(tmp_path, tiny_model, train_collection):
     path = recipe(tmp_path, tiny_model, train_collection, mini_batch_size=1)
     out = tmp_path / "cached-sep"
-    result = CliRunner().invoke(app, ["train", str(path), "--output-dir", str(out), "--set", "model.towers=separate"])
+    result = CliRunner().invoke(
+        app, ["train", str(path), "--output-dir", str(out), "--set", "model.towers=separate"]
+    )
     assert result.exit_code == 0, result.output
     model = SentenceTransformer(str(out / "model"), device="cpu")
     assert model.encode_query(["cats"]).shape == (1, 32)
 
 
-def test_gradient_caching_is_refused_with_a_frozen_document_tower(tmp_path, tiny_model, train_collection):
+def test_gradient_caching_is_refused_with_a_frozen_document_tower(
+    tmp_path, tiny_model, train_collection
+):
     from twotower.errors import ConfigError
     from twotower.training.recipe import load_recipe
 
     path = recipe(tmp_path, tiny_model, train_collection, mini_batch_size=2)
-    with pytest.raises(ConfigError, match="mini_batch_size .gradient caching. is for training both towers"):
-        load_recipe(path, ["model.towers=separate", "model.train_document_tower=false", "loss=[{loss: contrastive}]",
-                           "teacher.kind=none"])
+    with pytest.raises(
+        ConfigError, match="mini_batch_size .gradient caching. is for training both towers"
+    ):
+        load_recipe(
+            path,
+            [
+                "model.towers=separate",
+                "model.train_document_tower=false",
+                "loss=[{loss: contrastive}]",
+                "teacher.kind=none",
+            ],
+        )

@@ -8,9 +8,15 @@ from twotower.models.embedding_cache import encode_corpus, encode_queries
 from twotower.models.encoder import Encoder
 
 
-def tower_embeddings(encoder: Encoder, collection: Collection, name: str, *, use_cache: bool = True) -> TowerEmbeddings:
+def tower_embeddings(
+    encoder: Encoder, collection: Collection, name: str, *, use_cache: bool = True
+) -> TowerEmbeddings:
     """Both towers' embeddings of ``collection`` (documents from the shared embedding cache)."""
     documents, _ = encode_corpus(encoder, collection.corpus, use_cache=use_cache)
     query_ids = collection.judged_query_ids
-    queries, _ = encode_queries(encoder, [collection.queries[q] for q in query_ids], use_cache=use_cache)
-    return TowerEmbeddings(name, query_ids, queries, collection.corpus.ids, documents, similarity="cos")
+    queries, _ = encode_queries(
+        encoder, [collection.queries[q] for q in query_ids], use_cache=use_cache
+    )
+    return TowerEmbeddings(
+        name, query_ids, queries, collection.corpus.ids, documents, similarity="cos"
+    )

@@ -27,7 +27,15 @@ def setup_logging(verbose: bool = False) -> None:
         handlers=[RichHandler(console=console, show_path=False, show_time=False)],
         force=True,
     )
-    for noisy in ("httpx", "urllib3", "filelock", "huggingface_hub", "sentence_transformers", "transformers", "bm25s"):
+    for noisy in (
+        "httpx",
+        "urllib3",
+        "filelock",
+        "huggingface_hub",
+        "sentence_transformers",
+        "transformers",
+        "bm25s",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

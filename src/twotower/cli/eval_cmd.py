@@ -19,23 +19,47 @@ from twotower.models import Encoder
 
 @user_errors
 def eval_command(
-    model: Annotated[list[str], typer.Option("--model", "-m", help="bm25, a model name, or a model folder; repeatable")],
-    data: Annotated[list[str], typer.Option("--data", "-d", help="collection name or folder; repeatable")],
+    model: Annotated[
+        list[str],
+        typer.Option("--model", "-m", help="bm25, a model name, or a model folder; repeatable"),
+    ],
+    data: Annotated[
+        list[str], typer.Option("--data", "-d", help="collection name or folder; repeatable")
+    ],
     split: Annotated[str, typer.Option(help="qrels split")] = "test",
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="write results JSON here")] = None,
-    fusion: Annotated[str | None, typer.Option(help="also fuse each dense model with BM25: linear or rrf")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="write results JSON here")
+    ] = None,
+    fusion: Annotated[
+        str | None, typer.Option(help="also fuse each dense model with BM25: linear or rrf")
+    ] = None,
     alpha: Annotated[float, typer.Option(help="weight of BM25 in linear fusion")] = 0.5,
     batch_size: Annotated[int, typer.Option(help="encoding batch size")] = 64,
-    max_length: Annotated[int | None, typer.Option(help="max tokens per text (model default if unset)")] = None,
-    precision: Annotated[str, typer.Option(help="auto (bf16 where the CPU or GPU has it), bf16 or fp32")] = "auto",
-    metrics: Annotated[str, typer.Option(help="comma-separated metrics")] = ",".join(DEFAULT_METRICS),
-    data_dir: Annotated[Path | None, typer.Option(help="folder holding collections by name")] = None,
-    ignore_identical_ids: Annotated[
-        bool | None, typer.Option("--ignore-identical-ids/--keep-identical-ids",
-                                     help="drop a retrieved document whose id is the query's (default: on when queries are corpus documents)")
+    max_length: Annotated[
+        int | None, typer.Option(help="max tokens per text (model default if unset)")
     ] = None,
-    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="reuse cached corpus embeddings")] = True,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 … (default: best available)")] = None,
+    precision: Annotated[
+        str, typer.Option(help="auto (bf16 where the CPU or GPU has it), bf16 or fp32")
+    ] = "auto",
+    metrics: Annotated[str, typer.Option(help="comma-separated metrics")] = ",".join(
+        DEFAULT_METRICS
+    ),
+    data_dir: Annotated[
+        Path | None, typer.Option(help="folder holding collections by name")
+    ] = None,
+    ignore_identical_ids: Annotated[
+        bool | None,
+        typer.Option(
+            "--ignore-identical-ids/--keep-identical-ids",
+            help="drop a retrieved document whose id is the query's (default: on when queries are corpus documents)",
+        ),
+    ] = None,
+    cache: Annotated[
+        bool, typer.Option("--cache/--no-cache", help="reuse cached corpus embeddings")
+    ] = True,
+    device: Annotated[
+        str | None, typer.Option(help="cpu, cuda, cuda:1 … (default: best available)")
+    ] = None,
 ) -> None:
     """Evaluate retrievers with trec_eval metrics (pytrec_eval) on judged queries."""
     metric_list = [m.strip() for m in metrics.split(",") if m.strip()]
@@ -49,15 +73,23 @@ def eval_command(
     want_bm25 = len(dense_names) < len(model)
     started = time.perf_counter()
     encoders = [
-        Encoder.from_name(name, device=device, batch_size=batch_size, max_length=max_length, precision=precision)
+        Encoder.from_name(
+            name, device=device, batch_size=batch_size, max_length=max_length, precision=precision
+        )
         for name in dense_names
     ]
     results = []
     for name in data:
         collection = load_collection(name, split, data_dir)
         results += evaluate_systems(
-            collection, encoders=encoders, bm25=want_bm25, fusion=fusion, alpha=alpha,
-            metrics=metric_list, ignore_identical_ids=ignore_identical_ids, use_cache=cache,
+            collection,
+            encoders=encoders,
+            bm25=want_bm25,
+            fusion=fusion,
+            alpha=alpha,
+            metrics=metric_list,
+            ignore_identical_ids=ignore_identical_ids,
+            use_cache=cache,
         )
     Console().print()
     print_results(results, Console())
@@ -65,6 +97,12 @@ def eval_command(
         from twotower.models.resolve import resolve_model
 
         resolved = {name: resolve_model(name) for name in dense_names}
-        write_json(output, {"results": [r.to_json() for r in results], "models": resolved,
-                            "wall_s": time.perf_counter() - started})
+        write_json(
+            output,
+            {
+                "results": [r.to_json() for r in results],
+                "models": resolved,
+                "wall_s": time.perf_counter() - started,
+            },
+        )
         Console(stderr=True).print(f"wrote {output}")

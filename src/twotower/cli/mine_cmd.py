@@ -26,20 +26,61 @@ def mine_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="write the negatives JSONL here")],
     split: Annotated[str, typer.Option(help="qrels split whose queries are mined")] = "train",
     retriever: Annotated[str, typer.Option(help="bm25, dense or fusion (BM25 + --model)")] = "bm25",
-    model: Annotated[str | None, typer.Option("--model", "-m", help="dense model name or folder")] = None,
-    negatives: Annotated[str, typer.Option(help="documents (hard negatives per query) or queries (per positive document, DANCE)")] = "documents",
-    count: Annotated[int | None, typer.Option(help="negatives per query (0: the whole window) [default: 8; 20 for queries]")] = None,
-    window: Annotated[str | None, typer.Option(help="ranks START:END, 1-based, inclusive [default: 10:100; 1:200 for queries]")] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="dense model name or folder")
+    ] = None,
+    negatives: Annotated[
+        str,
+        typer.Option(
+            help="documents (hard negatives per query) or queries (per positive document, DANCE)"
+        ),
+    ] = "documents",
+    count: Annotated[
+        int | None,
+        typer.Option(help="negatives per query (0: the whole window) [default: 8; 20 for queries]"),
+    ] = None,
+    window: Annotated[
+        str | None,
+        typer.Option(
+            help="ranks START:END, 1-based, inclusive [default: 10:100; 1:200 for queries]"
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
-    teacher: Annotated[str | None, typer.Option(help="false-negative filter: cross-encoder:NAME, bi-encoder:NAME, fusion:NAME or file:SCORES.jsonl")] = None,
-    margin: Annotated[float | None, typer.Option(help="drop a negative scoring above (positive score - margin), teacher units")] = None,
-    reference: Annotated[str, typer.Option(help="positive score to compare with when a query has several: max or min (stricter)")] = "max",
-    alpha: Annotated[float, typer.Option(help="weight of BM25 in fusion (retriever and fusion teacher)")] = 0.5,
+    teacher: Annotated[
+        str | None,
+        typer.Option(
+            help="false-negative filter: cross-encoder:NAME, bi-encoder:NAME, fusion:NAME or file:SCORES.jsonl"
+        ),
+    ] = None,
+    margin: Annotated[
+        float | None,
+        typer.Option(help="drop a negative scoring above (positive score - margin), teacher units"),
+    ] = None,
+    reference: Annotated[
+        str,
+        typer.Option(
+            help="positive score to compare with when a query has several: max or min (stricter)"
+        ),
+    ] = "max",
+    alpha: Annotated[
+        float, typer.Option(help="weight of BM25 in fusion (retriever and fusion teacher)")
+    ] = 0.5,
     batch_size: Annotated[int, typer.Option(help="encoding / scoring batch size")] = 64,
-    max_length: Annotated[int | None, typer.Option(help="max tokens per text (model default if unset)")] = None,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 … (default: best available)")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="folder holding collections by name")] = None,
-    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="reuse cached tables, embeddings and teacher scores")] = True,
+    max_length: Annotated[
+        int | None, typer.Option(help="max tokens per text (model default if unset)")
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="cpu, cuda, cuda:1 … (default: best available)")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="folder holding collections by name")
+    ] = None,
+    cache: Annotated[
+        bool,
+        typer.Option(
+            "--cache/--no-cache", help="reuse cached tables, embeddings and teacher scores"
+        ),
+    ] = True,
 ) -> None:
     """Mine hard negatives from a rank window, never a positive, deterministic for a seed."""
     if negatives not in ("documents", "queries"):
@@ -53,25 +94,55 @@ def mine_command(
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be positive, got {batch_size}")
     for_queries = negatives == "queries"
-    rank_window = RankWindow.parse(window) if window else RankWindow(1, 200) if for_queries else RankWindow(10, 100)
+    rank_window = (
+        RankWindow.parse(window)
+        if window
+        else RankWindow(1, 200)
+        if for_queries
+        else RankWindow(10, 100)
+    )
     count = (20 if for_queries else 8) if count is None else count
     if count < 0:
         raise ConfigError(f"--count must be >= 0, got {count}")
     collection = load_collection(data, split, data_dir)
-    ranker = make_retriever(retriever, model, alpha=alpha, use_cache=cache, device=device,
-                            batch_size=batch_size, max_length=max_length)
+    ranker = make_retriever(
+        retriever,
+        model,
+        alpha=alpha,
+        use_cache=cache,
+        device=device,
+        batch_size=batch_size,
+        max_length=max_length,
+    )
     if for_queries:
-        table, stats = mine_negative_queries(collection, ranker, window=rank_window, count=count, seed=seed,
-                                             use_cache=cache)
+        table, stats = mine_negative_queries(
+            collection, ranker, window=rank_window, count=count, seed=seed, use_cache=cache
+        )
     else:
         scorer = None
         if teacher is not None:
             from twotower.teachers import load_teacher
 
-            scorer = load_teacher(teacher, collection=collection, device=device, batch_size=batch_size,
-                                  max_length=max_length, alpha=alpha, use_cache=cache)
-        table, stats = mine_negatives(collection, ranker, window=rank_window, count=count, seed=seed,
-                                      teacher=scorer, margin=margin, reference=reference, use_cache=cache)
+            scorer = load_teacher(
+                teacher,
+                collection=collection,
+                device=device,
+                batch_size=batch_size,
+                max_length=max_length,
+                alpha=alpha,
+                use_cache=cache,
+            )
+        table, stats = mine_negatives(
+            collection,
+            ranker,
+            window=rank_window,
+            count=count,
+            seed=seed,
+            teacher=scorer,
+            margin=margin,
+            reference=reference,
+            use_cache=cache,
+        )
     write_negatives(output, table)
     anchors = "documents" if for_queries else "queries"
     items = "negative queries" if for_queries else "negatives"
@@ -84,5 +155,6 @@ def mine_command(
     Console(stderr=True).print(
         f"mined {stats.negatives} {items} for {stats.anchors} {anchors}{extra} with {ranker.name}, window "
         f"{rank_window}, seed {seed} in {stats.seconds:.1f} s{' (cached)' if stats.cached else ''} → {output}",
-        highlight=False, soft_wrap=True,
+        highlight=False,
+        soft_wrap=True,
     )

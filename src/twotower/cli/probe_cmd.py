@@ -19,17 +19,27 @@ def short_label(name: str) -> str:
 
 @user_errors
 def probe_command(
-    model: Annotated[list[str], typer.Option("--model", "-m", help="model name or folder; repeatable")],
+    model: Annotated[
+        list[str], typer.Option("--model", "-m", help="model name or folder; repeatable")
+    ],
     data: Annotated[str, typer.Option("--data", "-d", help="collection name or folder")],
     split: Annotated[str, typer.Option(help="qrels split")] = "test",
-    output: Annotated[Path, typer.Option("--output", "-o", help="folder for PNGs, probe.md, probe.json")] = Path("probe"),
-    label: Annotated[list[str] | None, typer.Option(help="a label per --model (default: folder or model name)")] = None,
-    temperature: Annotated[float, typer.Option(help="softmax temperature of the negative-sampling view")] = 0.05,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="folder for PNGs, probe.md, probe.json")
+    ] = Path("probe"),
+    label: Annotated[
+        list[str] | None, typer.Option(help="a label per --model (default: folder or model name)")
+    ] = None,
+    temperature: Annotated[
+        float, typer.Option(help="softmax temperature of the negative-sampling view")
+    ] = 0.05,
     tsne: Annotated[bool, typer.Option("--tsne/--no-tsne", help="fit t-SNE (slowest part)")] = True,
     tsne_queries: Annotated[int, typer.Option(help="queries sampled for t-SNE")] = 300,
     seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
     batch_size: Annotated[int, typer.Option(help="encoding batch size")] = 64,
-    data_dir: Annotated[Path | None, typer.Option(help="folder holding collections by name")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="folder holding collections by name")
+    ] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, …")] = None,
 ) -> None:
     """Probe embedding spaces: t-SNE, top-1 similarity, alignment/uniformity, anisotropy, DANCE's view."""
@@ -42,12 +52,22 @@ def probe_command(
     labels = labels or [short_label(m) for m in model]
     collection = load_collection(data, split, data_dir)
     towers = [
-        tower_embeddings(Encoder.from_name(name, device=device, batch_size=batch_size), collection, lab)
+        tower_embeddings(
+            Encoder.from_name(name, device=device, batch_size=batch_size), collection, lab
+        )
         for name, lab in zip(model, labels, strict=True)
     ]
     result = run_probe(
-        towers, collection.qrels, output, seed=seed, temperature=temperature, tsne=tsne,
-        tsne_queries=tsne_queries, exclude_same_id=collection.ids_are_shared(), data=collection.name, split=split,
+        towers,
+        collection.qrels,
+        output,
+        seed=seed,
+        temperature=temperature,
+        tsne=tsne,
+        tsne_queries=tsne_queries,
+        exclude_same_id=collection.ids_are_shared(),
+        data=collection.name,
+        split=split,
     )
     console = Console()
     console.print(result.summary_markdown())

@@ -25,19 +25,48 @@ from twotower.teachers import (
 @user_errors
 def teach_command(
     data: Annotated[str, typer.Option("--data", "-d", help="collection name or folder")],
-    teacher: Annotated[str, typer.Option(help="cross-encoder:NAME|PATH, bi-encoder:NAME or fusion:NAME (BM25 + NAME)")],
-    pairs: Annotated[Path, typer.Option(help="negatives JSONL (twotower mine): each query is scored with its positives and negatives")],
+    teacher: Annotated[
+        str,
+        typer.Option(help="cross-encoder:NAME|PATH, bi-encoder:NAME or fusion:NAME (BM25 + NAME)"),
+    ],
+    pairs: Annotated[
+        Path,
+        typer.Option(
+            help="negatives JSONL (twotower mine): each query is scored with its positives and negatives"
+        ),
+    ],
     output: Annotated[Path, typer.Option("--output", "-o", help="write the scores JSONL here")],
     split: Annotated[str, typer.Option(help="qrels split")] = "train",
-    normalize: Annotated[bool, typer.Option("--normalize/--raw", help="min-max between the collection's 1st and 99th percentile, clipped to [0, 1]")] = False,
-    drop_below: Annotated[float | None, typer.Option(help="drop queries whose best score is below this percentile of the best scores (listwise: 25)")] = None,
+    normalize: Annotated[
+        bool,
+        typer.Option(
+            "--normalize/--raw",
+            help="min-max between the collection's 1st and 99th percentile, clipped to [0, 1]",
+        ),
+    ] = False,
+    drop_below: Annotated[
+        float | None,
+        typer.Option(
+            help="drop queries whose best score is below this percentile of the best scores (listwise: 25)"
+        ),
+    ] = None,
     alpha: Annotated[float, typer.Option(help="weight of BM25 in the fusion teacher")] = 0.5,
     batch_size: Annotated[int, typer.Option(help="scoring batch size")] = 32,
-    max_length: Annotated[int | None, typer.Option(help="max tokens per pair / text (model default if unset)")] = None,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 … (default: best available)")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="folder holding collections by name")] = None,
-    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="reuse cached teacher scores")] = True,
-    trust_remote_code: Annotated[bool, typer.Option(help="allow a cross-encoder's own code to run")] = False,
+    max_length: Annotated[
+        int | None, typer.Option(help="max tokens per pair / text (model default if unset)")
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="cpu, cuda, cuda:1 … (default: best available)")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="folder holding collections by name")
+    ] = None,
+    cache: Annotated[
+        bool, typer.Option("--cache/--no-cache", help="reuse cached teacher scores")
+    ] = True,
+    trust_remote_code: Annotated[
+        bool, typer.Option(help="allow a cross-encoder's own code to run")
+    ] = False,
 ) -> None:
     """Score (query, document) pairs with a teacher, for distillation."""
     if drop_below is not None and not 0.0 <= drop_below <= 100.0:
@@ -57,9 +86,16 @@ def teach_command(
                 to_score.setdefault(qid, [])
                 if doc_id not in to_score[qid]:
                     to_score[qid].append(doc_id)
-    scorer = load_teacher(teacher, collection=collection, device=device, batch_size=batch_size,
-                          max_length=max_length, alpha=alpha, trust_remote_code=trust_remote_code,
-                          use_cache=cache)
+    scorer = load_teacher(
+        teacher,
+        collection=collection,
+        device=device,
+        batch_size=batch_size,
+        max_length=max_length,
+        alpha=alpha,
+        trust_remote_code=trust_remote_code,
+        use_cache=cache,
+    )
     raw = score_collection_pairs(scorer, collection, to_score)
     stats = scorer.last_stats
     scores, bounds = normalize_scores(raw) if normalize and stats.pairs else (raw, None)
@@ -77,5 +113,6 @@ def teach_command(
     Console(stderr=True).print(
         f"scored {rows} pairs for {len(scores)} queries with {scorer.kind}:{scorer.name} ({'; '.join(notes)}) "
         f"in {time.perf_counter() - started:.1f} s → {output}",
-        highlight=False, soft_wrap=True,
+        highlight=False,
+        soft_wrap=True,
     )

@@ -6,6 +6,16 @@ from twotower.data.locate import cache_root, locate_collection
 from twotower.data.synthetic import load_synthetic_queries
 
 __all__ = [
-    "Collection", "Corpus", "Document", "Qrels", "cache_root", "iter_corpus", "load_collection",
-    "load_corpus", "load_qrels", "load_queries", "load_synthetic_queries", "locate_collection",
+    "Collection",
+    "Corpus",
+    "Document",
+    "Qrels",
+    "cache_root",
+    "iter_corpus",
+    "load_collection",
+    "load_corpus",
+    "load_qrels",
+    "load_queries",
+    "load_synthetic_queries",
+    "locate_collection",
 ]

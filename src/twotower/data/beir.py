@@ -37,7 +37,11 @@ def iter_corpus(path: str | Path) -> Iterator[Document]:
             raise InputError("empty id", path=path, line=line, field="_id")
         if "text" not in obj:
             raise InputError("missing required field", path=path, line=line, field="text")
-        yield Document(doc_id, require_string(obj, "title", path, line, optional=True), require_string(obj, "text", path, line))
+        yield Document(
+            doc_id,
+            require_string(obj, "title", path, line, optional=True),
+            require_string(obj, "text", path, line),
+        )
 
 
 @dataclass
@@ -70,7 +74,9 @@ class Corpus:
         return self.texts[self.index[doc_id]]
 
     @classmethod
-    def from_documents(cls, documents: Iterator[Document] | list[Document], path: Path | None = None) -> Corpus:
+    def from_documents(
+        cls, documents: Iterator[Document] | list[Document], path: Path | None = None
+    ) -> Corpus:
         ids: list[str] = []
         texts: list[str] = []
         seen: dict[str, int] = {}
@@ -80,7 +86,9 @@ class Corpus:
             if doc.id in seen:
                 raise InputError(
                     f"duplicate document id '{doc.id}' (first seen in document {seen[doc.id]})",
-                    path=path, line=position, field="_id",
+                    path=path,
+                    line=position,
+                    field="_id",
                 )
             seen[doc.id] = position
             text = doc.full_text
@@ -116,7 +124,12 @@ def _locate_duplicate(path: Path, id_field: str) -> InputError:
     for line, obj in iter_jsonl(path):
         key = str(obj.get(id_field))
         if key in seen:
-            return InputError(f"duplicate id '{key}' (first on line {seen[key]})", path=path, line=line, field=id_field)
+            return InputError(
+                f"duplicate id '{key}' (first on line {seen[key]})",
+                path=path,
+                line=line,
+                field=id_field,
+            )
         seen[key] = line
     return InputError("duplicate id", path=path, field=id_field)
 
@@ -133,7 +146,12 @@ def load_queries(path: str | Path) -> dict[str, str]:
             raise InputError("empty id", path=path, line=line, field="_id")
         text = require_string(obj, "text", path, line).strip()
         if query_id in queries:
-            raise InputError(f"duplicate id '{query_id}' (first on line {lines[query_id]})", path=path, line=line, field="_id")
+            raise InputError(
+                f"duplicate id '{query_id}' (first on line {lines[query_id]})",
+                path=path,
+                line=line,
+                field="_id",
+            )
         queries[query_id] = text
         lines[query_id] = line
         empty += not text
@@ -161,18 +179,26 @@ def load_qrels(path: str | Path) -> Qrels:
         else:
             raise InputError(
                 f"expected 3 tab-separated columns (query-id, corpus-id, score), found {len(cols)}",
-                path=path, line=line_number,
+                path=path,
+                line=line_number,
             )
         query_id, doc_id, score_text = query_id.strip(), doc_id.strip(), score_text.strip()
         if line_number == 1 and not _is_int(score_text):
             continue  # header row
         if not _is_int(score_text):
-            raise InputError(f"score '{score_text}' is not an integer", path=path, line=line_number, field="score")
+            raise InputError(
+                f"score '{score_text}' is not an integer",
+                path=path,
+                line=line_number,
+                field="score",
+            )
         if not query_id or not doc_id:
             raise InputError("empty query or corpus id", path=path, line=line_number)
         judged = qrels.setdefault(query_id, {})
         if doc_id in judged:
-            raise InputError(f"pair ({query_id}, {doc_id}) judged twice", path=path, line=line_number)
+            raise InputError(
+                f"pair ({query_id}, {doc_id}) judged twice", path=path, line=line_number
+            )
         judged[doc_id] = int(score_text)
     if not qrels:
         raise InputError("no judgements found", path=path)

@@ -53,13 +53,18 @@ def available_splits(path: Path) -> list[str]:
     return sorted(p.stem for p in qrels_dir.glob("*.tsv")) if qrels_dir.is_dir() else []
 
 
-def load_collection(name_or_path: str | Path, split: str = "test", data_dir: str | Path | None = None) -> Collection:
+def load_collection(
+    name_or_path: str | Path, split: str = "test", data_dir: str | Path | None = None
+) -> Collection:
     """Load corpus, queries and the qrels of ``split``; unknown ids in qrels are counted, not fatal."""
     path = locate_collection(name_or_path, data_dir)
     qrels_path = path / "qrels" / f"{split}.tsv"
     if not qrels_path.is_file():
         splits = available_splits(path)
-        raise InputError(f"no qrels for split '{split}' (available: {', '.join(splits) or 'none'})", path=qrels_path)
+        raise InputError(
+            f"no qrels for split '{split}' (available: {', '.join(splits) or 'none'})",
+            path=qrels_path,
+        )
     corpus = Corpus.load(path / "corpus.jsonl")
     queries = load_queries(path / "queries.jsonl")
     qrels = load_qrels(qrels_path)
@@ -80,7 +85,14 @@ def load_corpus(name_or_path: str | Path, data_dir: str | Path | None = None) ->
 def check_consistency(collection: Collection, qrels_path: Path) -> list[str]:
     warnings = []
     missing_queries = [q for q in collection.qrels if q not in collection.queries]
-    missing_docs = sorted({d for judged in collection.qrels.values() for d in judged if d not in collection.corpus.index})
+    missing_docs = sorted(
+        {
+            d
+            for judged in collection.qrels.values()
+            for d in judged
+            if d not in collection.corpus.index
+        }
+    )
     if missing_queries:
         warnings.append(
             f"{qrels_path}: {len(missing_queries)} query ids not in queries.jsonl (ignored), e.g. {missing_queries[:3]}"
@@ -90,5 +102,7 @@ def check_consistency(collection: Collection, qrels_path: Path) -> list[str]:
             f"{qrels_path}: {len(missing_docs)} corpus ids not in corpus.jsonl (they can never be retrieved), e.g. {missing_docs[:3]}"
         )
     if collection.corpus.empty_documents:
-        warnings.append(f"{collection.corpus.path}: {collection.corpus.empty_documents} documents have empty text (kept)")
+        warnings.append(
+            f"{collection.corpus.path}: {collection.corpus.empty_documents} documents have empty text (kept)"
+        )
     return warnings

@@ -25,8 +25,11 @@ def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise InputError(f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})",
-                                 path=path, line=line_number) from None
+                raise InputError(
+                    f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})",
+                    path=path,
+                    line=line_number,
+                ) from None
             yield line_number, text.rstrip("\r\n")
 
 
@@ -39,13 +42,19 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise InputError(f"malformed JSON ({exc.msg} at column {exc.colno})", path=path, line=line_number) from None
+            raise InputError(
+                f"malformed JSON ({exc.msg} at column {exc.colno})", path=path, line=line_number
+            ) from None
         if not isinstance(obj, dict):
-            raise InputError(f"expected a JSON object, got {type(obj).__name__}", path=path, line=line_number)
+            raise InputError(
+                f"expected a JSON object, got {type(obj).__name__}", path=path, line=line_number
+            )
         yield line_number, obj
 
 
-def require_string(obj: dict[str, Any], field: str, path: Path, line: int, *, optional: bool = False) -> str:
+def require_string(
+    obj: dict[str, Any], field: str, path: Path, line: int, *, optional: bool = False
+) -> str:
     """Return ``obj[field]`` as a string; ids may be written as JSON numbers."""
     if field not in obj or obj[field] is None:
         if optional:
@@ -53,7 +62,9 @@ def require_string(obj: dict[str, Any], field: str, path: Path, line: int, *, op
         raise InputError("missing required field", path=path, line=line, field=field)
     value = obj[field]
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise InputError(f"expected a string, got {type(value).__name__}", path=path, line=line, field=field)
+        raise InputError(
+            f"expected a string, got {type(value).__name__}", path=path, line=line, field=field
+        )
     return str(value)
 
 

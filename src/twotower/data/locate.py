@@ -13,8 +13,21 @@ from twotower.errors import ResolutionError
 
 BEIR_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/{name}.zip"
 BEIR_NAMES = {
-    "msmarco", "trec-covid", "nfcorpus", "nq", "hotpotqa", "fiqa", "arguana", "webis-touche2020",
-    "cqadupstack", "quora", "dbpedia-entity", "scidocs", "fever", "climate-fever", "scifact",
+    "msmarco",
+    "trec-covid",
+    "nfcorpus",
+    "nq",
+    "hotpotqa",
+    "fiqa",
+    "arguana",
+    "webis-touche2020",
+    "cqadupstack",
+    "quora",
+    "dbpedia-entity",
+    "scidocs",
+    "fever",
+    "climate-fever",
+    "scifact",
 }
 
 
@@ -40,12 +53,16 @@ def is_collection_dir(path: Path) -> bool:
     return (path / "corpus.jsonl").is_file() and (path / "queries.jsonl").is_file()
 
 
-def locate_collection(name_or_path: str | Path, data_dir: str | Path | None = None, *, download: bool = True) -> Path:
+def locate_collection(
+    name_or_path: str | Path, data_dir: str | Path | None = None, *, download: bool = True
+) -> Path:
     """Resolve a collection: an existing folder, else a name under :func:`search_dirs`, else download."""
     candidate = Path(name_or_path).expanduser()
     if candidate.exists():
         if not is_collection_dir(candidate):
-            raise ResolutionError(f"{candidate}: not a BEIR collection folder (needs corpus.jsonl and queries.jsonl)")
+            raise ResolutionError(
+                f"{candidate}: not a BEIR collection folder (needs corpus.jsonl and queries.jsonl)"
+            )
         return candidate.resolve()
     name = str(name_or_path)
     looked = search_dirs(data_dir)

@@ -28,7 +28,11 @@ SPLIT = "synthetic"
 
 
 def load_synthetic_queries(
-    path: str | Path, collection: Collection, *, types: Sequence[str] | None = None, include_split: bool = False,
+    path: str | Path,
+    collection: Collection,
+    *,
+    types: Sequence[str] | None = None,
+    include_split: bool = False,
 ) -> tuple[Collection, dict[str, int]]:
     """``collection`` with its queries and qrels replaced by (or, with ``include_split``, joined
     with) the generated queries of ``path``, and the number kept of each query type; ``types``
@@ -53,15 +57,27 @@ def load_synthetic_queries(
             raise InputError("empty text", path=path, line=line, field="query")
         doc_id = require_string(obj, "doc_id", path, line)
         if doc_id not in collection.corpus.index:
-            raise InputError(f"unknown document id {doc_id!r} (not in {collection.name}'s corpus)",
-                             path=path, line=line, field="doc_id")
+            raise InputError(
+                f"unknown document id {doc_id!r} (not in {collection.name}'s corpus)",
+                path=path,
+                line=line,
+                field="doc_id",
+            )
         query_id = require_string(obj, "query_id", path, line, optional=True) or f"synthetic-{line}"
         if query_id in seen:
-            raise InputError(f"duplicate query id {query_id!r} (first on line {seen[query_id]})",
-                             path=path, line=line, field="query_id")
+            raise InputError(
+                f"duplicate query id {query_id!r} (first on line {seen[query_id]})",
+                path=path,
+                line=line,
+                field="query_id",
+            )
         if query_id in queries:
-            raise InputError(f"query id {query_id!r} is also a query of {collection.name} split '{collection.split}'",
-                             path=path, line=line, field="query_id")
+            raise InputError(
+                f"query id {query_id!r} is also a query of {collection.name} split '{collection.split}'",
+                path=path,
+                line=line,
+                field="query_id",
+            )
         seen[query_id] = line
         kind = require_string(obj, "type", path, line, optional=True) or "untyped"
         if wanted is not None and kind not in wanted:
@@ -73,10 +89,21 @@ def load_synthetic_queries(
     if not per_type:
         detail = f" of type {', '.join(sorted(wanted))}" if wanted else ""
         raise InputError(f"no synthetic query{detail}", path=path)
-    log.info("%s: %d synthetic queries (%s)%s", path, sum(per_type.values()),
-             ", ".join(f"{k} {n}" for k, n in sorted(per_type.items())),
-             f"; {skipped} of other types skipped" if skipped else "")
+    log.info(
+        "%s: %d synthetic queries (%s)%s",
+        path,
+        sum(per_type.values()),
+        ", ".join(f"{k} {n}" for k, n in sorted(per_type.items())),
+        f"; {skipped} of other types skipped" if skipped else "",
+    )
     split = f"{collection.split}+{SPLIT}" if include_split else SPLIT
-    synthetic = Collection(collection.name, collection.path, split, collection.corpus, queries, qrels,
-                           warnings=list(collection.warnings))
+    synthetic = Collection(
+        collection.name,
+        collection.path,
+        split,
+        collection.corpus,
+        queries,
+        qrels,
+        warnings=list(collection.warnings),
+    )
     return synthetic, dict(per_type)

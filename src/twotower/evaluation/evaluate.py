@@ -35,7 +35,9 @@ class EvalResult:
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
-        out["per_query_ndcg@10"] = {q: v.get("ndcg@10") for q, v in self.per_query.items() if "ndcg@10" in v}
+        out["per_query_ndcg@10"] = {
+            q: v.get("ndcg@10") for q, v in self.per_query.items() if "ndcg@10" in v
+        }
         del out["per_query"]
         return out
 
@@ -45,7 +47,9 @@ def judged_queries(collection: Collection) -> tuple[list[str], list[str]]:
     return ids, [collection.queries[q] for q in ids]
 
 
-def bm25_run(collection: Collection, depth: int, ignore_identical_ids: bool, timings: dict[str, float]) -> Run:
+def bm25_run(
+    collection: Collection, depth: int, ignore_identical_ids: bool, timings: dict[str, float]
+) -> Run:
     start = time.perf_counter()
     bm25 = BM25().index(collection.corpus.ids, collection.corpus.texts)
     timings["bm25_index_s"] = time.perf_counter() - start
@@ -57,8 +61,13 @@ def bm25_run(collection: Collection, depth: int, ignore_identical_ids: bool, tim
 
 
 def dense_run(
-    encoder: Encoder, collection: Collection, depth: int, ignore_identical_ids: bool,
-    timings: dict[str, float], *, use_cache: bool = True,
+    encoder: Encoder,
+    collection: Collection,
+    depth: int,
+    ignore_identical_ids: bool,
+    timings: dict[str, float],
+    *,
+    use_cache: bool = True,
 ) -> Run:
     start = time.perf_counter()
     documents, cached = encode_corpus(encoder, collection.corpus, use_cache=use_cache)
@@ -71,7 +80,9 @@ def dense_run(
     timings["query_encode_s"] = time.perf_counter() - start
     start = time.perf_counter()
     scores, indices = exact_search(queries, documents, depth + int(ignore_identical_ids))
-    run = to_run(ids, collection.corpus.ids, scores, indices, ignore_identical_ids=ignore_identical_ids)
+    run = to_run(
+        ids, collection.corpus.ids, scores, indices, ignore_identical_ids=ignore_identical_ids
+    )
     timings["search_s"] = time.perf_counter() - start
     return run
 
@@ -79,7 +90,16 @@ def dense_run(
 def score(run: Run, collection: Collection, system: str, metrics, timings, **details) -> EvalResult:
     judged = {q: collection.qrels[q] for q in collection.judged_query_ids}
     means, per_query = evaluate_run(run, judged, metrics)
-    return EvalResult(system, str(collection.path), collection.split, means, len(judged), per_query, timings, details)
+    return EvalResult(
+        system,
+        str(collection.path),
+        collection.split,
+        means,
+        len(judged),
+        per_query,
+        timings,
+        details,
+    )
 
 
 def evaluate_systems(
@@ -112,12 +132,20 @@ def evaluate_systems(
     for encoder in encoders or []:
         timings = {}
         start = time.perf_counter()
-        run = dense_run(encoder, collection, depth, ignore_identical_ids, timings, use_cache=use_cache)
+        run = dense_run(
+            encoder, collection, depth, ignore_identical_ids, timings, use_cache=use_cache
+        )
         timings["total_s"] = time.perf_counter() - start
-        details = {"model": encoder.name, "fingerprint": encoder.fingerprint, "max_length": encoder.max_length}
+        details = {
+            "model": encoder.name,
+            "fingerprint": encoder.fingerprint,
+            "max_length": encoder.max_length,
+        }
         results.append(score(run, collection, encoder.name, metrics, timings, **details))
         if fusion and bm25_cache is not None:
             fused = fuse(bm25_cache[0], run, fusion, alpha=alpha, k=depth)
             name = f"bm25+{encoder.name} ({fusion}{f', α={alpha}' if fusion == 'linear' else ''})"
-            results.append(score(fused, collection, name, metrics, {}, fusion=fusion, alpha=alpha, **details))
+            results.append(
+                score(fused, collection, name, metrics, {}, fusion=fusion, alpha=alpha, **details)
+            )
     return results

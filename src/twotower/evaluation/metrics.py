@@ -46,9 +46,21 @@ def evaluate_run(
     if plain:
         _measure(judged, filled_run, plain, per_query, parsed, lambda f: f != "mrr")
     for cutoff in sorted({k for f, k in parsed.values() if f == "mrr"}):
-        cut = {q: dict(sorted(docs.items(), key=lambda item: (-item[1], item[0]))[:cutoff]) for q, docs in filled_run.items()}
-        _measure(judged, cut, {"recip_rank"}, per_query, {m: v for m, v in parsed.items() if v == ("mrr", cutoff)}, None)
-    means = {m: float(np.mean([per_query[q][m] for q in judged])) if judged else 0.0 for m in metrics}
+        cut = {
+            q: dict(sorted(docs.items(), key=lambda item: (-item[1], item[0]))[:cutoff])
+            for q, docs in filled_run.items()
+        }
+        _measure(
+            judged,
+            cut,
+            {"recip_rank"},
+            per_query,
+            {m: v for m, v in parsed.items() if v == ("mrr", cutoff)},
+            None,
+        )
+    means = {
+        m: float(np.mean([per_query[q][m] for q in judged])) if judged else 0.0 for m in metrics
+    }
     return means, per_query
 
 

@@ -55,20 +55,33 @@ class CachedSentenceTransformerLoss(_Base, SentenceTransformerLoss):
         **kwargs: Any,
     ) -> None:
         if CachedLossMixin is None:
-            raise ConfigError("gradient caching needs a sentence-transformers with its shared GradCache module (6 or later)")
-        if isinstance(mini_batch_size, bool) or not isinstance(mini_batch_size, int) or mini_batch_size < 1:
-            raise ConfigError(f"mini_batch_size: must be a positive integer, got {mini_batch_size!r}")
-        if mini_batch_num_tokens is not None and (
-            isinstance(mini_batch_num_tokens, bool) or not isinstance(mini_batch_num_tokens, int) or mini_batch_num_tokens < 1
+            raise ConfigError(
+                "gradient caching needs a sentence-transformers with its shared GradCache module (6 or later)"
+            )
+        if (
+            isinstance(mini_batch_size, bool)
+            or not isinstance(mini_batch_size, int)
+            or mini_batch_size < 1
         ):
-            raise ConfigError(f"mini_batch_num_tokens: must be a positive integer, got {mini_batch_num_tokens!r}")
+            raise ConfigError(
+                f"mini_batch_size: must be a positive integer, got {mini_batch_size!r}"
+            )
+        if mini_batch_num_tokens is not None and (
+            isinstance(mini_batch_num_tokens, bool)
+            or not isinstance(mini_batch_num_tokens, int)
+            or mini_batch_num_tokens < 1
+        ):
+            raise ConfigError(
+                f"mini_batch_num_tokens: must be a positive integer, got {mini_batch_num_tokens!r}"
+            )
         SentenceTransformerLoss.__init__(self, model, loss, **kwargs)
         self.mini_batch_size = mini_batch_size
         self.mini_batch_num_tokens = mini_batch_num_tokens
         self.show_progress_bar = show_progress_bar
 
-    def calculate_loss(self, reps: list[list[Tensor]], labels: Tensor | None = None, *,
-                       with_backward: bool = False) -> Tensor:
+    def calculate_loss(
+        self, reps: list[list[Tensor]], labels: Tensor | None = None, *, with_backward: bool = False
+    ) -> Tensor:
         """The loss over the whole batch from its mini-batch embeddings (step 2)."""
         embeddings = [torch.cat(column) for column in reps]
         loss = self.compute_loss_from_embeddings(embeddings, labels)
@@ -77,16 +90,27 @@ class CachedSentenceTransformerLoss(_Base, SentenceTransformerLoss):
             loss = loss.detach()
         return loss
 
-    def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None) -> Tensor:
+    def forward(
+        self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None
+    ) -> Tensor:
         return self.forward_cached(sentence_features, labels)
 
     def get_config_dict(self) -> dict[str, Any]:
-        return {**super().get_config_dict(), "mini_batch_size": self.mini_batch_size,
-                **({"mini_batch_num_tokens": self.mini_batch_num_tokens} if self.mini_batch_num_tokens else {})}
+        return {
+            **super().get_config_dict(),
+            "mini_batch_size": self.mini_batch_size,
+            **(
+                {"mini_batch_num_tokens": self.mini_batch_num_tokens}
+                if self.mini_batch_num_tokens
+                else {}
+            ),
+        }
 
     @property
     def citation(self) -> str:
-        return super().citation + """
+        return (
+            super().citation
+            + """
 @inproceedings{gao2021scaling,
   title={Scaling Deep Contrastive Learning Batch Size under Memory Limited Setup},
   author={Gao, Luyu and Zhang, Yunyi and Han, Jiawei and Callan, Jamie},
@@ -94,6 +118,7 @@ class CachedSentenceTransformerLoss(_Base, SentenceTransformerLoss):
   year={2021}
 }
 """
+        )
 
 
 __all__ = ["CachedSentenceTransformerLoss"]

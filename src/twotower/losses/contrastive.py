@@ -381,6 +381,7 @@ class ContrastiveLoss(EmbeddingLoss):
             if batch.query_positive_ids is not None
             else unknown(r, 0)
         )
+
         # Padding slots get id -1 so they can neither be forbidden nor shadow a real copy as "first".
         def block_ids(embeddings, ids, mask):
             if embeddings is None:
@@ -389,7 +390,9 @@ class ContrastiveLoss(EmbeddingLoss):
             return out.masked_fill(~mask, -1) if mask is not None else out
 
         hid = block_ids(batch.hard_negatives, batch.hard_negative_ids, batch.hard_negatives_mask)
-        nqid = block_ids(batch.negative_queries, batch.negative_query_ids, batch.negative_queries_mask)
+        nqid = block_ids(
+            batch.negative_queries, batch.negative_query_ids, batch.negative_queries_mask
+        )
         return {
             "pid": pid,
             "qid": qid,

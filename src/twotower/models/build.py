@@ -42,7 +42,9 @@ def build_model(
         return base  # already asymmetric
     document_modules = list(base)
     query_modules = copy.deepcopy(document_modules)
-    router = Router.for_query_document(query_modules=query_modules, document_modules=document_modules)
+    router = Router.for_query_document(
+        query_modules=query_modules, document_modules=document_modules
+    )
     model = SentenceTransformer(modules=[router], device=str(base.device), prompts=prompts)
     model.similarity_fn_name = base.similarity_fn_name
     return model
@@ -53,6 +55,11 @@ def _set_pooling(model, mode: str) -> None:
 
     for index, module in enumerate(model):
         if isinstance(module, Pooling):
-            model[index] = Pooling(module.get_embedding_dimension() if hasattr(module, "get_embedding_dimension") else module.word_embedding_dimension, pooling_mode=mode)
+            model[index] = Pooling(
+                module.get_embedding_dimension()
+                if hasattr(module, "get_embedding_dimension")
+                else module.word_embedding_dimension,
+                pooling_mode=mode,
+            )
             return
     raise ValueError("the model has no Pooling module to change")

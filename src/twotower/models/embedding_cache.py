@@ -48,7 +48,9 @@ def _save(path: Path, embeddings: np.ndarray) -> None:
     tmp.replace(path)
 
 
-def _encode_in_chunks(encoder: Encoder, texts: Sequence[str], task: Task, parts: Path) -> np.ndarray:
+def _encode_in_chunks(
+    encoder: Encoder, texts: Sequence[str], task: Task, parts: Path
+) -> np.ndarray:
     starts = range(0, len(texts), RESUME_CHUNK)
     ranges = [(start, min(start + RESUME_CHUNK, len(texts))) for start in starts]
     saved = sum((parts / f"{start}-{end}.npy").is_file() for start, end in ranges)
@@ -61,7 +63,9 @@ def _encode_in_chunks(encoder: Encoder, texts: Sequence[str], task: Task, parts:
         if part.is_file():
             chunks.append(np.load(part))
             continue
-        embeddings = encoder.encode(texts[start:end], task=task, desc=f"Encoding {name} ({number}/{len(ranges)})")
+        embeddings = encoder.encode(
+            texts[start:end], task=task, desc=f"Encoding {name} ({number}/{len(ranges)})"
+        )
         _save(part, embeddings)
         chunks.append(embeddings)
     return np.concatenate(chunks)
@@ -89,11 +93,17 @@ def encode_cached(
     return embeddings, False
 
 
-def encode_corpus(encoder: Encoder, corpus: Corpus, *, use_cache: bool = True) -> tuple[np.ndarray, bool]:
+def encode_corpus(
+    encoder: Encoder, corpus: Corpus, *, use_cache: bool = True
+) -> tuple[np.ndarray, bool]:
     """Document embeddings of ``corpus`` in corpus order, and whether they came from the cache."""
     return encode_cached(encoder, corpus.texts, "document", corpus.fingerprint, use_cache=use_cache)
 
 
-def encode_queries(encoder: Encoder, texts: Sequence[str], *, use_cache: bool = True) -> tuple[np.ndarray, bool]:
+def encode_queries(
+    encoder: Encoder, texts: Sequence[str], *, use_cache: bool = True
+) -> tuple[np.ndarray, bool]:
     """Query embeddings (a query set is small, but re-encoding it dominates a cached evaluation)."""
-    return encode_cached(encoder, texts, "query", "q" + texts_fingerprint(texts), use_cache=use_cache)
+    return encode_cached(
+        encoder, texts, "query", "q" + texts_fingerprint(texts), use_cache=use_cache
+    )

@@ -40,7 +40,9 @@ def bf16_supported(device: torch.device) -> bool:
     return False
 
 
-def load_sentence_transformer(name_or_path: str, device: str | None = None, *, trust_remote_code: bool = False):
+def load_sentence_transformer(
+    name_or_path: str, device: str | None = None, *, trust_remote_code: bool = False
+):
     from sentence_transformers import SentenceTransformer
 
     from twotower.errors import ResolutionError
@@ -76,7 +78,12 @@ class Encoder:
         if max_batch_tokens is not None and max_batch_tokens < 1:
             raise ValueError(f"max_batch_tokens must be positive, got {max_batch_tokens}")
         self.model = model
-        self.name = name or getattr(model, "model_card_data", None) and model.model_card_data.base_model or "model"
+        self.name = (
+            name
+            or getattr(model, "model_card_data", None)
+            and model.model_card_data.base_model
+            or "model"
+        )
         self.batch_size = batch_size
         # Token budget per batch (rows x padded width): short texts (queries) go in larger
         # batches, long ones in smaller; None keeps ``batch_size`` texts per batch.
@@ -87,7 +94,9 @@ class Encoder:
         prompts = getattr(model, "prompts", {}) or {}
         self.prompts = {
             "query": query_prompt if query_prompt is not None else prompts.get("query") or None,
-            "document": document_prompt if document_prompt is not None else prompts.get("document") or None,
+            "document": document_prompt
+            if document_prompt is not None
+            else prompts.get("document") or None,
         }
         self.normalize = normalize
         self.show_progress = show_progress
@@ -115,7 +124,9 @@ class Encoder:
     @cached_property
     def fingerprint(self) -> str:
         """Identifies both towers' weights and every setting that changes an embedding."""
-        return hashlib.sha256((self.fingerprint_for("query") + self.fingerprint_for("document")).encode()).hexdigest()[:24]
+        return hashlib.sha256(
+            (self.fingerprint_for("query") + self.fingerprint_for("document")).encode()
+        ).hexdigest()[:24]
 
     def fingerprint_for(self, task: Task) -> str:
         """Identifies what embeds ``task`` texts: that route's weights and settings only.
@@ -133,7 +144,9 @@ class Encoder:
                     for key, tensor in module.state_dict().items():
                         weights.update(f"{position}.{key}".encode())
                         weights.update(str(tensor.dtype).encode())
-                        weights.update(memoryview(tensor.detach().cpu().contiguous().view(torch.uint8).numpy()))
+                        weights.update(
+                            memoryview(tensor.detach().cpu().contiguous().view(torch.uint8).numpy())
+                        )
                 self._weight_digests[route] = weights
             digest = weights.copy()
             settings = (self.max_length, self.prompts[task], self.normalize, self.use_bf16())
@@ -154,12 +167,21 @@ class Encoder:
         self.model.eval()
         dim = embedding_dimension(self.model)
         distinct: dict[str, int] = {}
-        slots = np.fromiter((distinct.setdefault(t, len(distinct)) for t in texts), dtype=np.int64, count=len(texts))
+        slots = np.fromiter(
+            (distinct.setdefault(t, len(distinct)) for t in texts), dtype=np.int64, count=len(texts)
+        )
         unique = list(distinct)
         output = np.empty((len(unique), dim), dtype=np.float32)
-        progress = tqdm(total=len(unique), desc=desc or ("Encoding queries" if task == "query" else "Encoding documents"), unit="text", disable=not self.show_progress)
+        progress = tqdm(
+            total=len(unique),
+            desc=desc or ("Encoding queries" if task == "query" else "Encoding documents"),
+            unit="text",
+            disable=not self.show_progress,
+        )
         autocast = (
-            torch.autocast(self.device.type, dtype=torch.bfloat16) if self.use_bf16() else contextlib.nullcontext()
+            torch.autocast(self.device.type, dtype=torch.bfloat16)
+            if self.use_bf16()
+            else contextlib.nullcontext()
         )
         with progress, autocast:
             for block_start in range(0, len(unique), TOKENIZE_BLOCK):
@@ -170,7 +192,10 @@ class Encoder:
                 for rows in self._batches(order, lengths):
                     width = int(lengths[rows[0]])
                     batch = _select(features, rows, width, len(block))
-                    batch = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+                    batch = {
+                        k: v.to(self.device) if isinstance(v, torch.Tensor) else v
+                        for k, v in batch.items()
+                    }
                     embeddings = self.model(batch, task=task)["sentence_embedding"].float()
                     if self.normalize:
                         embeddings = torch.nn.functional.normalize(embeddings, dim=-1)
@@ -200,14 +225,20 @@ def route_modules(model, task: Task) -> list:
     modules = []
     for module in model:
         if isinstance(module, Router):
-            modules.extend(module.sub_modules[task] if task in module.sub_modules else module.sub_modules[module.default_route])
+            modules.extend(
+                module.sub_modules[task]
+                if task in module.sub_modules
+                else module.sub_modules[module.default_route]
+            )
         else:
             modules.append(module)
     return modules
 
 
 def embedding_dimension(model) -> int:
-    getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    getter = (
+        getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    )
     return int(getter())
 
 

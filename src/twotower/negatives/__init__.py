@@ -25,8 +25,24 @@ from twotower.negatives.table import (
 )
 
 __all__ = [
-    "BM25Retriever", "DenseRetriever", "FusionRetriever", "MiningStats", "NegativeSampler", "NegativesTable",
-    "RankWindow", "Retriever", "false_negative_mask", "make_retriever", "mine_negative_queries", "mine_negatives",
-    "positive_queries_by_document", "positive_reference", "read_negatives", "rng_for", "sample_positions",
-    "stable_seed", "training_query_ids", "write_negatives",
+    "BM25Retriever",
+    "DenseRetriever",
+    "FusionRetriever",
+    "MiningStats",
+    "NegativeSampler",
+    "NegativesTable",
+    "RankWindow",
+    "Retriever",
+    "false_negative_mask",
+    "make_retriever",
+    "mine_negative_queries",
+    "mine_negatives",
+    "positive_queries_by_document",
+    "positive_reference",
+    "read_negatives",
+    "rng_for",
+    "sample_positions",
+    "stable_seed",
+    "training_query_ids",
+    "write_negatives",
 ]

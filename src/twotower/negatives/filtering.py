@@ -24,7 +24,9 @@ def positive_reference(positive_scores, reference: Reference = "max") -> float:
     raise ValueError(f"reference must be 'min' or 'max', got {reference!r}")
 
 
-def false_negative_mask(negative_scores, positive_scores, margin: float, reference: Reference = "max") -> np.ndarray:
+def false_negative_mask(
+    negative_scores, positive_scores, margin: float, reference: Reference = "max"
+) -> np.ndarray:
     """Boolean mask of the negatives to KEEP.
 
     A negative is dropped when its teacher score > (teacher score of the positive − ``margin``).

@@ -28,18 +28,27 @@ def write_negatives(path: str | Path, table: NegativesTable) -> int:
     return write_jsonl(path, table.to_rows())
 
 
-def _id_list(obj: dict[str, Any], field: str, path: Path, line: int, *, required: bool = True) -> list[str]:
+def _id_list(
+    obj: dict[str, Any], field: str, path: Path, line: int, *, required: bool = True
+) -> list[str]:
     if field not in obj or obj[field] is None:
         if required:
             raise InputError("missing required field", path=path, line=line, field=field)
         return []
     value = obj[field]
     if not isinstance(value, list):
-        raise InputError(f"expected a list of ids, got {type(value).__name__}", path=path, line=line, field=field)
+        raise InputError(
+            f"expected a list of ids, got {type(value).__name__}", path=path, line=line, field=field
+        )
     ids = []
     for position, item in enumerate(value):
         if isinstance(item, bool) or not isinstance(item, (str, int)) or item == "":
-            raise InputError(f"item {position}: expected an id (string), got {item!r}", path=path, line=line, field=field)
+            raise InputError(
+                f"item {position}: expected an id (string), got {item!r}",
+                path=path,
+                line=line,
+                field=field,
+            )
         ids.append(str(item))
     return ids
 
@@ -49,18 +58,33 @@ def _ranks(obj: dict[str, Any], count: int, path: Path, line: int) -> list[int] 
     if value is None:
         return None
     if not isinstance(value, list):
-        raise InputError(f"expected a list of integers, got {type(value).__name__}", path=path, line=line,
-                         field="negative_ranks")
+        raise InputError(
+            f"expected a list of integers, got {type(value).__name__}",
+            path=path,
+            line=line,
+            field="negative_ranks",
+        )
     for position, item in enumerate(value):
         if isinstance(item, bool) or not isinstance(item, int) or item < 1:
-            raise InputError(f"item {position}: expected a rank >= 1, got {item!r}", path=path, line=line,
-                             field="negative_ranks")
+            raise InputError(
+                f"item {position}: expected a rank >= 1, got {item!r}",
+                path=path,
+                line=line,
+                field="negative_ranks",
+            )
     if len(value) != count:
-        raise InputError(f"{len(value)} ranks for {count} negatives", path=path, line=line, field="negative_ranks")
+        raise InputError(
+            f"{len(value)} ranks for {count} negatives",
+            path=path,
+            line=line,
+            field="negative_ranks",
+        )
     return list(value)
 
 
-def read_negatives(path: str | Path, collection: Collection | None = None, *, kind: Kind | None = None) -> NegativesTable:
+def read_negatives(
+    path: str | Path, collection: Collection | None = None, *, kind: Kind | None = None
+) -> NegativesTable:
     """Read and validate a negatives file.
 
     The kind is taken from the first row (``query_id`` → documents, ``doc_id`` → queries) unless
@@ -79,16 +103,24 @@ def read_negatives(path: str | Path, collection: Collection | None = None, *, ki
         if not anchor:
             raise InputError("empty id", path=path, line=line, field=anchor_field)
         if anchor in first_line:
-            raise InputError(f"duplicate id '{anchor}' (first on line {first_line[anchor]})", path=path, line=line,
-                             field=anchor_field)
+            raise InputError(
+                f"duplicate id '{anchor}' (first on line {first_line[anchor]})",
+                path=path,
+                line=line,
+                field=anchor_field,
+            )
         first_line[anchor] = line
         pos = _id_list(obj, "positive_ids", path, line, required=False)
         neg = _id_list(obj, "negative_ids", path, line)
         rank_list = _ranks(obj, len(neg), path, line)
         clash = set(pos) & set(neg)
         if clash:
-            raise InputError(f"'{sorted(clash)[0]}' is both a positive and a negative", path=path, line=line,
-                             field="negative_ids")
+            raise InputError(
+                f"'{sorted(clash)[0]}' is both a positive and a negative",
+                path=path,
+                line=line,
+                field="negative_ids",
+            )
         if collection is not None:
             _check_ids(collection, kind, anchor, pos, neg, path, line)
         negatives[anchor] = neg
@@ -98,15 +130,26 @@ def read_negatives(path: str | Path, collection: Collection | None = None, *, ki
     return NegativesTable(negatives, ranks, positives, kind or "documents", {"path": str(path)})
 
 
-def _check_ids(collection: Collection, kind: str, anchor: str, pos: list[str], neg: list[str],
-               path: Path, line: int) -> None:
+def _check_ids(
+    collection: Collection,
+    kind: str,
+    anchor: str,
+    pos: list[str],
+    neg: list[str],
+    path: Path,
+    line: int,
+) -> None:
     queries, docs = collection.queries, collection.corpus.index
     anchor_known, item_known = (queries, docs) if kind == "documents" else (docs, queries)
     anchor_noun, item_noun = ("query", "document") if kind == "documents" else ("document", "query")
     if anchor not in anchor_known:
-        raise InputError(f"unknown {anchor_noun} id '{anchor}'", path=path, line=line, field=ANCHOR_FIELD[kind])
+        raise InputError(
+            f"unknown {anchor_noun} id '{anchor}'", path=path, line=line, field=ANCHOR_FIELD[kind]
+        )
     for field, ids in (("positive_ids", pos), ("negative_ids", neg)):
         unknown = [i for i in ids if i not in item_known]
         if unknown:
             more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
-            raise InputError(f"unknown {item_noun} id '{unknown[0]}'{more}", path=path, line=line, field=field)
+            raise InputError(
+                f"unknown {item_noun} id '{unknown[0]}'{more}", path=path, line=line, field=field
+            )

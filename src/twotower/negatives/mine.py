@@ -46,7 +46,9 @@ class RankWindow:
         try:
             return cls(int(start), int(end))
         except ValueError:
-            raise ConfigError(f"rank window '{text}': expected START:END, e.g. 10:100 (1-based, inclusive)") from None
+            raise ConfigError(
+                f"rank window '{text}': expected START:END, e.g. 10:100 (1-based, inclusive)"
+            ) from None
 
     def __contains__(self, rank: object) -> bool:
         return isinstance(rank, int) and self.start <= rank <= self.end
@@ -74,7 +76,9 @@ class MiningStats:
 def training_query_ids(collection: Collection) -> list[str]:
     """Judged queries (in queries.jsonl order) with at least one positive that is in the corpus."""
     corpus = collection.corpus.index
-    return [q for q in collection.judged_query_ids if any(d in corpus for d in collection.positives(q))]
+    return [
+        q for q in collection.judged_query_ids if any(d in corpus for d in collection.positives(q))
+    ]
 
 
 def mine_negatives(
@@ -117,32 +121,49 @@ def mine_negatives(
     if ignore_identical_ids is None:
         ignore_identical_ids = collection.ids_are_shared()
     settings = {
-        "what": "documents", "retriever": retriever.fingerprint, "window": str(window), "count": count, "seed": seed,
-        "teacher": f"{teacher.kind}-{teacher.fingerprint}" if teacher else None, "margin": margin,
-        "reference": reference if teacher else None, "ignore_identical_ids": ignore_identical_ids,
+        "what": "documents",
+        "retriever": retriever.fingerprint,
+        "window": str(window),
+        "count": count,
+        "seed": seed,
+        "teacher": f"{teacher.kind}-{teacher.fingerprint}" if teacher else None,
+        "margin": margin,
+        "reference": reference if teacher else None,
+        "ignore_identical_ids": ignore_identical_ids,
     }
     key = mining_cache.mining_key(collection, query_ids, settings)
     if use_cache:
         hit = mining_cache.load_cached(key, "documents")
         if hit is not None:
             table, stats_json = hit
-            stats = MiningStats(**{**stats_json, "cached": True, "seconds": time.perf_counter() - started})
+            stats = MiningStats(
+                **{**stats_json, "cached": True, "seconds": time.perf_counter() - started}
+            )
             table.meta.update(settings=settings, cache_key=key)
             return table, stats
 
-    run = retriever.run(collection, query_ids, window.end, ignore_identical_ids=ignore_identical_ids)
+    run = retriever.run(
+        collection, query_ids, window.end, ignore_identical_ids=ignore_identical_ids
+    )
     pools: dict[str, list[tuple[int, str]]] = {}
     for qid in query_ids:
         positives = collection.positives(qid)
-        candidates = [(rank, doc_id) for rank, doc_id in enumerate(run.get(qid, {}), start=1)
-                      if rank in window and doc_id not in positives]
+        candidates = [
+            (rank, doc_id)
+            for rank, doc_id in enumerate(run.get(qid, {}), start=1)
+            if rank in window and doc_id not in positives
+        ]
         order = rng_for(seed, qid).permutation(len(candidates)).tolist()
         pools[qid] = [candidates[i] for i in order]
-    stats = MiningStats(anchors=len(query_ids), skipped=skipped, candidates=sum(len(p) for p in pools.values()))
+    stats = MiningStats(
+        anchors=len(query_ids), skipped=skipped, candidates=sum(len(p) for p in pools.values())
+    )
     if teacher is None:
         kept = {qid: pool[:count] if count else list(pool) for qid, pool in pools.items()}
     else:
-        kept = _filter_with_teacher(collection, pools, count, teacher, float(margin), reference, stats)
+        kept = _filter_with_teacher(
+            collection, pools, count, teacher, float(margin), reference, stats
+        )
     negatives: dict[str, list[str]] = {}
     ranks: dict[str, list[int]] = {}
     positives: dict[str, list[str]] = {}
@@ -150,13 +171,21 @@ def mine_negatives(
         chosen = sorted(kept[qid])
         negatives[qid] = [doc_id for _, doc_id in chosen]
         ranks[qid] = [rank for rank, _ in chosen]
-        positives[qid] = [d for d, grade in collection.qrels[qid].items() if grade > 0 and d in collection.corpus.index]
+        positives[qid] = [
+            d
+            for d, grade in collection.qrels[qid].items()
+            if grade > 0 and d in collection.corpus.index
+        ]
     stats.negatives = sum(len(v) for v in negatives.values())
     stats.short = sum(1 for v in negatives.values() if count and len(v) < count)
     stats.seconds = time.perf_counter() - started
-    table = NegativesTable(negatives, ranks, positives, "documents", {"settings": settings, "cache_key": key})
+    table = NegativesTable(
+        negatives, ranks, positives, "documents", {"settings": settings, "cache_key": key}
+    )
     if use_cache:
-        mining_cache.store(key, table, {k: v for k, v in stats.to_json().items() if k not in ("cached", "seconds")})
+        mining_cache.store(
+            key, table, {k: v for k, v in stats.to_json().items() if k not in ("cached", "seconds")}
+        )
     return table, stats
 
 
@@ -171,8 +200,12 @@ def _filter_with_teacher(
 ) -> dict[str, list[tuple[int, str]]]:
     """Walk each query's shuffled pool, scoring in rounds, until ``count`` negatives survive."""
     corpus, queries = collection.corpus, collection.queries
-    pos_pairs = [(qid, d) for qid in pools for d in sorted(collection.positives(qid)) if d in corpus.index]
-    pos_values = teacher.score_pairs([queries[q] for q, _ in pos_pairs], [corpus.text_of(d) for _, d in pos_pairs])
+    pos_pairs = [
+        (qid, d) for qid in pools for d in sorted(collection.positives(qid)) if d in corpus.index
+    ]
+    pos_values = teacher.score_pairs(
+        [queries[q] for q, _ in pos_pairs], [corpus.text_of(d) for _, d in pos_pairs]
+    )
     stats.teacher_pairs += len(pos_pairs)
     positive_scores: dict[str, list[float]] = {}
     for (qid, _), value in zip(pos_pairs, pos_values.tolist(), strict=True):
@@ -190,7 +223,9 @@ def _filter_with_teacher(
             cursor[qid] += take
         if not batch:
             return kept
-        values = teacher.score_pairs([queries[q] for q, _, _ in batch], [corpus.text_of(d) for _, _, d in batch])
+        values = teacher.score_pairs(
+            [queries[q] for q, _, _ in batch], [corpus.text_of(d) for _, _, d in batch]
+        )
         stats.teacher_pairs += len(batch)
         by_query: dict[str, list[int]] = {}
         for i, (qid, _, _) in enumerate(batch):

@@ -52,29 +52,49 @@ def mine_negative_queries(
         query_ids = list(query_ids)
     index_set = set(query_ids)
     positive_of = positive_queries_by_document(collection)
-    doc_ids = [d for d in dict.fromkeys(d for q in query_ids for d in sorted(collection.positives(q)))
-               if d in collection.corpus.index]
-    settings = {"what": "queries", "retriever": retriever.fingerprint, "window": str(window), "count": count,
-                "seed": seed, "index": sorted(index_set)}
+    doc_ids = [
+        d
+        for d in dict.fromkeys(d for q in query_ids for d in sorted(collection.positives(q)))
+        if d in collection.corpus.index
+    ]
+    settings = {
+        "what": "queries",
+        "retriever": retriever.fingerprint,
+        "window": str(window),
+        "count": count,
+        "seed": seed,
+        "index": sorted(index_set),
+    }
     key = mining_cache.mining_key(collection, doc_ids, settings)
     if use_cache:
         hit = mining_cache.load_cached(key, "queries")
         if hit is not None:
             table, stats_json = hit
             table.meta.update(cache_key=key)
-            return table, MiningStats(**{**stats_json, "cached": True, "seconds": time.perf_counter() - started})
-    run = retriever.run_reverse(collection, doc_ids, query_ids, min(window.end, len(query_ids))) if doc_ids else {}
+            return table, MiningStats(
+                **{**stats_json, "cached": True, "seconds": time.perf_counter() - started}
+            )
+    run = (
+        retriever.run_reverse(collection, doc_ids, query_ids, min(window.end, len(query_ids)))
+        if doc_ids
+        else {}
+    )
     negatives: dict[str, list[str]] = {}
     ranks: dict[str, list[int]] = {}
     positives: dict[str, list[str]] = {}
     stats = MiningStats(anchors=len(doc_ids))
     for doc_id in doc_ids:
         excluded = set(positive_of.get(doc_id, ()))
-        candidates = [(rank, qid) for rank, qid in enumerate(run.get(doc_id, {}), start=1)
-                      if rank in window and qid not in excluded]
+        candidates = [
+            (rank, qid)
+            for rank, qid in enumerate(run.get(doc_id, {}), start=1)
+            if rank in window and qid not in excluded
+        ]
         stats.candidates += len(candidates)
         if count and len(candidates) > count:
-            chosen = sorted(rng_for(seed, doc_id).choice(len(candidates), size=count, replace=False).tolist())
+            chosen = sorted(
+                rng_for(seed, doc_id).choice(len(candidates), size=count, replace=False).tolist()
+            )
             candidates = [candidates[i] for i in chosen]
         negatives[doc_id] = [qid for _, qid in candidates]
         ranks[doc_id] = [rank for rank, _ in candidates]
@@ -82,7 +102,11 @@ def mine_negative_queries(
     stats.negatives = sum(len(v) for v in negatives.values())
     stats.short = sum(1 for v in negatives.values() if count and len(v) < count)
     stats.seconds = time.perf_counter() - started
-    table = NegativesTable(negatives, ranks, positives, "queries", {"settings": settings, "cache_key": key})
+    table = NegativesTable(
+        negatives, ranks, positives, "queries", {"settings": settings, "cache_key": key}
+    )
     if use_cache:
-        mining_cache.store(key, table, {k: v for k, v in stats.to_json().items() if k not in ("cached", "seconds")})
+        mining_cache.store(
+            key, table, {k: v for k, v in stats.to_json().items() if k not in ("cached", "seconds")}
+        )
     return table, stats

@@ -33,12 +33,20 @@ class Retriever(ABC):
         """Identifies everything that changes the ranking (model weights, parameters)."""
 
     @abstractmethod
-    def run(self, collection: Collection, query_ids: Sequence[str], depth: int, *,
-            ignore_identical_ids: bool = False) -> Run:
+    def run(
+        self,
+        collection: Collection,
+        query_ids: Sequence[str],
+        depth: int,
+        *,
+        ignore_identical_ids: bool = False,
+    ) -> Run:
         """Top ``depth`` corpus documents for each query, best first."""
 
     @abstractmethod
-    def run_reverse(self, collection: Collection, doc_ids: Sequence[str], query_ids: Sequence[str], depth: int) -> Run:
+    def run_reverse(
+        self, collection: Collection, doc_ids: Sequence[str], query_ids: Sequence[str], depth: int
+    ) -> Run:
         """Top ``depth`` of ``query_ids`` for each document of ``doc_ids`` (keys: document ids)."""
 
 
@@ -55,8 +63,15 @@ class BM25Retriever(Retriever):
     def fingerprint(self) -> str:
         return f"bm25-k1={self.k1}-b={self.b}-lucene-english"
 
-    def _search(self, ids: Sequence[str], texts: Sequence[str], anchors: Sequence[str], anchor_texts: Sequence[str],
-                depth: int, ignore_identical_ids: bool = False) -> Run:
+    def _search(
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        anchors: Sequence[str],
+        anchor_texts: Sequence[str],
+        depth: int,
+        ignore_identical_ids: bool = False,
+    ) -> Run:
         bm25 = BM25(self.k1, self.b).index(ids, texts)
         scores, indices = bm25.search(list(anchor_texts), depth + int(ignore_identical_ids))
         run = to_run(anchors, list(ids), scores, indices, ignore_identical_ids=ignore_identical_ids)
@@ -69,7 +84,9 @@ class BM25Retriever(Retriever):
 
     def run_reverse(self, collection, doc_ids, query_ids, depth):
         texts = [collection.corpus.text_of(d) for d in doc_ids]
-        return self._search(query_ids, [collection.queries[q] for q in query_ids], doc_ids, texts, depth)
+        return self._search(
+            query_ids, [collection.queries[q] for q in query_ids], doc_ids, texts, depth
+        )
 
 
 class DenseRetriever(Retriever):
@@ -87,14 +104,24 @@ class DenseRetriever(Retriever):
 
     def run(self, collection, query_ids, depth, *, ignore_identical_ids=False):
         documents, _ = encode_corpus(self.encoder, collection.corpus, use_cache=self.use_cache)
-        queries, _ = encode_queries(self.encoder, [collection.queries[q] for q in query_ids], use_cache=self.use_cache)
+        queries, _ = encode_queries(
+            self.encoder, [collection.queries[q] for q in query_ids], use_cache=self.use_cache
+        )
         scores, indices = exact_search(queries, documents, depth + int(ignore_identical_ids))
-        return to_run(query_ids, collection.corpus.ids, scores, indices, ignore_identical_ids=ignore_identical_ids)
+        return to_run(
+            query_ids,
+            collection.corpus.ids,
+            scores,
+            indices,
+            ignore_identical_ids=ignore_identical_ids,
+        )
 
     def run_reverse(self, collection, doc_ids, query_ids, depth):
         documents, _ = encode_corpus(self.encoder, collection.corpus, use_cache=self.use_cache)
         rows = [collection.corpus.index[d] for d in doc_ids]
-        queries, _ = encode_queries(self.encoder, [collection.queries[q] for q in query_ids], use_cache=self.use_cache)
+        queries, _ = encode_queries(
+            self.encoder, [collection.queries[q] for q in query_ids], use_cache=self.use_cache
+        )
         scores, indices = exact_search(documents[rows], queries, depth)
         return to_run(doc_ids, list(query_ids), scores, indices)
 
@@ -103,8 +130,14 @@ class FusionRetriever(Retriever):
     """BM25 and a dense model fused linearly (per-query min-max, ``alpha`` on BM25), as
     ``twotower eval --fusion linear`` does: each system's top ``max(depth, 100)`` are fused."""
 
-    def __init__(self, encoder: Encoder, *, alpha: float = 0.5, use_cache: bool = True,
-                 bm25: BM25Retriever | None = None) -> None:
+    def __init__(
+        self,
+        encoder: Encoder,
+        *,
+        alpha: float = 0.5,
+        use_cache: bool = True,
+        bm25: BM25Retriever | None = None,
+    ) -> None:
         if not 0.0 <= alpha <= 1.0:
             raise ConfigError(f"alpha must be in [0, 1], got {alpha}")
         self.bm25 = bm25 or BM25Retriever()
@@ -119,8 +152,12 @@ class FusionRetriever(Retriever):
 
     def run(self, collection, query_ids, depth, *, ignore_identical_ids=False):
         inner = max(depth, FUSION_DEPTH)
-        first = self.bm25.run(collection, query_ids, inner, ignore_identical_ids=ignore_identical_ids)
-        second = self.dense.run(collection, query_ids, inner, ignore_identical_ids=ignore_identical_ids)
+        first = self.bm25.run(
+            collection, query_ids, inner, ignore_identical_ids=ignore_identical_ids
+        )
+        second = self.dense.run(
+            collection, query_ids, inner, ignore_identical_ids=ignore_identical_ids
+        )
         return linear_fusion(first, second, self.alpha, k=depth)
 
     def run_reverse(self, collection, doc_ids, query_ids, depth):
@@ -130,9 +167,17 @@ class FusionRetriever(Retriever):
         return linear_fusion(first, second, self.alpha, k=depth)
 
 
-def make_retriever(kind: str, model: str | Encoder | None = None, *, alpha: float = 0.5, use_cache: bool = True,
-                   device: str | None = None, batch_size: int = 64, max_length: int | None = None,
-                   precision: str = "auto") -> Retriever:
+def make_retriever(
+    kind: str,
+    model: str | Encoder | None = None,
+    *,
+    alpha: float = 0.5,
+    use_cache: bool = True,
+    device: str | None = None,
+    batch_size: int = 64,
+    max_length: int | None = None,
+    precision: str = "auto",
+) -> Retriever:
     """``bm25``, ``dense`` (needs ``model``) or ``fusion`` (BM25 + ``model``)."""
     kind = kind.lower()
     if kind == "bm25":
@@ -143,8 +188,13 @@ def make_retriever(kind: str, model: str | Encoder | None = None, *, alpha: floa
         raise ConfigError(f"unknown retriever '{kind}' (bm25, dense or fusion)")
     if model is None:
         raise ConfigError(f"--retriever {kind} needs --model NAME|PATH")
-    encoder = model if isinstance(model, Encoder) else Encoder.from_name(
-        model, device=device, batch_size=batch_size, max_length=max_length, precision=precision)
+    encoder = (
+        model
+        if isinstance(model, Encoder)
+        else Encoder.from_name(
+            model, device=device, batch_size=batch_size, max_length=max_length, precision=precision
+        )
+    )
     if kind == "dense":
         return DenseRetriever(encoder, use_cache=use_cache)
     return FusionRetriever(encoder, alpha=alpha, use_cache=use_cache)

@@ -163,7 +163,9 @@ class NegativeSampler:
             return [pool[i] for i in rng.choice(len(pool), size=self.k, replace=False).tolist()]
         chosen = [pool[i] for i in rng.permutation(len(pool)).tolist()]
         if self.pad and pool and len(chosen) < self.k:
-            chosen += [pool[i] for i in rng.integers(0, len(pool), size=self.k - len(chosen)).tolist()]
+            chosen += [
+                pool[i] for i in rng.integers(0, len(pool), size=self.k - len(chosen)).tolist()
+            ]
         return chosen
 
     __call__ = sample

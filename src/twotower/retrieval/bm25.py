@@ -11,7 +11,9 @@ from twotower.retrieval import Run
 
 
 class BM25:
-    def __init__(self, k1: float = 0.9, b: float = 0.4, method: str = "lucene", language: str = "english") -> None:
+    def __init__(
+        self, k1: float = 0.9, b: float = 0.4, method: str = "lucene", language: str = "english"
+    ) -> None:
         self.k1, self.b, self.method, self.language = k1, b, method, language
         self._retriever = None
         self._stemmer = None
@@ -20,7 +22,9 @@ class BM25:
     def _tokenize(self, texts: Sequence[str]):
         import bm25s
 
-        return bm25s.tokenize(list(texts), stopwords="en", stemmer=self._stemmer, show_progress=False)
+        return bm25s.tokenize(
+            list(texts), stopwords="en", stemmer=self._stemmer, show_progress=False
+        )
 
     def index(self, doc_ids: Sequence[str], texts: Sequence[str]) -> BM25:
         import bm25s
@@ -52,8 +56,17 @@ class BM25:
             return np.zeros(len(self.doc_ids), dtype=np.float32)
         return self._retriever.get_scores(words)
 
-    def run(self, query_ids: Sequence[str], queries: Sequence[str], k: int, *, ignore_identical_ids: bool = False) -> Run:
+    def run(
+        self,
+        query_ids: Sequence[str],
+        queries: Sequence[str],
+        k: int,
+        *,
+        ignore_identical_ids: bool = False,
+    ) -> Run:
         from twotower.retrieval.dense import to_run
 
         scores, indices = self.search(queries, k + int(ignore_identical_ids))
-        return to_run(query_ids, self.doc_ids, scores, indices, ignore_identical_ids=ignore_identical_ids)
+        return to_run(
+            query_ids, self.doc_ids, scores, indices, ignore_identical_ids=ignore_identical_ids
+        )

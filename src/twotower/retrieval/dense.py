@@ -19,7 +19,9 @@ def exact_search(
     scores_out = np.empty((queries.shape[0], k), dtype=np.float32)
     index_out = np.empty((queries.shape[0], k), dtype=np.int64)
     for start in range(0, queries.shape[0], query_block):
-        block = torch.from_numpy(np.ascontiguousarray(queries[start : start + query_block], dtype=np.float32))
+        block = torch.from_numpy(
+            np.ascontiguousarray(queries[start : start + query_block], dtype=np.float32)
+        )
         scores, indices = torch.topk(block @ docs.T, k, dim=1)
         scores_out[start : start + len(block)] = scores.numpy()
         index_out[start : start + len(block)] = indices.numpy()

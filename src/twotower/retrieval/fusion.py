@@ -23,7 +23,9 @@ def linear_fusion(first: Run, second: Run, alpha: float = 0.5, k: int | None = N
     fused: Run = {}
     for query_id in first.keys() | second.keys():
         a, b = _min_max(first.get(query_id, {})), _min_max(second.get(query_id, {}))
-        scores = {d: alpha * a.get(d, 0.0) + (1 - alpha) * b.get(d, 0.0) for d in a.keys() | b.keys()}
+        scores = {
+            d: alpha * a.get(d, 0.0) + (1 - alpha) * b.get(d, 0.0) for d in a.keys() | b.keys()
+        }
         fused[query_id] = _top(scores, k)
     return fused
 
@@ -41,7 +43,13 @@ def rrf_fusion(first: Run, second: Run, k_rrf: int = 60, k: int | None = None) -
     return fused
 
 
-def fuse(first: Run, second: Run, method: FusionMethod = "linear", alpha: float = 0.5, k: int | None = None) -> Run:
+def fuse(
+    first: Run,
+    second: Run,
+    method: FusionMethod = "linear",
+    alpha: float = 0.5,
+    k: int | None = None,
+) -> Run:
     if method == "linear":
         return linear_fusion(first, second, alpha, k)
     if method == "rrf":

@@ -21,8 +21,24 @@ from twotower.teachers.scores_file import ScoresFileTeacher
 from twotower.teachers.spec import load_teacher, parse_teacher_spec
 
 __all__ = [
-    "BiEncoderTeacher", "CrossEncoderTeacher", "FusionTeacher", "ScoreCache", "ScoresFileTeacher", "ScoringStats", "Teacher",
-    "TeacherScores", "keep_queries", "load_teacher", "min_max_top", "normalize_percentile", "normalize_scores",
-    "pair_key", "parse_teacher_spec", "percentile_bounds", "read_scores", "score_cache_dir",
-    "score_collection_pairs", "write_scores",
+    "BiEncoderTeacher",
+    "CrossEncoderTeacher",
+    "FusionTeacher",
+    "ScoreCache",
+    "ScoresFileTeacher",
+    "ScoringStats",
+    "Teacher",
+    "TeacherScores",
+    "keep_queries",
+    "load_teacher",
+    "min_max_top",
+    "normalize_percentile",
+    "normalize_scores",
+    "pair_key",
+    "parse_teacher_spec",
+    "percentile_bounds",
+    "read_scores",
+    "score_cache_dir",
+    "score_collection_pairs",
+    "write_scores",
 ]

@@ -39,7 +39,9 @@ class Teacher(ABC):
 
     kind: str = "teacher"
 
-    def __init__(self, *, name: str, batch_size: int = 32, show_progress: bool = True, use_cache: bool = True) -> None:
+    def __init__(
+        self, *, name: str, batch_size: int = 32, show_progress: bool = True, use_cache: bool = True
+    ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.name = name
@@ -83,17 +85,26 @@ class Teacher(ABC):
         missing = [first[k] for k in unique_keys if k not in scores]
         # Grouping by query lets per-query teachers (fusion) work once per query and chunk.
         missing.sort(key=lambda i: query_texts[i])
-        self.last_stats = ScoringStats(n, len(unique_keys), len(unique_keys) - len(missing), len(missing))
+        self.last_stats = ScoringStats(
+            n, len(unique_keys), len(unique_keys) - len(missing), len(missing)
+        )
         step = self.chunk_size
-        with tqdm(total=len(missing), desc=f"Scoring pairs ({self.kind})", unit="pair",
-                  disable=not self.show_progress or len(missing) <= step) as progress:
+        with tqdm(
+            total=len(missing),
+            desc=f"Scoring pairs ({self.kind})",
+            unit="pair",
+            disable=not self.show_progress or len(missing) <= step,
+        ) as progress:
             for start in range(0, len(missing), step):
                 rows = missing[start : start + step]
                 values = np.asarray(
-                    self._score_batch([query_texts[i] for i in rows], [doc_texts[i] for i in rows]), dtype=np.float64
+                    self._score_batch([query_texts[i] for i in rows], [doc_texts[i] for i in rows]),
+                    dtype=np.float64,
                 ).reshape(-1)
                 if values.shape[0] != len(rows):
-                    raise RuntimeError(f"{self.kind} teacher returned {values.shape[0]} scores for {len(rows)} pairs")
+                    raise RuntimeError(
+                        f"{self.kind} teacher returned {values.shape[0]} scores for {len(rows)} pairs"
+                    )
                 computed = [(keys[i], float(v)) for i, v in zip(rows, values.tolist(), strict=True)]
                 if self.use_cache:
                     self.cache.put_many(computed)

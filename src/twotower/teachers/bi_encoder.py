@@ -31,10 +31,20 @@ class BiEncoderTeacher(Teacher):
         if isinstance(name_or_encoder, Encoder):
             encoder = name_or_encoder
         else:
-            encoder = Encoder.from_name(name_or_encoder, device=device, batch_size=batch_size,
-                                        max_length=max_length, precision=precision, show_progress=False)
-        super().__init__(name=str(encoder.name), batch_size=encoder.batch_size,
-                         show_progress=show_progress, use_cache=use_cache)
+            encoder = Encoder.from_name(
+                name_or_encoder,
+                device=device,
+                batch_size=batch_size,
+                max_length=max_length,
+                precision=precision,
+                show_progress=False,
+            )
+        super().__init__(
+            name=str(encoder.name),
+            batch_size=encoder.batch_size,
+            show_progress=show_progress,
+            use_cache=use_cache,
+        )
         self.encoder = encoder
 
     @property

@@ -44,7 +44,9 @@ class ScoreCache:
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(self.path, timeout=60)
-        connection.execute("CREATE TABLE IF NOT EXISTS scores (key BLOB PRIMARY KEY, score REAL NOT NULL) WITHOUT ROWID")
+        connection.execute(
+            "CREATE TABLE IF NOT EXISTS scores (key BLOB PRIMARY KEY, score REAL NOT NULL) WITHOUT ROWID"
+        )
         return connection
 
     def get_many(self, keys: Sequence[bytes]) -> dict[bytes, float]:
@@ -55,7 +57,9 @@ class ScoreCache:
             for start in range(0, len(keys), _CHUNK):
                 chunk = list(keys[start : start + _CHUNK])
                 marks = ",".join("?" * len(chunk))
-                for key, score in connection.execute(f"SELECT key, score FROM scores WHERE key IN ({marks})", chunk):
+                for key, score in connection.execute(
+                    f"SELECT key, score FROM scores WHERE key IN ({marks})", chunk
+                ):
                     found[bytes(key)] = float(score)
         return found
 

@@ -18,14 +18,21 @@ from twotower.teachers.base import Teacher
 Activation = Literal["logits", "sigmoid", "model"]
 
 
-def load_cross_encoder(name_or_path: str, *, device: str | None = None, max_length: int | None = None,
-                       trust_remote_code: bool = False):
+def load_cross_encoder(
+    name_or_path: str,
+    *,
+    device: str | None = None,
+    max_length: int | None = None,
+    trust_remote_code: bool = False,
+):
     from sentence_transformers import CrossEncoder
 
     from twotower.models.resolve import resolve_model
 
     path = resolve_model(name_or_path)
-    return CrossEncoder(path, device=device, max_length=max_length, trust_remote_code=trust_remote_code)
+    return CrossEncoder(
+        path, device=device, max_length=max_length, trust_remote_code=trust_remote_code
+    )
 
 
 class CrossEncoderTeacher(Teacher):
@@ -53,18 +60,28 @@ class CrossEncoderTeacher(Teacher):
         if (name_or_path is None) == (model is None):
             raise ValueError("give exactly one of name_or_path and model")
         if activation not in ("logits", "sigmoid", "model"):
-            raise ConfigError(f"unknown cross-encoder activation '{activation}' (logits, sigmoid or model)")
+            raise ConfigError(
+                f"unknown cross-encoder activation '{activation}' (logits, sigmoid or model)"
+            )
         if model is None:
-            model = load_cross_encoder(name_or_path, device=device, max_length=max_length,
-                                       trust_remote_code=trust_remote_code)
+            model = load_cross_encoder(
+                name_or_path,
+                device=device,
+                max_length=max_length,
+                trust_remote_code=trust_remote_code,
+            )
         elif max_length is not None:
             model.max_seq_length = max_length
         if model.num_labels != 1:
             raise ConfigError(
                 f"cross-encoder {name_or_path or 'model'} has {model.num_labels} output labels; a teacher needs one score per pair"
             )
-        super().__init__(name=str(name_or_path or "cross-encoder"), batch_size=batch_size,
-                         show_progress=show_progress, use_cache=use_cache)
+        super().__init__(
+            name=str(name_or_path or "cross-encoder"),
+            batch_size=batch_size,
+            show_progress=show_progress,
+            use_cache=use_cache,
+        )
         self.model = model
         self.activation = activation
 
@@ -89,5 +106,10 @@ class CrossEncoderTeacher(Teacher):
 
     def _score_batch(self, query_texts: list[str], doc_texts: list[str]) -> np.ndarray:
         pairs = [[q, d] for q, d in zip(query_texts, doc_texts, strict=True)]
-        return self.model.predict(pairs, batch_size=self.batch_size, show_progress_bar=False,
-                                  activation_fn=self.activation_fn, convert_to_numpy=True)
+        return self.model.predict(
+            pairs,
+            batch_size=self.batch_size,
+            show_progress_bar=False,
+            activation_fn=self.activation_fn,
+            convert_to_numpy=True,
+        )

@@ -77,10 +77,20 @@ class FusionTeacher(Teacher):
         if depth is not None and depth < 1:
             raise ValueError(f"depth must be positive, got {depth}")
         if not isinstance(encoder, Encoder):
-            encoder = Encoder.from_name(encoder, device=device, batch_size=batch_size, max_length=max_length,
-                                        precision=precision, show_progress=show_progress)
-        super().__init__(name=f"bm25+{encoder.name}", batch_size=encoder.batch_size,
-                         show_progress=show_progress, use_cache=use_cache)
+            encoder = Encoder.from_name(
+                encoder,
+                device=device,
+                batch_size=batch_size,
+                max_length=max_length,
+                precision=precision,
+                show_progress=show_progress,
+            )
+        super().__init__(
+            name=f"bm25+{encoder.name}",
+            batch_size=encoder.batch_size,
+            show_progress=show_progress,
+            use_cache=use_cache,
+        )
         self.corpus = corpus
         self.encoder = encoder
         self.alpha = alpha
@@ -92,8 +102,16 @@ class FusionTeacher(Teacher):
     @cached_property
     def fingerprint(self) -> str:
         bm25 = self._bm25 or BM25()  # parameters only: no need to build the index for a cache hit
-        settings = (self.encoder.fingerprint, self.corpus.fingerprint, self.alpha, self.depth,
-                    bm25.k1, bm25.b, bm25.method, bm25.language)
+        settings = (
+            self.encoder.fingerprint,
+            self.corpus.fingerprint,
+            self.alpha,
+            self.depth,
+            bm25.k1,
+            bm25.b,
+            bm25.method,
+            bm25.language,
+        )
         return hashlib.sha256(repr(settings).encode()).hexdigest()[:24]
 
     @property
@@ -125,17 +143,19 @@ class FusionTeacher(Teacher):
         if query_embedding is None:
             query_embedding = self.encoder.encode_queries([query])[0]
         dense = self.document_embeddings @ query_embedding
-        return self.alpha * min_max_top(self.bm25_scores(query), self.depth) + (1 - self.alpha) * min_max_top(
-            dense, self.depth
-        )
+        return self.alpha * min_max_top(self.bm25_scores(query), self.depth) + (
+            1 - self.alpha
+        ) * min_max_top(dense, self.depth)
 
     def _score_batch(self, query_texts: list[str], doc_texts: list[str]) -> np.ndarray:
         rows = []
         for text in doc_texts:
             row = self._row_of_text.get(text)
             if row is None:
-                raise InputError(f"the fusion teacher scores documents of its corpus only; not in "
-                                 f"{self.corpus.path or 'the corpus'}: {text[:60]!r}")
+                raise InputError(
+                    f"the fusion teacher scores documents of its corpus only; not in "
+                    f"{self.corpus.path or 'the corpus'}: {text[:60]!r}"
+                )
             rows.append(row)
         positions: dict[str, list[int]] = {}
         for i, q in enumerate(query_texts):
@@ -143,7 +163,9 @@ class FusionTeacher(Teacher):
         fused = {q: self._memo[q] for q in positions if q in self._memo}
         todo = [q for q in positions if q not in fused]
         if todo:
-            _ = self.document_embeddings  # encode the corpus (with its progress bar) before the quiet part
+            _ = (
+                self.document_embeddings
+            )  # encode the corpus (with its progress bar) before the quiet part
             shown, self.encoder.show_progress = self.encoder.show_progress, False
             try:
                 embeddings = self.encoder.encode_queries(todo)

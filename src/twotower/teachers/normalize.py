@@ -38,8 +38,9 @@ def normalize_percentile(values, bounds: tuple[float, float]) -> np.ndarray:
     return np.clip((values - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
 
 
-def normalize_scores(scores: Mapping[str, Mapping[str, float]], low: float = 1.0, high: float = 99.0
-                     ) -> tuple[TeacherScores, tuple[float, float]]:
+def normalize_scores(
+    scores: Mapping[str, Mapping[str, float]], low: float = 1.0, high: float = 99.0
+) -> tuple[TeacherScores, tuple[float, float]]:
     """Normalise every score of a collection with the collection's percentile bounds."""
     flat = [s for per_query in scores.values() for s in per_query.values()]
     bounds = percentile_bounds(flat, low, high)
@@ -51,8 +52,11 @@ def normalize_scores(scores: Mapping[str, Mapping[str, float]], low: float = 1.0
     return out, bounds
 
 
-def keep_queries(scores: Mapping[str, Mapping[str, float]], percentile: float = 25.0,
-                 of: Literal["best", "all"] = "best") -> list[str]:
+def keep_queries(
+    scores: Mapping[str, Mapping[str, float]],
+    percentile: float = 25.0,
+    of: Literal["best", "all"] = "best",
+) -> list[str]:
     """Query ids whose best score is not below the ``percentile``-th percentile, in input order.
 
     ``of="best"``: the percentile of the per-query best scores; ``of="all"``: of all scores.

@@ -26,8 +26,12 @@ log = logging.getLogger(__name__)
 class ScoresFileTeacher(Teacher):
     kind = "file"
 
-    def __init__(self, path: str | Path, collection: Collection, *, show_progress: bool = False) -> None:
-        super().__init__(name=str(path), show_progress=show_progress, use_cache=False)  # the file is the cache
+    def __init__(
+        self, path: str | Path, collection: Collection, *, show_progress: bool = False
+    ) -> None:
+        super().__init__(
+            name=str(path), show_progress=show_progress, use_cache=False
+        )  # the file is the cache
         self.path = Path(path)
         if not self.path.is_file():
             raise InputError("teacher scores file not found", path=self.path)
@@ -44,8 +48,11 @@ class ScoresFileTeacher(Teacher):
                     continue
                 self._scores[key] = value
         if conflicts:
-            log.warning("%s: %d pairs repeat another pair's texts with a different score; the first is used",
-                        self.path, conflicts)
+            log.warning(
+                "%s: %d pairs repeat another pair's texts with a different score; the first is used",
+                self.path,
+                conflicts,
+            )
         self._fingerprint = hashlib.sha256(self.path.read_bytes()).hexdigest()[:16]
 
     @property
@@ -74,11 +81,19 @@ class ScoresFileTeacher(Teacher):
                 values[i] = value
         if missing:
             first = missing[0]
-            qid = next((q for q, text in self._collection.queries.items() if text == query_texts[first]),
-                       repr(query_texts[first][:60]))
+            qid = next(
+                (q for q, text in self._collection.queries.items() if text == query_texts[first]),
+                repr(query_texts[first][:60]),
+            )
             corpus = self._collection.corpus
-            doc_id = next((d for d, text in zip(corpus.ids, corpus.texts, strict=True) if text == doc_texts[first]),
-                          repr(doc_texts[first][:60]))
+            doc_id = next(
+                (
+                    d
+                    for d, text in zip(corpus.ids, corpus.texts, strict=True)
+                    if text == doc_texts[first]
+                ),
+                repr(doc_texts[first][:60]),
+            )
             raise InputError(
                 f"no teacher score for query '{qid}' and document '{doc_id}'"
                 f"{f' (and {len(missing) - 1} more pairs)' if len(missing) > 1 else ''}; score the training pairs"

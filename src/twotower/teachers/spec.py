@@ -8,9 +8,17 @@ from twotower.errors import ConfigError
 from twotower.teachers.base import Teacher
 
 KINDS = ("cross-encoder", "bi-encoder", "fusion", "file")
-ALIASES = {"ce": "cross-encoder", "crossencoder": "cross-encoder", "cross_encoder": "cross-encoder",
-           "be": "bi-encoder", "biencoder": "bi-encoder", "bi_encoder": "bi-encoder", "dense": "bi-encoder",
-           "scores": "file", "scores_file": "file"}
+ALIASES = {
+    "ce": "cross-encoder",
+    "crossencoder": "cross-encoder",
+    "cross_encoder": "cross-encoder",
+    "be": "bi-encoder",
+    "biencoder": "bi-encoder",
+    "bi_encoder": "bi-encoder",
+    "dense": "bi-encoder",
+    "scores": "file",
+    "scores_file": "file",
+}
 
 
 def parse_teacher_spec(spec: str) -> tuple[str, str]:
@@ -19,7 +27,9 @@ def parse_teacher_spec(spec: str) -> tuple[str, str]:
     kind, sep, name = spec.partition(":")
     kind = ALIASES.get(kind.strip().lower(), kind.strip().lower())
     if not sep or kind not in KINDS or not name.strip():
-        raise ConfigError(f"teacher '{spec}': expected cross-encoder:NAME, bi-encoder:NAME, fusion:NAME or file:SCORES.jsonl")
+        raise ConfigError(
+            f"teacher '{spec}': expected cross-encoder:NAME, bi-encoder:NAME, fusion:NAME or file:SCORES.jsonl"
+        )
     return kind, name.strip()
 
 
@@ -43,26 +53,48 @@ def load_teacher(
         from twotower.teachers.scores_file import ScoresFileTeacher
 
         if collection is None:
-            raise ConfigError("a teacher scores file needs the collection whose query and document ids it uses")
+            raise ConfigError(
+                "a teacher scores file needs the collection whose query and document ids it uses"
+            )
         return ScoresFileTeacher(name, collection, show_progress=show_progress)
     if corpus is None and collection is not None:
         corpus = collection.corpus
     if kind == "cross-encoder":
         from twotower.teachers.cross_encoder import CrossEncoderTeacher
 
-        return CrossEncoderTeacher(name, device=device, batch_size=batch_size, max_length=max_length,
-                                   trust_remote_code=trust_remote_code, show_progress=show_progress,
-                                   use_cache=use_cache)
+        return CrossEncoderTeacher(
+            name,
+            device=device,
+            batch_size=batch_size,
+            max_length=max_length,
+            trust_remote_code=trust_remote_code,
+            show_progress=show_progress,
+            use_cache=use_cache,
+        )
     if kind == "bi-encoder":
         from twotower.teachers.bi_encoder import BiEncoderTeacher
 
-        return BiEncoderTeacher(name, device=device, batch_size=batch_size, max_length=max_length,
-                                show_progress=show_progress, use_cache=use_cache)
+        return BiEncoderTeacher(
+            name,
+            device=device,
+            batch_size=batch_size,
+            max_length=max_length,
+            show_progress=show_progress,
+            use_cache=use_cache,
+        )
     if corpus is None:
         raise ConfigError("the fusion teacher needs the collection's corpus")
     if not 0.0 <= alpha <= 1.0:
         raise ConfigError(f"alpha must be in [0, 1], got {alpha}")
     from twotower.teachers.fusion import FusionTeacher
 
-    return FusionTeacher(corpus, name, alpha=alpha, device=device, batch_size=batch_size, max_length=max_length,
-                         show_progress=show_progress, use_cache=use_cache)
+    return FusionTeacher(
+        corpus,
+        name,
+        alpha=alpha,
+        device=device,
+        batch_size=batch_size,
+        max_length=max_length,
+        show_progress=show_progress,
+        use_cache=use_cache,
+    )

@@ -33,18 +33,27 @@ class Example:
     teacher: list[float] | None = None
 
 
-def examples_from_collection(collection: Collection, max_examples: int | None = None) -> list[Example]:
+def examples_from_collection(
+    collection: Collection, max_examples: int | None = None
+) -> list[Example]:
     """One example per (judged query, positive document) pair, in qrels order."""
     examples = []
     for query_id in collection.judged_query_ids:
         for doc_id, grade in collection.qrels[query_id].items():
             if grade > 0 and doc_id in collection.corpus.index:
                 examples.append(
-                    Example(collection.queries[query_id], collection.corpus.text_of(doc_id),
-                            query_id=query_id, positive_id=doc_id)
+                    Example(
+                        collection.queries[query_id],
+                        collection.corpus.text_of(doc_id),
+                        query_id=query_id,
+                        positive_id=doc_id,
+                    )
                 )
     if not examples:
-        raise InputError(f"split '{collection.split}' has no (query, positive document) pair", path=collection.path)
+        raise InputError(
+            f"split '{collection.split}' has no (query, positive document) pair",
+            path=collection.path,
+        )
     return examples[:max_examples] if max_examples else examples
 
 
@@ -108,7 +117,10 @@ def attach_negatives(
 
 
 def attach_negative_pool(
-    examples: Sequence[Example], table: Mapping[str, Sequence[str]], collection: Collection, count: int
+    examples: Sequence[Example],
+    table: Mapping[str, Sequence[str]],
+    collection: Collection,
+    count: int,
 ) -> int:
     """Give each example up to ``count`` negatives of its query's row, in table order (no
     resampling: a frozen index can afford them all). Returns how many got none."""
@@ -140,9 +152,15 @@ def attach_negative_queries(
     missing = 0
     for example in examples:
         doc = example.positive_id
-        candidates = [
-            q for q in table.get(doc, []) if q != example.query_id and doc not in collection.positives(q)
-        ] if doc is not None else []
+        candidates = (
+            [
+                q
+                for q in table.get(doc, [])
+                if q != example.query_id and doc not in collection.positives(q)
+            ]
+            if doc is not None
+            else []
+        )
         if not candidates:
             missing += 1
             example.negative_query_ids, example.negative_queries = [], []
@@ -182,8 +200,15 @@ def to_columns(
 
     Examples with fewer than K negatives or M negative queries are left out.
     """
-    rows = [e for e in examples if len(e.negatives) >= negatives and len(e.negative_queries) >= negative_queries]
-    columns: dict[str, list] = {"anchor": [e.query for e in rows], "positive": [e.positive for e in rows]}
+    rows = [
+        e
+        for e in examples
+        if len(e.negatives) >= negatives and len(e.negative_queries) >= negative_queries
+    ]
+    columns: dict[str, list] = {
+        "anchor": [e.query for e in rows],
+        "positive": [e.positive for e in rows],
+    }
     for k in range(negatives):
         columns[f"negative_{k + 1}"] = [e.negatives[k] for e in rows]
     for m in range(negative_queries):

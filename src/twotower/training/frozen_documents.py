@@ -26,14 +26,27 @@ from twotower.losses.spec import build_loss
 class FrozenDocumentsLoss(nn.Module):
     """Any twotower loss over (query embeddings, rows of a fixed document embedding matrix)."""
 
-    def __init__(self, model: nn.Module, documents: Tensor, loss: Any, *, num_negatives: int, num_positive_ids: int):
+    def __init__(
+        self,
+        model: nn.Module,
+        documents: Tensor,
+        loss: Any,
+        *,
+        num_negatives: int,
+        num_positive_ids: int,
+    ):
         super().__init__()
         self.model = model
         self.documents = documents.detach()
         self.num_negatives = num_negatives
         self.num_positive_ids = num_positive_ids
-        layout = BatchLayout(hard_negatives=num_negatives > 0, negative_queries=False, teacher_scores=False,
-                             listwise_candidates=False, document_anchors=True)
+        layout = BatchLayout(
+            hard_negatives=num_negatives > 0,
+            negative_queries=False,
+            teacher_scores=False,
+            listwise_candidates=False,
+            document_anchors=True,
+        )
         self.loss = build_loss(loss, layout=layout)
 
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor) -> Tensor:
@@ -69,8 +82,16 @@ class FrozenDocumentsLoss(nn.Module):
         return self.loss.citation
 
 
-def label_rows(positive: int, negatives: Sequence[int], positives_of_query: Sequence[int], k: int, width: int) -> list[int]:
+def label_rows(
+    positive: int, negatives: Sequence[int], positives_of_query: Sequence[int], k: int, width: int
+) -> list[int]:
     """One ``label`` row: positive, ``k`` negatives and ``width`` known positives, -1 padded."""
     negatives = list(negatives)[:k]
     known = list(positives_of_query)[:width]
-    return [positive, *negatives, *[-1] * (k - len(negatives)), *known, *[-1] * (width - len(known))]
+    return [
+        positive,
+        *negatives,
+        *[-1] * (k - len(negatives)),
+        *known,
+        *[-1] * (width - len(known)),
+    ]

@@ -38,8 +38,12 @@ def _teacher(recipe: Recipe, collection: Collection | None, device: str | None):
 
     if recipe.teacher.kind == "none":
         return None
-    return load_teacher(f"{recipe.teacher.kind}:{recipe.teacher.model}", collection=collection,
-                        alpha=recipe.teacher.alpha, device=device)
+    return load_teacher(
+        f"{recipe.teacher.kind}:{recipe.teacher.model}",
+        collection=collection,
+        alpha=recipe.teacher.alpha,
+        device=device,
+    )
 
 
 def training_collection(recipe: Recipe, info: dict[str, Any] | None = None) -> Collection:
@@ -51,12 +55,18 @@ def training_collection(recipe: Recipe, info: dict[str, Any] | None = None) -> C
     train = recipe.train
     if not train.synthetic_queries:
         return load_collection(train.data, train.split)
-    base = load_collection(train.data, train.split) if train.include_split else load_corpus(train.data)
-    collection, types = load_synthetic_queries(train.synthetic_queries, base, types=train.query_types,
-                                               include_split=train.include_split)
+    base = (
+        load_collection(train.data, train.split) if train.include_split else load_corpus(train.data)
+    )
+    collection, types = load_synthetic_queries(
+        train.synthetic_queries, base, types=train.query_types, include_split=train.include_split
+    )
     if info is not None:
-        info["synthetic_queries"] = {"file": train.synthetic_queries, "types": types,
-                                     "labelled_queries": len(base.queries)}
+        info["synthetic_queries"] = {
+            "file": train.synthetic_queries,
+            "types": types,
+            "labelled_queries": len(base.queries),
+        }
     return collection
 
 
@@ -73,7 +83,9 @@ def prepare_examples(recipe: Recipe, *, device: str | None = None) -> PreparedDa
         if recipe.negatives.source != "none":
             from twotower.errors import ConfigError
 
-            raise ConfigError("negatives.source mines from a collection: with train.pairs, put negatives in the file")
+            raise ConfigError(
+                "negatives.source mines from a collection: with train.pairs, put negatives in the file"
+            )
     else:
         collection = training_collection(recipe, info)
         examples = examples_from_collection(collection, recipe.train.max_examples)
@@ -85,7 +97,11 @@ def prepare_examples(recipe: Recipe, *, device: str | None = None) -> PreparedDa
             from twotower.negatives.io import read_negatives
 
             table = read_negatives(neg.file, collection, kind="documents")
-            info["negatives_file"] = {"file": neg.file, "queries": len(table), "negatives": table.total()}
+            info["negatives_file"] = {
+                "file": neg.file,
+                "queries": len(table),
+                "negatives": table.total(),
+            }
         else:
             model = None if neg.source == "bm25" else (neg.model or recipe.model.name)
             retriever = make_retriever(neg.source, model, alpha=recipe.teacher.alpha, device=device)
@@ -93,7 +109,11 @@ def prepare_examples(recipe: Recipe, *, device: str | None = None) -> PreparedDa
             # (a frozen index takes the whole pool).
             pool = 4 * neg.count if recipe.model.train_document_tower else neg.count
             table, stats = mine_negatives(
-                collection, retriever, window=RankWindow(*neg.rank_window), count=pool, seed=neg.seed,
+                collection,
+                retriever,
+                window=RankWindow(*neg.rank_window),
+                count=pool,
+                seed=neg.seed,
                 teacher=teacher if neg.false_negative_margin is not None else None,
                 margin=neg.false_negative_margin,
             )
@@ -118,15 +138,25 @@ def prepare_examples(recipe: Recipe, *, device: str | None = None) -> PreparedDa
             examples = [e for e in examples if _query_key(e) in keep]
             info["weak_queries_dropped"] = before_queries - len(keep)
             info["weak_query_examples_dropped"] = before - len(examples)
-            log.info("dropped %d of %d queries whose best teacher score is below the %gth percentile",
-                     before_queries - len(keep), before_queries, recipe.teacher.drop_below_percentile)
+            log.info(
+                "dropped %d of %d queries whose best teacher score is below the %gth percentile",
+                before_queries - len(keep),
+                before_queries,
+                recipe.teacher.drop_below_percentile,
+            )
     info["examples"] = len(examples)
     info["prepare_s"] = time.perf_counter() - started
     return PreparedData(examples, collection, info)
 
 
-def _attach_negative_queries(recipe: Recipe, examples: list[Example], collection: Collection | None,
-                             device: str | None, info: dict[str, Any], retriever=None) -> None:
+def _attach_negative_queries(
+    recipe: Recipe,
+    examples: list[Example],
+    collection: Collection | None,
+    device: str | None,
+    info: dict[str, Any],
+    retriever=None,
+) -> None:
     """DANCE negative queries (METHODS §2): for each positive document, the training queries its
     embedding retrieves (ranks ``negative_query_window``, never a query with the document as a
     positive), 20 sampled per document (or M if more), then M per example. ``retriever``: the one
@@ -138,18 +168,24 @@ def _attach_negative_queries(recipe: Recipe, examples: list[Example], collection
 
     neg = recipe.negatives
     if collection is None:
-        raise ConfigError("negatives.negative_queries mines a collection's training queries: set train.data")
+        raise ConfigError(
+            "negatives.negative_queries mines a collection's training queries: set train.data"
+        )
     if retriever is None:
         source = neg.source if neg.source not in ("none", "file") else "dense"
         model = None if source == "bm25" else (neg.model or recipe.model.name)
         retriever = make_retriever(source, model, alpha=recipe.teacher.alpha, device=device)
     table, stats = mine_negative_queries(
-        collection, retriever, window=RankWindow(*neg.negative_query_window),
-        count=max(20, neg.negative_queries), seed=neg.seed,
+        collection,
+        retriever,
+        window=RankWindow(*neg.negative_query_window),
+        count=max(20, neg.negative_queries),
+        seed=neg.seed,
     )
     info["negative_query_mining"] = stats.to_json()
     info["examples_without_negative_queries"] = attach_negative_queries(
-        examples, table, collection, neg.negative_queries, neg.seed)
+        examples, table, collection, neg.negative_queries, neg.seed
+    )
 
 
 def _query_key(example: Example) -> str:
@@ -197,16 +233,24 @@ def finished_model(run_dir: Path, recipe: Recipe) -> Path | None:
 
     saved = run_dir / "recipe.yaml"
     model_dir = run_dir / "model"
-    if (model_dir / FINISHED).is_file() and saved.is_file() and saved.read_text() == recipe_to_yaml(recipe):
+    if (
+        (model_dir / FINISHED).is_file()
+        and saved.is_file()
+        and saved.read_text() == recipe_to_yaml(recipe)
+    ):
         return model_dir
     return None
 
 
-def train_recipe(recipe: Recipe, run_dir: Path, *, resume: bool | None = None, device: str | None = None):
+def train_recipe(
+    recipe: Recipe, run_dir: Path, *, resume: bool | None = None, device: str | None = None
+):
     from twotower.training.trainer import train_model
 
     write_recipe(recipe, run_dir)
     data = prepare_examples(recipe, device=device)
     (run_dir / "data.json").write_text(json.dumps(data.info, indent=2, default=str) + "\n")
     log.info("training on %d examples", len(data.examples))
-    return train_model(recipe, data.examples, run_dir, resume=resume, device=device, collection=data.collection), data
+    return train_model(
+        recipe, data.examples, run_dir, resume=resume, device=device, collection=data.collection
+    ), data

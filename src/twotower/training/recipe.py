@@ -35,7 +35,9 @@ class ModelConfig(Section):
     @model_validator(mode="after")
     def _frozen_needs_separate(self) -> ModelConfig:
         if not self.train_document_tower and self.towers != "separate":
-            raise ValueError("train_document_tower: false needs towers: separate (a shared network cannot freeze one side)")
+            raise ValueError(
+                "train_document_tower: false needs towers: separate (a shared network cannot freeze one side)"
+            )
         return self
 
 
@@ -61,9 +63,13 @@ class TrainDataConfig(Section):
         if not self.data and not self.pairs:
             raise ValueError("give train.data (a collection) or train.pairs (a JSONL file)")
         if self.synthetic_queries and (self.pairs or not self.data):
-            raise ValueError("train.synthetic_queries are queries for train.data's corpus: set train.data, not train.pairs")
+            raise ValueError(
+                "train.synthetic_queries are queries for train.data's corpus: set train.data, not train.pairs"
+            )
         if (self.query_types or self.include_split) and not self.synthetic_queries:
-            raise ValueError("train.query_types and train.include_split apply to train.synthetic_queries, which is not set")
+            raise ValueError(
+                "train.query_types and train.include_split apply to train.synthetic_queries, which is not set"
+            )
         return self
 
 
@@ -85,23 +91,31 @@ class NegativesConfig(Section):
     @model_validator(mode="after")
     def _file_source(self) -> NegativesConfig:
         if (self.source == "file") != (self.file is not None):
-            raise ValueError("negatives.source: file and negatives.file go together (the file of `twotower mine -o`)")
+            raise ValueError(
+                "negatives.source: file and negatives.file go together (the file of `twotower mine -o`)"
+            )
         if self.source == "file" and self.false_negative_margin is not None:
-            raise ValueError("negatives.false_negative_margin filters while mining; a negatives file is used as it"
-                             " is: filter it with `twotower mine --teacher ... --margin ...`")
+            raise ValueError(
+                "negatives.false_negative_margin filters while mining; a negatives file is used as it"
+                " is: filter it with `twotower mine --teacher ... --margin ...`"
+            )
         return self
 
     @field_validator("rank_window", "negative_query_window")
     @classmethod
     def _window(cls, value: tuple[int, int], info) -> tuple[int, int]:
         if not 1 <= value[0] <= value[1]:
-            raise ValueError(f"{info.field_name} must be [first, last] with 1 <= first <= last, got {list(value)}")
+            raise ValueError(
+                f"{info.field_name} must be [first, last] with 1 <= first <= last, got {list(value)}"
+            )
         return value
 
 
 class TeacherConfig(Section):
     kind: Literal["none", "cross_encoder", "bi_encoder", "fusion", "scores_file"] = "none"
-    model: str | None = None  # scores_file: the JSONL of {"query_id", "doc_id", "score"} (twotower teach)
+    model: str | None = (
+        None  # scores_file: the JSONL of {"query_id", "doc_id", "score"} (twotower teach)
+    )
     alpha: float = Field(0.5, ge=0, le=1)  # fusion: weight of BM25
     normalize: bool = False  # percentile min-max per collection (METHODS §5)
     # Listwise distillation (METHODS §5): drop the queries whose best teacher score (over their
@@ -138,7 +152,9 @@ class OptimConfig(Section):
 class EvalConfig(Section):
     collections: list[str] = Field(default_factory=lambda: ["scifact"])
     split: str = "test"
-    metrics: list[str] = Field(default_factory=lambda: ["ndcg@10", "mrr@10", "map@100", "recall@10", "recall@100"])
+    metrics: list[str] = Field(
+        default_factory=lambda: ["ndcg@10", "mrr@10", "map@100", "recall@10", "recall@100"]
+    )
     bm25: bool = True
     base_model: bool = True
     batch_size: int = Field(64, gt=0)
@@ -154,7 +170,9 @@ class Recipe(Section):
     train: TrainDataConfig = Field(default_factory=TrainDataConfig)
     negatives: NegativesConfig = Field(default_factory=NegativesConfig)
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
-    loss: list[dict[str, Any]] = Field(default_factory=lambda: [{"loss": "contrastive", "preset": "mnrl"}])
+    loss: list[dict[str, Any]] = Field(
+        default_factory=lambda: [{"loss": "contrastive", "preset": "mnrl"}]
+    )
     optim: OptimConfig = Field(default_factory=OptimConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     output_dir: str | None = None
@@ -171,19 +189,31 @@ class Recipe(Section):
     @model_validator(mode="after")
     def _consistent(self) -> Recipe:
         if self.negatives.false_negative_margin is not None and self.teacher.kind == "none":
-            raise ValueError("negatives.false_negative_margin filters by teacher score: set teacher.kind and teacher.model")
+            raise ValueError(
+                "negatives.false_negative_margin filters by teacher score: set teacher.kind and teacher.model"
+            )
         needs_teacher = {spec.get("loss") for spec in self.loss} & {"margin_mse", "listwise_kl"}
         if needs_teacher and self.teacher.kind == "none":
-            raise ValueError(f"loss {sorted(needs_teacher)} needs teacher scores: set teacher.kind and teacher.model")
+            raise ValueError(
+                f"loss {sorted(needs_teacher)} needs teacher scores: set teacher.kind and teacher.model"
+            )
         if needs_teacher and not self.model.train_document_tower:
-            raise ValueError(f"loss {sorted(needs_teacher)} with a frozen document tower is not supported yet")
+            raise ValueError(
+                f"loss {sorted(needs_teacher)} with a frozen document tower is not supported yet"
+            )
         if "margin_mse" in needs_teacher and self.negatives.count < 1:
-            raise ValueError("loss margin_mse needs hard negatives: set negatives.source and negatives.count >= 1")
+            raise ValueError(
+                "loss margin_mse needs hard negatives: set negatives.source and negatives.count >= 1"
+            )
         if self.teacher.drop_below_percentile is not None and self.teacher.kind == "none":
-            raise ValueError("teacher.drop_below_percentile filters queries by teacher score: set teacher.kind and teacher.model")
+            raise ValueError(
+                "teacher.drop_below_percentile filters queries by teacher score: set teacher.kind and teacher.model"
+            )
         if self.optim.mini_batch_size is not None and not self.model.train_document_tower:
-            raise ValueError("optim.mini_batch_size (gradient caching) is for training both towers; with a frozen"
-                             " document tower only queries are encoded and a large batch already fits")
+            raise ValueError(
+                "optim.mini_batch_size (gradient caching) is for training both towers; with a frozen"
+                " document tower only queries are encoded and a large batch already fits"
+            )
         self._check_negative_queries()
         return self
 
@@ -219,9 +249,13 @@ class Recipe(Section):
                 " dual_weight > 0 — or set negatives.negative_queries: 0"
             )
         if not self.model.train_document_tower:
-            raise ValueError("negatives.negative_queries needs the document tower to train (model.train_document_tower: true)")
+            raise ValueError(
+                "negatives.negative_queries needs the document tower to train (model.train_document_tower: true)"
+            )
         if self.train.pairs:
-            raise ValueError("negatives.negative_queries mines from a collection's queries: use train.data, not train.pairs")
+            raise ValueError(
+                "negatives.negative_queries mines from a collection's queries: use train.data, not train.pairs"
+            )
 
 
 # --- loading, overrides and error messages ----------------------------------------------------
@@ -247,7 +281,9 @@ def _model_at(loc: tuple) -> type[BaseModel] | None:
     model: Any = Recipe
     for part in loc:
         field = model.model_fields.get(part) if isinstance(part, str) else None
-        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+        if field is None or not (
+            isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+        ):
             return None
         model = field.annotation
     return model
@@ -264,7 +300,9 @@ def _explain(exc: ValidationError, source: str, lines: dict[tuple, int]) -> Conf
         valid = sorted(parent.model_fields) if parent else []
         close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.5)
         hint = f" (did you mean '{'.'.join(map(str, loc[:-1] + (close[0],)))}'?)" if close else ""
-        return ConfigError(f"{where}: unknown key '{dotted}'{hint}; valid keys here: {', '.join(valid)}")
+        return ConfigError(
+            f"{where}: unknown key '{dotted}'{hint}; valid keys here: {', '.join(valid)}"
+        )
     message = err["msg"].removeprefix("Value error, ")
     if isinstance(err.get("ctx", {}).get("error"), ConfigError):
         message = str(err["ctx"]["error"])

@@ -22,11 +22,17 @@ def comparison_rows(results: Sequence[EvalResult], base: str, trained: str) -> l
         base_result, bm25 = by_key.get((data, base)), by_key.get((data, "bm25"))
         for metric, value in trained_result.metrics.items():
             before = base_result.metrics[metric] if base_result else None
-            rows.append({
-                "data": data, "metric": metric, "queries": trained_result.n_queries,
-                "bm25": bm25.metrics[metric] if bm25 else None, "base": before, "trained": value,
-                "delta": value - before if before is not None else None,
-            })
+            rows.append(
+                {
+                    "data": data,
+                    "metric": metric,
+                    "queries": trained_result.n_queries,
+                    "bm25": bm25.metrics[metric] if bm25 else None,
+                    "base": before,
+                    "trained": value,
+                    "delta": value - before if before is not None else None,
+                }
+            )
     return rows
 
 
@@ -34,7 +40,10 @@ def markdown_comparison(rows: Sequence[dict]) -> str:
     def fmt(value, signed=False):
         return "–" if value is None else (f"{value:+.4f}" if signed else f"{value:.4f}")
 
-    lines = ["| collection | metric | BM25 | base | trained | Δ (trained − base) |", "|---|---|---:|---:|---:|---:|"]
+    lines = [
+        "| collection | metric | BM25 | base | trained | Δ (trained − base) |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for row in rows:
         lines.append(
             f"| {row['data']} | {row['metric']} | {fmt(row['bm25'])} | {fmt(row['base'])} | "
@@ -47,14 +56,21 @@ def rich_comparison(rows: Sequence[dict], title: str):
     from rich.table import Table
 
     table = Table(title=title)
-    for column, justify in [("collection", "left"), ("metric", "left"), ("BM25", "right"), ("base", "right"),
-                            ("trained", "right"), ("Δ", "right")]:
+    for column, justify in [
+        ("collection", "left"),
+        ("metric", "left"),
+        ("BM25", "right"),
+        ("base", "right"),
+        ("trained", "right"),
+        ("Δ", "right"),
+    ]:
         table.add_column(column, justify=justify)
     for row in rows:
         delta = row["delta"]
         colour = "green" if delta and delta > 0 else "red" if delta and delta < 0 else "white"
         table.add_row(
-            row["data"], row["metric"],
+            row["data"],
+            row["metric"],
             *("–" if row[k] is None else f"{row[k]:.4f}" for k in ("bm25", "base", "trained")),
             "–" if delta is None else f"[{colour}]{delta:+.4f}[/]",
         )

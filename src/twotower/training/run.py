@@ -26,30 +26,48 @@ def _base_encoder(recipe: Recipe, device: str | None) -> Encoder:
     from twotower.models.build import build_model
 
     model = build_model(
-        recipe.model.name, max_length=recipe.model.max_document_length, query_prompt=recipe.model.query_prompt,
-        document_prompt=recipe.model.document_prompt, device=device,
+        recipe.model.name,
+        max_length=recipe.model.max_document_length,
+        query_prompt=recipe.model.query_prompt,
+        document_prompt=recipe.model.document_prompt,
+        device=device,
     )
     return Encoder(model, batch_size=recipe.eval.batch_size, name=BASE)
 
 
 def run_recipe(
-    recipe: Recipe, run_dir: Path, *, resume: bool | None = None, device: str | None = None,
-    probe: bool | None = None, retrain: bool = False,
+    recipe: Recipe,
+    run_dir: Path,
+    *,
+    resume: bool | None = None,
+    device: str | None = None,
+    probe: bool | None = None,
+    retrain: bool = False,
 ) -> dict[str, Any]:
     started = time.perf_counter()
     timings: dict[str, float] = {}
     model_dir = None if retrain else finished_model(run_dir, recipe)
     train_info: dict[str, Any] = {}
     if model_dir is not None:
-        log.info("%s already holds the model trained by this recipe; evaluating it (--retrain to train again)", run_dir)
+        log.info(
+            "%s already holds the model trained by this recipe; evaluating it (--retrain to train again)",
+            run_dir,
+        )
         train_info = json.loads((model_dir / "TRAINING_DONE").read_text())
     else:
         if retrain and (run_dir / "model").exists():
             shutil.rmtree(run_dir / "model")
-        outcome, data = train_recipe(recipe, run_dir, resume=False if retrain else resume, device=device)
+        outcome, data = train_recipe(
+            recipe, run_dir, resume=False if retrain else resume, device=device
+        )
         model_dir = outcome.model_dir
-        train_info = {"steps": outcome.steps, "seconds": outcome.seconds, "examples": outcome.examples,
-                      "resumed_from": outcome.resumed_from, **data.info}
+        train_info = {
+            "steps": outcome.steps,
+            "seconds": outcome.seconds,
+            "examples": outcome.examples,
+            "resumed_from": outcome.resumed_from,
+            **data.info,
+        }
     write_recipe(recipe, run_dir)
     timings["train_s"] = time.perf_counter() - started
 
@@ -57,13 +75,19 @@ def run_recipe(
     encoders = []
     if recipe.eval.base_model:
         encoders.append(_base_encoder(recipe, device))
-    encoders.append(Encoder.from_name(str(model_dir), device=device, batch_size=recipe.eval.batch_size, name=TRAINED))
+    encoders.append(
+        Encoder.from_name(
+            str(model_dir), device=device, batch_size=recipe.eval.batch_size, name=TRAINED
+        )
+    )
     results: list[EvalResult] = []
     from twotower.data.collection import load_collection
 
     collections = [load_collection(name, recipe.eval.split) for name in recipe.eval.collections]
     for collection in collections:
-        results += evaluate_systems(collection, encoders=encoders, bm25=recipe.eval.bm25, metrics=recipe.eval.metrics)
+        results += evaluate_systems(
+            collection, encoders=encoders, bm25=recipe.eval.bm25, metrics=recipe.eval.metrics
+        )
     timings["eval_s"] = time.perf_counter() - start
 
     rows = comparison_rows(results, BASE, TRAINED)
@@ -74,11 +98,17 @@ def run_recipe(
         timings["probe_s"] = time.perf_counter() - start
     timings["total_s"] = time.perf_counter() - started
     payload = {
-        "recipe": recipe.model_dump(mode="json"), "model_dir": str(model_dir), "train": train_info,
-        "results": [r.to_json() for r in results], "comparison": rows, "timings": timings,
+        "recipe": recipe.model_dump(mode="json"),
+        "model_dir": str(model_dir),
+        "train": train_info,
+        "results": [r.to_json() for r in results],
+        "comparison": rows,
+        "timings": timings,
     }
     (run_dir / "results.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    (run_dir / "report.md").write_text(_report(recipe, rows, results, train_info, timings, probe_md))
+    (run_dir / "report.md").write_text(
+        _report(recipe, rows, results, train_info, timings, probe_md)
+    )
     return payload
 
 
@@ -87,21 +117,45 @@ def _probe(encoders: list[Encoder], collection, output: Path) -> str:
     from twotower.analysis.encode import tower_embeddings
 
     towers = [tower_embeddings(encoder, collection, encoder.name) for encoder in encoders]
-    result = run_probe(towers, collection.qrels, output, exclude_same_id=collection.ids_are_shared(),
-                       data=collection.name, split=collection.split)
-    images = "\n".join(f"![{name}](probe/{name})" for name in sorted(result.files) if name.endswith(".png"))
+    result = run_probe(
+        towers,
+        collection.qrels,
+        output,
+        exclude_same_id=collection.ids_are_shared(),
+        data=collection.name,
+        split=collection.split,
+    )
+    images = "\n".join(
+        f"![{name}](probe/{name})" for name in sorted(result.files) if name.endswith(".png")
+    )
     return f"## Embedding space ({collection.name} {collection.split})\n\n{result.summary_markdown()}\n\n{images}\n\nDetails: [probe/probe.md](probe/probe.md)\n"
 
 
 def _report(recipe: Recipe, rows, results, train_info, timings, probe_md: str) -> str:
     minutes = timings["total_s"] / 60
     lines = [
-        f"# {recipe.name}", "", recipe.description.strip(), "",
+        f"# {recipe.name}",
+        "",
+        recipe.description.strip(),
+        "",
         f"Model `{recipe.model.name}` ({recipe.model.towers} towers), trained {train_info.get('steps', '?')} steps "
         f"on {train_info.get('examples', '?')} examples in {train_info.get('seconds', 0) / 60:.1f} min; "
-        f"whole run {minutes:.1f} min.", "",
-        "## Base → trained", "", markdown_comparison(rows), "",
-        "## All systems", "", markdown_table(results), "", probe_md,
-        "## Recipe", "", "```yaml", recipe_to_yaml(recipe).rstrip(), "```", "",
+        f"whole run {minutes:.1f} min.",
+        "",
+        "## Base → trained",
+        "",
+        markdown_comparison(rows),
+        "",
+        "## All systems",
+        "",
+        markdown_table(results),
+        "",
+        probe_md,
+        "## Recipe",
+        "",
+        "```yaml",
+        recipe_to_yaml(recipe).rstrip(),
+        "```",
+        "",
     ]
     return "\n".join(lines)

@@ -37,7 +37,9 @@ def _loss_log_callback(path: Path):
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and state.is_world_process_zero:
                 with path.open("a") as handle:
-                    handle.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **logs}) + "\n")
+                    handle.write(
+                        json.dumps({"step": state.global_step, "epoch": state.epoch, **logs}) + "\n"
+                    )
 
     return LossLog()
 
@@ -60,7 +62,8 @@ def last_complete_checkpoint(folder: Path) -> str | None:
         return None
     candidates = sorted(
         (p for p in folder.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()),
-        key=lambda p: int(p.name.split("-")[-1]), reverse=True,
+        key=lambda p: int(p.name.split("-")[-1]),
+        reverse=True,
     )
     for candidate in candidates:
         try:
@@ -72,7 +75,9 @@ def last_complete_checkpoint(folder: Path) -> str | None:
     return None
 
 
-def _frozen_document_setup(recipe: Recipe, model, examples: list[Example], negatives: int, collection):
+def _frozen_document_setup(
+    recipe: Recipe, model, examples: list[Example], negatives: int, collection
+):
     """Freeze the document route, encode the corpus once, and label each query with rows."""
     from datasets import Dataset
 
@@ -81,7 +86,9 @@ def _frozen_document_setup(recipe: Recipe, model, examples: list[Example], negat
     from twotower.training.frozen_documents import FrozenDocumentsLoss, label_rows
 
     if collection is None:
-        raise ConfigError("model.train_document_tower: false needs train.data (a collection whose corpus is indexed)")
+        raise ConfigError(
+            "model.train_document_tower: false needs train.data (a collection whose corpus is indexed)"
+        )
     query_params = {id(p) for m in route_modules(model, "query") for p in m.parameters()}
     for module in route_modules(model, "document"):
         for parameter in module.parameters():
@@ -89,19 +96,34 @@ def _frozen_document_setup(recipe: Recipe, model, examples: list[Example], negat
                 parameter.requires_grad_(False)
     encoder = Encoder(model, batch_size=64, name="document tower")
     documents, cached = encode_corpus(encoder, collection.corpus)
-    log.info("frozen document index: %d documents (%s)", len(documents), "cached" if cached else "encoded")
+    log.info(
+        "frozen document index: %d documents (%s)",
+        len(documents),
+        "cached" if cached else "encoded",
+    )
     row = collection.corpus.index
     rows = [e for e in examples if e.positive_id in row]
     width = max(len(collection.positives(e.query_id)) for e in rows)
     labels = [
-        label_rows(row[e.positive_id], [row[d] for d in e.negative_ids], sorted(row[d] for d in collection.positives(e.query_id) if d in row),
-                   negatives, width)
+        label_rows(
+            row[e.positive_id],
+            [row[d] for d in e.negative_ids],
+            sorted(row[d] for d in collection.positives(e.query_id) if d in row),
+            negatives,
+            width,
+        )
         for e in rows
     ]
     import torch
 
     dataset = Dataset.from_dict({"anchor": [e.query for e in rows], "label": labels})
-    loss = FrozenDocumentsLoss(model, torch.from_numpy(documents), recipe.loss, num_negatives=negatives, num_positive_ids=width)
+    loss = FrozenDocumentsLoss(
+        model,
+        torch.from_numpy(documents),
+        recipe.loss,
+        num_negatives=negatives,
+        num_positive_ids=width,
+    )
     return dataset, loss
 
 
@@ -173,21 +195,32 @@ def train_model(
 
     torch.manual_seed(recipe.optim.seed)
     model = build_model(
-        recipe.model.name, towers=recipe.model.towers, pooling=recipe.model.pooling,
-        max_length=recipe.train.max_document_length or recipe.model.max_document_length, query_prompt=recipe.model.query_prompt,
-        document_prompt=recipe.model.document_prompt, device=device,
+        recipe.model.name,
+        towers=recipe.model.towers,
+        pooling=recipe.model.pooling,
+        max_length=recipe.train.max_document_length or recipe.model.max_document_length,
+        query_prompt=recipe.model.query_prompt,
+        document_prompt=recipe.model.document_prompt,
+        device=device,
     )
     negatives = recipe.negatives.count if recipe.negatives.source != "none" else 0
     with_teacher = recipe.teacher.kind != "none"
-    device_type = device.split(":")[0] if device else ("cuda" if torch.cuda.is_available() else "cpu")
+    device_type = (
+        device.split(":")[0] if device else ("cuda" if torch.cuda.is_available() else "cpu")
+    )
     negative_queries = recipe.negatives.negative_queries
     if recipe.model.train_document_tower:
         dataset = Dataset.from_dict(to_columns(examples, negatives, with_teacher, negative_queries))
-        columns = {"num_hard_negative_columns": negatives, "num_negative_query_columns": negative_queries}
+        columns = {
+            "num_hard_negative_columns": negatives,
+            "num_negative_query_columns": negative_queries,
+        }
         if recipe.optim.mini_batch_size:
             from twotower.losses.cached import CachedSentenceTransformerLoss
 
-            loss = CachedSentenceTransformerLoss(model, recipe.loss, mini_batch_size=recipe.optim.mini_batch_size, **columns)
+            loss = CachedSentenceTransformerLoss(
+                model, recipe.loss, mini_batch_size=recipe.optim.mini_batch_size, **columns
+            )
         else:
             loss = SentenceTransformerLoss(model, recipe.loss, **columns)
     else:
@@ -196,7 +229,11 @@ def train_model(
         raise ConfigError("no training example has the requested number of negatives")
     router_mapping = None
     if recipe.model.towers == "separate":
-        router_mapping = {c: ("query" if is_query_column(c) else "document") for c in dataset.column_names if c != "label"}
+        router_mapping = {
+            c: ("query" if is_query_column(c) else "document")
+            for c in dataset.column_names
+            if c != "label"
+        }
     base_weights = _trainable_copy(model) if recipe.optim.wise_ft is not None else None
     args = SentenceTransformerTrainingArguments(
         output_dir=str(checkpoints),
@@ -221,7 +258,10 @@ def train_model(
         disable_tqdm=False,
     )
     trainer = SentenceTransformerTrainer(
-        model=model, args=args, train_dataset=dataset, loss=loss,
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        loss=loss,
         callbacks=[_loss_log_callback(run_dir / "train_log.jsonl")],
     )
     started = time.perf_counter()
@@ -238,5 +278,10 @@ def train_model(
         _set_max_length(model, recipe.model.max_document_length)
     model_dir = run_dir / "model"
     model.save(str(model_dir))
-    (model_dir / FINISHED).write_text(json.dumps({"steps": trainer.state.global_step, "seconds": seconds, "examples": len(dataset)}) + "\n")
+    (model_dir / FINISHED).write_text(
+        json.dumps(
+            {"steps": trainer.state.global_step, "seconds": seconds, "examples": len(dataset)}
+        )
+        + "\n"
+    )
     return TrainOutcome(model_dir, trainer.state.global_step, seconds, len(dataset), resume_from)
