@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -38,3 +40,9 @@ class ConfigError(TwotowerError):
 
 class ResolutionError(TwotowerError):
     """A model or collection name that could not be found."""
+
+
+def did_you_mean(name: object, valid: Iterable[str], *, quote: str = "'") -> str:
+    """``" (did you mean 'x'?)"`` for the valid name nearest to ``name``, or ``""``."""
+    close = difflib.get_close_matches(str(name), list(valid), n=1, cutoff=0.5)
+    return f" (did you mean {quote}{close[0]}{quote}?)" if close else ""

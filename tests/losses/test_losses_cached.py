@@ -51,8 +51,13 @@ def value_and_grads(loss, st_model, columns, labels):
 @pytest.mark.parametrize("mini_batch_size", [1, 3])
 @pytest.mark.parametrize(("specs", "columns", "labels", "kwargs"), CASES)
 def test_same_value_and_gradients_as_the_full_batch(
-    model, specs, columns, labels, kwargs, mini_batch_size
-):  # noqa: F811
+    model,  # noqa: F811 (the fixture imported above)
+    specs,
+    columns,
+    labels,
+    kwargs,
+    mini_batch_size,
+):
     torch.manual_seed(0)
     scores = torch.rand(4, len(columns) - 1) if labels else None
     full = SentenceTransformerLoss(model, specs, **kwargs)
