@@ -117,3 +117,21 @@ def test_an_interrupted_corpus_encoding_resumes_from_its_last_chunk(
     assert not list(cache.embedding_cache_dir().glob("*.parts"))  # parts removed once whole
     again, hit = encode_corpus(encoder, corpus)
     assert hit is True and np.array_equal(again, resumed)
+
+
+@pytest.mark.parametrize("variable", ["TWOTOWER_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"])
+def test_one_definition_of_offline_stops_model_and_dataset_downloads(
+    monkeypatch, tmp_path, variable
+):
+    """TWOTOWER_OFFLINE=1 (or Hugging Face's flags) stops model downloads as well as dataset ones."""
+    from twotower.data.locate import locate_collection
+
+    for name in ("TWOTOWER_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(variable, "1")
+    monkeypatch.setenv("TWOTOWER_CACHE", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ResolutionError, match="not in the Hugging Face cache"):
+        resolve_model("someone/not-a-model-xyz")
+    with pytest.raises(ResolutionError, match="not found"):
+        locate_collection("nfcorpus")

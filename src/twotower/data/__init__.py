@@ -2,7 +2,7 @@
 
 from twotower.data.beir import Corpus, Document, Qrels, iter_corpus, load_qrels, load_queries
 from twotower.data.collection import Collection, load_collection, load_corpus
-from twotower.data.locate import cache_root, locate_collection
+from twotower.data.locate import locate_collection
 from twotower.data.synthetic import load_synthetic_queries
 
 __all__ = [
@@ -10,7 +10,6 @@ __all__ = [
     "Corpus",
     "Document",
     "Qrels",
-    "cache_root",
     "iter_corpus",
     "load_collection",
     "load_corpus",

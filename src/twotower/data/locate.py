@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 from twotower.errors import ResolutionError
+from twotower.settings import cache_root, offline
 
 BEIR_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/{name}.zip"
 BEIR_NAMES = {
@@ -29,13 +30,6 @@ BEIR_NAMES = {
     "climate-fever",
     "scifact",
 }
-
-
-def cache_root() -> Path:
-    base = os.environ.get("TWOTOWER_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "twotower"
-    )
-    return Path(base)
 
 
 def search_dirs(data_dir: str | Path | None = None) -> list[Path]:
@@ -69,7 +63,7 @@ def locate_collection(
     for directory in looked:
         if is_collection_dir(directory / name):
             return (directory / name).resolve()
-    if download and name in BEIR_NAMES and not _offline():
+    if download and name in BEIR_NAMES and not offline():
         try:
             return download_beir(name, cache_root() / "datasets")
         except OSError as exc:
@@ -82,10 +76,6 @@ def locate_collection(
         f"collection '{name}' not found in {', '.join(map(str, looked))}{hint}; "
         "pass --data-dir DIR, set TWOTOWER_DATA, or give the folder's path"
     )
-
-
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TWOTOWER_OFFLINE") == "1"
 
 
 def download_beir(name: str, target_root: Path) -> Path:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from twotower.data.beir import Corpus
-from twotower.data.locate import cache_root
+from twotower.settings import cache_root
 from twotower.models.encoder import Encoder, Task
 
 log = logging.getLogger(__name__)

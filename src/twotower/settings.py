@@ -1,0 +1,25 @@
+"""Settings read from the environment: where caches live and whether to stay offline.
+
+One definition of each, used by data, models, negatives and teachers alike.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Any of these set to 1 means: never download a collection or a model.
+OFFLINE_VARIABLES = ("TWOTOWER_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
+def cache_root() -> Path:
+    """``$TWOTOWER_CACHE``, else ``$XDG_CACHE_HOME/twotower`` (``~/.cache/twotower``)."""
+    base = os.environ.get("TWOTOWER_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "twotower"
+    )
+    return Path(base)
+
+
+def offline() -> bool:
+    """Whether downloads are off: ``TWOTOWER_OFFLINE=1``, or Hugging Face's own offline flags."""
+    return any(os.environ.get(name) == "1" for name in OFFLINE_VARIABLES)
