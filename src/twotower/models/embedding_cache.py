@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from twotower.data.beir import Corpus
-from twotower.settings import cache_root
 from twotower.models.encoder import Encoder, Task
+from twotower.settings import cache_root
 
 log = logging.getLogger(__name__)
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
-import os
 import shutil
 import tempfile
 import zipfile
 from pathlib import Path
 
-from twotower.settings import cache_root, offline
 from twotower.errors import ResolutionError
+from twotower.settings import cache_root, offline
 
 log = logging.getLogger(__name__)
 

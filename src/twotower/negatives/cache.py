@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from twotower.data.collection import Collection
-from twotower.settings import cache_root
 from twotower.errors import InputError
 from twotower.negatives.io import read_negatives, write_negatives
 from twotower.negatives.table import Kind, NegativesTable
+from twotower.settings import cache_root
 
 FORMAT_VERSION = 1
 
