@@ -28,7 +28,8 @@ from .measures import (
     top1_similarity,
     uniformity,
 )
-from .probe import FIGURES, ModelProbe, ProbeResult, ProbeSettings, probe_model, run_probe
+from .probe import probe_model, run_probe
+from .results import FIGURES, ModelProbe, ProbeResult, ProbeSettings
 from .tsne import TsneResult, TsneSample, fit_tsne, select_tsne_sample
 
 __all__ = [

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -22,8 +21,7 @@ from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-if TYPE_CHECKING:
-    from .probe import ModelProbe, ProbeResult
+from .results import ModelProbe, ProbeResult  # noqa: E402
 
 QUERY_COLOR = "#1f77b4"
 DOC_COLOR = "#ff7f0e"
@@ -303,10 +301,8 @@ def plot_anisotropy(models: Sequence[ModelProbe], path: str | Path) -> Path:
     return _save(fig, Path(path))
 
 
-def write_figures(result: ProbeResult, output_dir: str | Path) -> dict[str, Path]:
-    """Draw every figure of ``result`` into ``output_dir``; file name -> path."""
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+def write_figures(result: ProbeResult, out: Path) -> dict[str, Path]:
+    """Draw every figure of ``result`` into the directory ``out``; file name -> path."""
     models = result.models
     files: dict[str, Path] = {}
     if any(m.tsne is not None for m in models):

@@ -1,13 +1,14 @@
-"""The probe: compute every measure for each model, draw the figures, write the report.
+"""The probe: compute every measure for each model (and, given a directory, write the report).
 
-Entry point: :func:`run_probe`. The numbers come back as a :class:`ProbeResult`, so the training
-report can embed :meth:`ProbeResult.summary_markdown` (e.g. base model vs trained model).
+Entry point: :func:`run_probe`. The numbers come back as a
+:class:`~twotower.analysis.results.ProbeResult`, so the training report can embed its
+``summary_markdown()`` (e.g. base model vs trained model); :mod:`twotower.analysis.report`
+writes the files.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +23,7 @@ from .embeddings import (
     reverse_relevant,
 )
 from .measures import (
-    Anisotropy,
     NegativeSoftmax,
-    Top1Similarity,
     alignment,
     anisotropy,
     negative_softmax,
@@ -34,155 +33,9 @@ from .measures import (
     top1_similarity,
     uniformity,
 )
-from .tsne import TsneResult, fit_tsne, select_tsne_sample
-
-FIGURES = (
-    "tsne.png",
-    "top1_similarity.png",
-    "negative_sampling.png",
-    "alignment_uniformity.png",
-    "anisotropy.png",
-)
-
-
-@dataclass
-class ProbeSettings:
-    """Every knob of a probe run (recorded in probe.json)."""
-
-    seed: int = 0
-    temperature: float = 0.05
-    negatives_k: int = 20
-    dual: bool = True
-    max_dual_anchors: int = 5000
-    uniformity_t: float = 2.0
-    alignment_alpha: float = 2.0
-    max_pairs: int = 1_000_000
-    exclude_same_id: bool = False
-    tsne: bool = True
-    tsne_queries: int = 300
-    tsne_random_docs: int = 300
-    tsne_perplexity: float = 30.0
-    tsne_max_iter: int = 1000
-
-    def validate(self) -> None:
-        if not self.temperature > 0:
-            raise ConfigError(f"temperature must be > 0, got {self.temperature}")
-        if self.negatives_k < 2:
-            raise ConfigError(f"negatives_k must be ≥ 2, got {self.negatives_k}")
-        if self.max_pairs < 1:
-            raise ConfigError(f"max_pairs must be ≥ 1, got {self.max_pairs}")
-        if self.tsne_queries < 0 or self.tsne_random_docs < 0:
-            raise ConfigError("t-SNE sample sizes must be ≥ 0")
-        if self.max_dual_anchors < 1:
-            raise ConfigError(f"max_dual_anchors must be ≥ 1, got {self.max_dual_anchors}")
-
-
-@dataclass
-class ModelProbe:
-    """All the numbers of one model.
-
-    ``uniformity`` has keys ``queries``, ``documents``, ``pooled`` (both towers together).
-    ``negatives`` is the query→document softmax over top negatives; ``dual_negatives`` the
-    document→query one (``None`` when disabled or no document has a judged query).
-    """
-
-    name: str
-    similarity: str
-    temperature: float
-    dim: int
-    n_queries: int
-    n_documents: int
-    n_judged_queries: int
-    n_positive_pairs: int
-    norms: dict
-    alignment: float
-    uniformity: dict[str, float]
-    anisotropy: Anisotropy
-    top1: Top1Similarity
-    negatives: NegativeSoftmax
-    dual_negatives: NegativeSoftmax | None = None
-    tsne: TsneResult | None = None
-
-    def summary(self) -> dict[str, float]:
-        """Headline numbers, in table order (NaN where not computed)."""
-        nan = float("nan")
-        dual = self.dual_negatives
-        return {
-            "alignment": self.alignment,
-            "uniformity_queries": self.uniformity["queries"],
-            "uniformity_documents": self.uniformity["documents"],
-            "uniformity_pooled": self.uniformity["pooled"],
-            "anisotropy_queries": self.anisotropy.query_mean_cosine,
-            "anisotropy_documents": self.anisotropy.document_mean_cosine,
-            "centroid_distance": self.anisotropy.centroid.distance,
-            "centroid_cosine": self.anisotropy.centroid.cosine,
-            "top1_hit_rate": self.top1.hit_rate,
-            "top1_relevant_mean": self.top1.relevant.mean,
-            "top1_non_relevant_mean": self.top1.non_relevant.mean,
-            "top1_auc": self.top1.auc,
-            "neg_entropy_median": self.negatives.entropy_summary.median,
-            "neg_max_prob_median": self.negatives.max_prob_summary.median,
-            "dual_neg_entropy_median": dual.entropy_summary.median if dual else nan,
-            "dual_neg_max_prob_median": dual.max_prob_summary.median if dual else nan,
-        }
-
-
-SUMMARY_LABELS = {
-    "alignment": "alignment E‖q−d⁺‖² (↓)",
-    "uniformity_queries": "uniformity, queries (↓)",
-    "uniformity_documents": "uniformity, documents (↓)",
-    "uniformity_pooled": "uniformity, pooled (↓)",
-    "anisotropy_queries": "mean pairwise cos, queries",
-    "anisotropy_documents": "mean pairwise cos, documents",
-    "centroid_distance": "centroid distance ‖μ_q−μ_d‖",
-    "centroid_cosine": "centroid cosine cos(μ_q, μ_d)",
-    "top1_hit_rate": "top-1 relevant (success@1)",
-    "top1_relevant_mean": "mean top-1 sim, relevant top-1",
-    "top1_non_relevant_mean": "mean top-1 sim, non-relevant top-1",
-    "top1_auc": "AUC of top-1 sim (hit vs miss)",
-    "neg_entropy_median": "median norm. entropy over negatives, q→d",
-    "neg_max_prob_median": "median max prob over negatives, q→d",
-    "dual_neg_entropy_median": "median norm. entropy over negatives, d→q",
-    "dual_neg_max_prob_median": "median max prob over negatives, d→q",
-}
-
-
-@dataclass
-class ProbeResult:
-    """What :func:`run_probe` computed and wrote.
-
-    ``files`` maps ``"tsne.png"`` … ``"anisotropy.png"``, ``"probe.md"`` and ``"probe.json"`` to
-    the written paths (a figure is absent when it was skipped, e.g. t-SNE disabled).
-    """
-
-    models: list[ModelProbe]
-    settings: ProbeSettings
-    output_dir: Path | None = None
-    files: dict[str, Path] = field(default_factory=dict)
-    split: str | None = None
-    data: str | None = None
-
-    def model(self, name: str) -> ModelProbe:
-        for m in self.models:
-            if m.name == name:
-                return m
-        raise KeyError(name)
-
-    def summary(self) -> dict[str, dict[str, float]]:
-        """model name -> headline numbers (see :meth:`ModelProbe.summary`)."""
-        return {m.name: m.summary() for m in self.models}
-
-    def summary_markdown(self, models: Sequence[str] | None = None) -> str:
-        """A markdown table, one row per measure, one column per model."""
-        from .report import summary_table
-
-        return summary_table(self, models)
-
-    def to_dict(self) -> dict:
-        """Everything, JSON-serialisable (the content of probe.json)."""
-        from .report import result_to_dict
-
-        return result_to_dict(self)
+from .report import write_report
+from .results import ModelProbe, ProbeResult, ProbeSettings
+from .tsne import fit_tsne, select_tsne_sample
 
 
 def probe_model(
@@ -378,15 +231,8 @@ def run_probe(
 
     result = ProbeResult(models=probes, settings=settings, data=data, split=split)
     if output_dir is not None:
-        from .plots import write_figures
-        from .report import write_json, write_markdown
-
-        out = Path(output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        result.output_dir = out
-        result.files.update(write_figures(result, out))
-        result.files["probe.json"] = write_json(result, out / "probe.json")
-        result.files["probe.md"] = write_markdown(result, out / "probe.md")
+        result.output_dir = Path(output_dir)
+        result.files = write_report(result, result.output_dir)
     return result
 
 

@@ -104,6 +104,7 @@ def fit_tsne(
     lacks are skipped. Perplexity is capped at
     (n_points - 1) / 3 for small samples (scikit-learn needs perplexity < n_points).
     """
+    # deferred on purpose: scikit-learn loads only when a t-SNE is fitted
     from sklearn.manifold import TSNE
     from threadpoolctl import threadpool_limits
 
