@@ -1,9 +1,10 @@
-"""Embedding-space probes of two-tower retrievers (issue 6).
+"""Embedding-space probes of two-tower retrievers (docs/methods.md §13).
 
 Give :func:`run_probe` one :class:`TowerEmbeddings` per model (the query and document
 embeddings of one split) and the split's qrels; it computes alignment / uniformity
-(Wang & Isola 2020), anisotropy and the centroid gap, the top-1 retrieved similarity split by
-relevance (SamToNe), the softmax over the hardest negatives (DANCE) and a t-SNE, writes
+(Wang & Isola 2020), anisotropy (Ethayarajh 2019) and the centroid gap, the top-1 retrieved
+similarity split by relevance and a t-SNE (SamToNe, Moiseev et al. 2023), the softmax over the
+hardest negatives (DANCE, Li et al. 2021), writes
 ``tsne.png``, ``top1_similarity.png``, ``negative_sampling.png``, ``alignment_uniformity.png``,
 ``anisotropy.png``, ``probe.md`` and ``probe.json``, and returns the numbers.
 """

@@ -8,9 +8,12 @@ normalised rows for a cosine model, raw rows for a dot-product model).
 References
     Wang & Isola 2020, "Understanding Contrastive Representation Learning through Alignment and
     Uniformity on the Hypersphere" (ICML): alignment and uniformity.
-    Ethayarajh 2019 / DANCE (Li et al. 2021, "More Robust Dense Retrieval with Contrastive Dual
-    Learning"): anisotropy of the query space; the softmax over hard negatives.
+    Ethayarajh 2019, "How Contextual are Contextualized Word Representations?" (EMNLP):
+    anisotropy as the mean cosine between embeddings.
+    DANCE (Li et al. 2021, "More Robust Dense Retrieval with Contrastive Dual Learning"): the
+    anisotropy of the query space it motivates; the softmax over hard negatives.
     SamToNe (Moiseev et al. 2023, ACL Findings): top-1 retrieved similarity of the two towers.
+    docs/methods.md §13 gathers the formulas.
 """
 
 from __future__ import annotations
