@@ -9,7 +9,7 @@ from tests.conftest import QRELS, write_collection
 from twotower.cli.main import app
 from twotower.data import load_collection, load_corpus, load_synthetic_queries
 from twotower.errors import InputError
-from twotower.training.pipeline import prepare_examples
+from twotower.training.pipeline import prepare_rows
 from twotower.training.recipe import load_recipe
 
 ROWS = [
@@ -106,11 +106,13 @@ def test_recipe_trains_on_synthetic_queries(tmp_path, tiny_model, tiny_collectio
     # The collection has no train split: the synthetic queries need only its corpus.
     synthetic = write_rows(tmp_path / "syn.jsonl", ROWS)
     recipe = load_recipe(synthetic_recipe(tmp_path, tiny_model, tiny_collection, synthetic))
-    data = prepare_examples(recipe)
-    assert [e.query for e in data.examples] == [r["query"] for r in ROWS]
-    assert [e.positive_id for e in data.examples] == ["d1", "d3", "d5", "d6"]
+    data = prepare_rows(recipe)
+    examples = data.rows.examples
+    assert [e.query for e in examples] == [r["query"] for r in ROWS]
+    assert [e.positive_id for e in examples] == ["d1", "d3", "d5", "d6"]
+    drawn = [data.rows.drawn(i) for i in range(len(examples))]
     assert all(
-        len(e.negative_ids) == 1 and e.negative_ids[0] != e.positive_id for e in data.examples
+        len(r.negative_keys) == 1 and r.negative_keys[0] != r.example.positive_id for r in drawn
     )
     assert data.info["synthetic_queries"]["types"] == {"question": 2, "keywords": 1, "untyped": 1}
     out = tmp_path / "run"
@@ -138,8 +140,8 @@ def test_recipe_joins_split_and_filters_types(tmp_path, tiny_model):
         synthetic,
         ", include_split: true, query_types: [question]",
     )
-    data = prepare_examples(load_recipe(path))
-    assert sorted(e.query_id for e in data.examples) == [
+    data = prepare_rows(load_recipe(path))
+    assert sorted(e.query_id for e in data.rows.examples) == [
         "q1",
         "q2",
         "q2",

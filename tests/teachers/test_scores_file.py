@@ -10,7 +10,7 @@ from twotower.cli.main import app
 from twotower.data import load_collection
 from twotower.errors import ConfigError, InputError
 from twotower.teachers import ScoresFileTeacher, load_teacher, read_scores
-from twotower.training.pipeline import prepare_examples
+from twotower.training.pipeline import prepare_rows
 from twotower.training.recipe import load_recipe
 
 runner = CliRunner()
@@ -98,19 +98,21 @@ def test_recipe_trains_from_mined_and_scored_files(tmp_path, tiny_model):
     )
     assert taught.exit_code == 0, taught.output
     recipe_path = files_recipe(tmp_path, tiny_model, collection, negatives, scores)
-    data = prepare_examples(load_recipe(recipe_path))
+    data = prepare_rows(load_recipe(recipe_path))
     table = {
         json.loads(line)["query_id"]: json.loads(line)["negative_ids"]
         for line in negatives.read_text().splitlines()
     }
     file_scores = read_scores(scores)
     assert data.info["negatives_file"]["queries"] == 3 and "mining" not in data.info
-    for example in data.examples:
-        assert example.negative_ids[0] in table[example.query_id]
+    for index in range(len(data.rows)):
+        row = data.rows.drawn(index)
+        example = row.example
+        assert row.negative_keys[0] in table[example.query_id]
         expected = [
-            file_scores[example.query_id][d] for d in (example.positive_id, *example.negative_ids)
+            file_scores[example.query_id][d] for d in (example.positive_id, *row.negative_keys)
         ]
-        assert example.teacher == pytest.approx(expected)
+        assert data.rows.teacher_row(row) == pytest.approx(expected)
     out = tmp_path / "run"
     result = runner.invoke(app, ["run", str(recipe_path), "--output-dir", str(out)])
     assert result.exit_code == 0, result.output

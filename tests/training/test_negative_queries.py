@@ -6,13 +6,9 @@ from typer.testing import CliRunner
 from tests.conftest import DOCS, QRELS, write_collection
 from twotower.cli.main import app
 from twotower.errors import ConfigError
-from twotower.training.examples import (
-    Example,
-    attach_negative_queries,
-    attach_teacher_scores,
-    to_columns,
-)
+from twotower.training.examples import Example
 from twotower.training.pipeline import weak_query_filter
+from twotower.training.rows import TrainingRows, teacher_scores_for
 from twotower.training.recipe import load_recipe
 
 
@@ -82,9 +78,10 @@ def test_separate_towers_route_negative_queries_to_the_query_tower(
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             seen["router_mapping"] = dict(self.args.router_mapping)
-            seen["columns"] = list(self.train_dataset.column_names)
-            seen["labels"] = list(self.train_dataset["label"])
-            seen["negative_queries"] = list(self.train_dataset["negative_query_1"])
+            rows = self.train_dataset[:]  # drawn when read
+            seen["columns"] = list(rows)
+            seen["labels"] = rows["label"]
+            seen["negative_queries"] = rows["negative_query_1"]
 
     forward = SentenceTransformerLoss.forward
 
@@ -92,7 +89,10 @@ def test_separate_towers_route_negative_queries_to_the_query_tower(
         features = list(sentence_features)
         seen.setdefault("tasks", []).append([f.get("task") for f in features])
         seen["loss_m"] = self.num_negative_query_columns
-        seen["label_shape"] = tuple(labels.shape)
+        seen["label_shape"] = tuple(labels["teacher_scores"].shape)
+        seen["ids"] = {
+            name: tuple(value.shape) for name, value in labels.items() if name != "teacher_scores"
+        }
         return forward(self, features, labels)
 
     monkeypatch.setattr(sentence_transformers, "SentenceTransformerTrainer", Recording)
@@ -108,7 +108,14 @@ def test_separate_towers_route_negative_queries_to_the_query_tower(
         ],
     )
     assert result.exit_code == 0, result.output
-    assert seen["columns"] == ["anchor", "positive", "negative_1", "negative_query_1", "label"]
+    assert seen["columns"] == [
+        "anchor",
+        "positive",
+        "negative_1",
+        "negative_query_1",
+        "label",
+        "twotower_ids",
+    ]
     assert seen["router_mapping"] == {
         "anchor": "query",
         "positive": "document",
@@ -122,6 +129,11 @@ def test_separate_towers_route_negative_queries_to_the_query_tower(
     assert seen["loss_m"] == 1
     assert all(len(row) == 1 + 1 + 1 for row in seen["labels"])  # 1 + K + M
     assert seen["label_shape"][1] == 3
+    # The ids of every text reach the loss (for false-negative masking).
+    n = seen["label_shape"][0]
+    assert seen["ids"]["query_ids"] == seen["ids"]["positive_ids"] == (n,)
+    assert seen["ids"]["hard_negative_ids"] == seen["ids"]["negative_query_ids"] == (n, 1)
+    assert seen["ids"]["query_positive_ids"][0] == n
     assert set(seen["negative_queries"]) <= {q["text"] for q in DUAL_QUERIES}
     assert (out / "model" / "TRAINING_DONE").is_file()
 
@@ -137,62 +149,59 @@ def test_shared_towers_train_with_negative_queries(tmp_path, tiny_model, dual_co
     assert info["examples_without_negative_queries"] == 0
 
 
-def test_attach_negative_queries_samples_deterministically_and_never_a_positive(train_collection):
-    from twotower.data.collection import load_collection
-
-    collection = load_collection(str(train_collection), "train")
+def _dual_rows(collection, table, seed=7):
     examples = [
         Example("q2 text", "doc3", query_id="q2", positive_id="d3"),
         Example("q2 text", "doc4", query_id="q2", positive_id="d4"),
         Example("q1 text", "doc1", query_id="q1", positive_id="d1"),
     ]
+    return TrainingRows(
+        examples, collection, negatives=0, negative_queries=3, seed=seed, queries=table
+    )
+
+
+def test_negative_queries_are_drawn_deterministically_and_never_a_positive(train_collection):
+    from twotower.data.collection import load_collection
+
+    collection = load_collection(str(train_collection), "train")
     # A table that (wrongly) lists the query itself and a query judging the document: both skipped.
     table = {"d3": ["q2", "q1", "q3"], "d4": ["q2"], "d1": ["q1", "q2", "q3"]}
-    missing = attach_negative_queries(examples, table, collection, 3, seed=7)
-    assert missing == 1 and examples[1].negative_queries == []
-    assert (
-        set(examples[0].negative_query_ids) <= {"q1", "q3"}
-        and len(examples[0].negative_query_ids) == 3
-    )
-    assert set(examples[2].negative_query_ids) <= {"q2", "q3"}
-    assert examples[2].negative_queries == [
-        collection.queries[q] for q in examples[2].negative_query_ids
+    rows = _dual_rows(collection, table)
+    assert rows.dropped == {"negatives": 0, "negative_queries": 1} and len(rows) == 2
+    first, second = rows.drawn(0), rows.drawn(1)
+    assert set(first.negative_query_keys) <= {"q1", "q3"} and len(first.negative_query_keys) == 3
+    assert set(second.negative_query_keys) <= {"q2", "q3"}
+    assert second.negative_queries == [collection.queries[q] for q in second.negative_query_keys]
+    again = _dual_rows(collection, table)
+    assert [again.drawn(i).negative_query_keys for i in range(2)] == [
+        rows.drawn(i).negative_query_keys for i in range(2)
     ]
-    again = [
-        Example("q2 text", "doc3", query_id="q2", positive_id="d3"),
-        Example("q2 text", "doc4", query_id="q2", positive_id="d4"),
-        Example("q1 text", "doc1", query_id="q1", positive_id="d1"),
-    ]
-    attach_negative_queries(again, table, collection, 3, seed=7)
-    assert [e.negative_query_ids for e in again] == [e.negative_query_ids for e in examples]
 
 
 def test_teacher_scores_and_columns_with_negative_queries():
     examples = [
-        Example("q", "d+", ["d-1", "d-2"], negative_queries=["nq1", "nq2"]),
-        Example("r", "e+", ["e-1", "e-2"], negative_queries=["nr1"]),  # too few: left out
+        Example("q", "d+", ["d-1", "d-2"], query_id="q"),
+        Example("r", "e+", ["e-1"], query_id="r"),  # too few negatives: left out
     ]
+    rows = TrainingRows(examples, None, negatives=2)
+    assert len(rows) == 1 and rows.dropped["negatives"] == 1
     pairs = []
 
     def score(queries, documents):
         pairs.extend(zip(queries, documents, strict=True))
         return list(range(len(queries)))
 
-    attach_teacher_scores(examples, score)
-    assert pairs[:5] == [("q", "d+"), ("q", "d-1"), ("q", "d-2"), ("nq1", "d+"), ("nq2", "d+")]
-    assert examples[0].teacher == [0, 1, 2, 3, 4]
-    columns = to_columns(examples, 1, True, negative_queries=2)
-    assert list(columns) == [
+    rows.teacher_scores = teacher_scores_for(rows, score, [rows.drawn(0)])
+    assert pairs == [("q", "d+"), ("q", "d-1"), ("q", "d-2")]
+    row = rows.read(0, with_teacher=True)
+    assert [k for k in row if k != "twotower_ids"] == [
         "anchor",
         "positive",
         "negative_1",
-        "negative_query_1",
-        "negative_query_2",
+        "negative_2",
         "label",
     ]
-    assert columns["negative_query_2"] == ["nq2"]
-    # [T(q,d+), T(q,d-_1), T(nq1,d+), T(nq2,d+)]: the second hard negative's score is skipped.
-    assert columns["label"] == [[0, 1, 3, 4]]
+    assert row["negative_2"] == "d-2" and row["label"] == [0, 1, 2]
 
 
 def write(tmp_path, text):
@@ -263,16 +272,18 @@ def test_drop_below_percentile_needs_a_teacher(tmp_path):
 
 def test_weak_query_filter_drops_queries_whose_best_score_is_low():
     best = {"a": 0.9, "b": 0.8, "c": 0.3, "d": 0.6}
-    examples = [Example(q, "pos", ["neg"], query_id=q, teacher=[s, s / 2]) for q, s in best.items()]
+    examples = [Example(q, f"pos-{q}", [f"neg-{q}"], query_id=q) for q in best]
+    scores = {(q, f"pos-{q}"): s for q, s in best.items()}
+    scores.update({(q, f"neg-{q}"): s / 2 for q, s in best.items()})
     # A second example of query "c" with a better document lifts its best score.
-    examples.append(Example("c", "pos2", ["neg"], query_id="c", teacher=[0.1, 0.95]))
-    # A negative query's score (after the documents) never counts for the query.
-    examples.append(
-        Example("d", "pos3", ["neg"], query_id="d", teacher=[0.2, 0.1, 5.0], negative_queries=["x"])
-    )
+    examples.append(Example("c", "pos2", ["neg2"], query_id="c"))
+    scores.update({("c", "pos2"): 0.1, ("c", "neg2"): 0.95})
+    rows = TrainingRows(examples, None, negatives=1)
+    rows.teacher_scores = scores
+    drawn = [rows.drawn(i) for i in range(len(rows))]
     # Best scores a 0.9, b 0.8, c 0.95, d 0.6: the 25th percentile (0.75) drops d only.
-    assert weak_query_filter(examples, 25) == {"a", "b", "c"}
-    assert weak_query_filter(examples, 0) == {"a", "b", "c", "d"}
+    assert weak_query_filter(rows, drawn, 25) == {"a", "b", "c"}
+    assert weak_query_filter(rows, drawn, 0) == {"a", "b", "c", "d"}
 
 
 def test_listwise_run_drops_weak_queries_and_normalises(tmp_path, tiny_model, train_collection):
@@ -288,13 +299,13 @@ optim: {{batch_size: 2, max_steps: 1, save_steps: 100, precision: fp32}}
 """
     path = tmp_path / "listwise.yaml"
     path.write_text(text)
-    from twotower.training.pipeline import prepare_examples
+    from twotower.training.pipeline import prepare_rows
 
     recipe = load_recipe(path)
-    data = prepare_examples(recipe)
+    data = prepare_rows(recipe)
     assert data.info["weak_queries_dropped"] >= 1
-    assert data.info["examples"] == len(data.examples) < 4
-    assert all(0.0 <= s <= 1.0 for e in data.examples for s in e.teacher)
+    assert data.info["examples"] == len(data.rows) < 4
+    assert all(0.0 <= s <= 1.0 for s in data.rows.teacher_scores.values())
     result = CliRunner().invoke(app, ["train", str(path), "--output-dir", str(tmp_path / "lw")])
     assert result.exit_code == 0, result.output
     from sentence_transformers import SentenceTransformer

@@ -19,13 +19,18 @@ and ``DistillKLDivLoss``:
 Margins are stored as T(q, d+) = 0, T(negative) = -margin: Margin-MSE and the KL term only use
 differences of teacher scores, so this is exact for them; the listwise near-top mask (a ratio of
 the top score) needs absolute scores, so give full scores for ``listwise_kl`` with
-``near_top_ratio``. ST batches carry no ids, so no id-based false-negative masking happens here
-(use ``BatchSamplers.NO_DUPLICATES``).
+``near_top_ratio``.
+
+Labels may instead be a mapping: ``{"teacher_scores": <the tensor above or None>, "query_ids":
+(N,), "positive_ids": (N,), "hard_negative_ids": (N, K), "negative_query_ids": (N, M),
+"query_positive_ids": (N, L) padded with -1}`` (int64). With ids, the losses mask false
+negatives by id: a known positive of q_i that appears as another row's positive or hard
+negative, a repeated document or query. twotower's training rows always send them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
@@ -34,8 +39,18 @@ from torch import Tensor, nn
 from twotower.errors import ConfigError
 from twotower.losses.base import EmbeddingLoss
 from twotower.losses.batch import BatchLayout, BatchShapeError, EmbeddingBatch
-from twotower.losses.combined import CombinedLoss
 from twotower.losses.spec import build_loss
+
+# The keys of a mapping label: teacher scores and the id tensors of EmbeddingBatch.
+TEACHER_SCORES = "teacher_scores"
+ID_FIELDS = (
+    "query_ids",
+    "positive_ids",
+    "hard_negative_ids",
+    "negative_query_ids",
+    "query_positive_ids",
+)
+Labels = Tensor | Mapping[str, Tensor | None] | None
 
 try:  # sentence-transformers >= 5: one merged forward for like-shaped columns
     from sentence_transformers.base.losses.merged_forward import embed_columns as _embed_columns
@@ -106,9 +121,7 @@ class SentenceTransformerLoss(nn.Module):
                 " with dual_weight > 0 and dual_negatives='mined')"
             )
 
-    def embeddings_to_batch(
-        self, embeddings: list[Tensor], labels: Tensor | None
-    ) -> EmbeddingBatch:
+    def embeddings_to_batch(self, embeddings: list[Tensor], labels: Labels) -> EmbeddingBatch:
         m = self.num_negative_query_columns
         k = len(embeddings) - 2 - m
         if k < 0:
@@ -126,9 +139,23 @@ class SentenceTransformerLoss(nn.Module):
             hard_negatives=torch.stack(embeddings[2 : 2 + k], dim=1) if k else None,
             negative_queries=torch.stack(embeddings[2 + k :], dim=1) if m else None,
         )
+        scores = labels
+        if isinstance(labels, Mapping):
+            scores = labels.get(TEACHER_SCORES)
+            self._attach_ids(batch, labels, k, m)
         if "teacher" in self.loss.reads:
-            self._attach_teacher(batch, labels, k, m)
+            self._attach_teacher(batch, scores, k, m)
         return batch
+
+    @staticmethod
+    def _attach_ids(batch: EmbeddingBatch, labels: Mapping[str, Tensor | None], k: int, m: int):
+        device = batch.queries.device
+        ids = {name: labels.get(name) for name in ID_FIELDS}
+        widths = {"hard_negative_ids": k, "negative_query_ids": m}
+        for name, value in ids.items():
+            if value is None or widths.get(name, 1) == 0:
+                continue
+            setattr(batch, name, value.to(device=device, dtype=torch.long))
 
     @staticmethod
     def _attach_teacher(batch: EmbeddingBatch, labels: Tensor | None, k: int, m: int) -> None:
@@ -156,15 +183,11 @@ class SentenceTransformerLoss(nn.Module):
         if m:
             batch.teacher_negative_query_scores = t_rest[:, k:]
 
-    def forward(
-        self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None
-    ) -> Tensor:
+    def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Labels) -> Tensor:
         embeddings = _embed_columns(self.model, list(sentence_features))
         return self.compute_loss_from_embeddings(embeddings, labels)
 
-    def compute_loss_from_embeddings(
-        self, embeddings: list[Tensor], labels: Tensor | None
-    ) -> Tensor:
+    def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Labels) -> Tensor:
         """sentence-transformers' signature: per-column embeddings + labels."""
         return self.loss.compute_loss_from_embeddings(
             self.embeddings_to_batch(list(embeddings), labels)
@@ -180,9 +203,5 @@ class SentenceTransformerLoss(nn.Module):
     def citation(self) -> str:
         return self.loss.citation
 
-    @property
-    def combined(self) -> CombinedLoss | None:
-        return self.loss if isinstance(self.loss, CombinedLoss) else None
 
-
-__all__ = ["SentenceTransformerLoss"]
+__all__ = ["ID_FIELDS", "TEACHER_SCORES", "SentenceTransformerLoss"]

@@ -33,8 +33,14 @@ def parse_teacher_spec(spec: str) -> tuple[str, str]:
     return kind, name.strip()
 
 
-def load_teacher(
-    spec: str,
+def load_teacher(spec: str, **options) -> Teacher:
+    """The teacher a command-line spec ``KIND:NAME`` names; options as :func:`build_teacher`."""
+    return build_teacher(*parse_teacher_spec(spec), **options)
+
+
+def build_teacher(
+    kind: str,
+    name: str,
     *,
     corpus: Corpus | None = None,
     collection: Collection | None = None,
@@ -46,9 +52,12 @@ def load_teacher(
     show_progress: bool = True,
     use_cache: bool = True,
 ) -> Teacher:
-    """Build the teacher a spec names; ``fusion`` needs the ``corpus`` it scores, ``file`` the
-    ``collection`` whose ids the file uses."""
-    kind, name = parse_teacher_spec(spec)
+    """Build a teacher of ``kind`` (a name of :data:`KINDS` or an alias, as a recipe's
+    ``teacher.kind``); ``fusion`` needs the ``corpus`` it scores, ``file`` the ``collection``
+    whose ids the file uses."""
+    kind = ALIASES.get(kind, kind)
+    if kind not in KINDS:
+        raise ConfigError(f"teacher kind '{kind}': expected one of {', '.join(KINDS)}")
     if kind == "file":
         from twotower.teachers.scores_file import ScoresFileTeacher
 

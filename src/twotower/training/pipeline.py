@@ -12,34 +12,34 @@ from typing import Any
 import numpy as np
 
 from twotower.data.collection import Collection, load_collection
-from twotower.training.examples import (
-    Example,
-    attach_negative_pool,
-    attach_negative_queries,
-    attach_negatives,
-    attach_teacher_scores,
-    examples_from_collection,
-    examples_from_jsonl,
-)
+from twotower.errors import ConfigError
+from twotower.training.examples import examples_from_collection, examples_from_jsonl
 from twotower.training.recipe import Recipe, recipe_to_yaml
+from twotower.training.rows import TrainingRows, query_key, teacher_scores_for
 
 log = logging.getLogger(__name__)
+
+# Mined candidates per hard negative a row draws, so each example of a query draws its own.
+POOL_FACTOR = 4
+# Negative queries mined per document: at least this many, to draw from (DANCE samples 20).
+NEGATIVE_QUERY_POOL = 20
 
 
 @dataclass
 class PreparedData:
-    examples: list[Example]
+    rows: TrainingRows
     collection: Collection | None
     info: dict[str, Any] = field(default_factory=dict)
 
 
 def _teacher(recipe: Recipe, collection: Collection | None, device: str | None):
-    from twotower.teachers.spec import load_teacher
+    from twotower.teachers.spec import build_teacher
 
     if recipe.teacher.kind == "none":
         return None
-    return load_teacher(
-        f"{recipe.teacher.kind}:{recipe.teacher.model}",
+    return build_teacher(
+        recipe.teacher.kind,
+        recipe.teacher.model,
         collection=collection,
         alpha=recipe.teacher.alpha,
         device=device,
@@ -70,45 +70,62 @@ def training_collection(recipe: Recipe, info: dict[str, Any] | None = None) -> C
     return collection
 
 
-def prepare_examples(recipe: Recipe, *, device: str | None = None) -> PreparedData:
-    """Training rows of the recipe: pairs, sampled hard negatives, teacher scores."""
-    from twotower.negatives.mine import RankWindow, mine_negatives
+def _retriever(recipe: Recipe, source: str, device: str | None):
     from twotower.negatives.retrievers import make_retriever
+
+    model = None if source == "bm25" else (recipe.negatives.model or recipe.model.name)
+    return make_retriever(source, model, alpha=recipe.negatives.alpha, device=device)
+
+
+def _file_width(examples, count: int | None, info: dict[str, Any]) -> int:
+    """Negatives per row of a triples file: ``count``, else the fewest of the rows that have any."""
+    widths = [len(e.negatives) for e in examples if e.negatives]
+    width = count if count is not None else (min(widths) if widths else 0)
+    info["triples"] = {
+        "negatives_per_row": width,
+        "rows_with_negatives": len(widths),
+        "widest_row": max(widths, default=0),
+    }
+    return width
+
+
+def prepare_rows(recipe: Recipe, *, device: str | None = None) -> PreparedData:
+    """The training rows of the recipe: examples, negatives tables, teacher scores."""
+    from twotower.negatives.mine import RankWindow, mine_negatives
 
     info: dict[str, Any] = {}
     started = time.perf_counter()
+    neg = recipe.negatives
     collection = None
+    documents = None
     if recipe.train.pairs:
         examples = examples_from_jsonl(recipe.train.pairs, recipe.train.max_examples)
-        if recipe.negatives.source != "none":
-            from twotower.errors import ConfigError
-
+        if neg.source != "none":
             raise ConfigError(
                 "negatives.source mines from a collection: with train.pairs, put negatives in the file"
             )
+        count = _file_width(examples, neg.count, info)
     else:
         collection = training_collection(recipe, info)
         examples = examples_from_collection(collection, recipe.train.max_examples)
+        count = 0 if neg.source == "none" else (1 if neg.count is None else neg.count)
     teacher = _teacher(recipe, collection, device)
-    neg = recipe.negatives
     retriever = None
-    if neg.source != "none" and neg.count > 0 and collection is not None:
+    if count > 0 and collection is not None:
         if neg.source == "file":  # mined earlier (twotower mine) or by another tool
             from twotower.negatives.io import read_negatives
 
-            table = read_negatives(neg.file, collection, kind="documents")
+            documents = read_negatives(neg.file, collection, kind="documents")
             info["negatives_file"] = {
                 "file": neg.file,
-                "queries": len(table),
-                "negatives": table.total(),
+                "queries": len(documents),
+                "negatives": documents.total(),
             }
         else:
-            model = None if neg.source == "bm25" else (neg.model or recipe.model.name)
-            retriever = make_retriever(neg.source, model, alpha=recipe.teacher.alpha, device=device)
-            # A pool several times larger than needed, so each example of a query draws its own
-            # (a frozen index takes the whole pool).
-            pool = 4 * neg.count if recipe.model.train_document_tower else neg.count
-            table, stats = mine_negatives(
+            retriever = _retriever(recipe, neg.source, device)
+            # A frozen index takes the whole pool in rank order; else each row draws from it.
+            pool = POOL_FACTOR * count if recipe.model.train_document_tower else count
+            documents, stats = mine_negatives(
                 collection,
                 retriever,
                 window=RankWindow(*neg.rank_window),
@@ -118,53 +135,67 @@ def prepare_examples(recipe: Recipe, *, device: str | None = None) -> PreparedDa
                 margin=neg.false_negative_margin,
             )
             info["mining"] = stats.to_json()
-        if recipe.model.train_document_tower:
-            missing = attach_negatives(examples, table, collection, neg.count, neg.seed)
-        else:
-            missing = attach_negative_pool(examples, table, collection, neg.count)
-        info["examples_without_negatives"] = missing
+    queries = None
     if neg.negative_queries > 0:
-        _attach_negative_queries(recipe, examples, collection, device, info, retriever)
+        queries = _negative_queries(recipe, collection, device, info, retriever)
+    rows = TrainingRows(
+        examples,
+        collection,
+        negatives=count,
+        negative_queries=neg.negative_queries,
+        seed=neg.seed,
+        documents=documents,
+        queries=queries,
+        pool=not recipe.model.train_document_tower,
+    )
+    info["negatives_per_row"] = count
+    info["negative_queries_per_row"] = neg.negative_queries
+    info["examples_without_negatives"] = rows.dropped["negatives"]
+    info["examples_without_negative_queries"] = rows.dropped["negative_queries"]
     if teacher is not None:
-        attach_teacher_scores(examples, teacher.score_pairs)
-        keep = None
-        if recipe.teacher.drop_below_percentile is not None:
-            keep = weak_query_filter(examples, recipe.teacher.drop_below_percentile)
-        if recipe.teacher.normalize:
-            _normalise_teacher(examples, info)  # bounds over the whole collection, before dropping
-        if keep is not None:
-            before_queries = len({_query_key(e) for e in examples})
-            before = len(examples)
-            examples = [e for e in examples if _query_key(e) in keep]
-            info["weak_queries_dropped"] = before_queries - len(keep)
-            info["weak_query_examples_dropped"] = before - len(examples)
-            log.info(
-                "dropped %d of %d queries whose best teacher score is below the %gth percentile",
-                before_queries - len(keep),
-                before_queries,
-                recipe.teacher.drop_below_percentile,
-            )
-    info["examples"] = len(examples)
+        _score_rows(recipe, rows, teacher, info)
+    info["examples"] = len(rows)
     info["prepare_s"] = time.perf_counter() - started
-    return PreparedData(examples, collection, info)
+    return PreparedData(rows, collection, info)
 
 
-def _attach_negative_queries(
+def _score_rows(recipe: Recipe, rows: TrainingRows, teacher, info: dict[str, Any]) -> None:
+    """Teacher scores of the rows as drawn now, then the optional weak-query filter and
+    percentile normalisation (Tamber et al. 2025)."""
+    drawn = [rows.drawn(i) for i in range(len(rows))]
+    rows.teacher_scores = teacher_scores_for(rows, teacher.score_pairs, drawn)
+    keep = None
+    if recipe.teacher.drop_below_percentile is not None:
+        keep = weak_query_filter(rows, drawn, recipe.teacher.drop_below_percentile)
+    if recipe.teacher.normalize:  # bounds over the whole collection, before dropping
+        _normalise_teacher(rows, drawn, info)
+    if keep is not None:
+        before_queries = len({query_key(r.example) for r in drawn})
+        dropped = rows.keep_queries(keep)
+        info["weak_queries_dropped"] = before_queries - len(keep)
+        info["weak_query_examples_dropped"] = dropped
+        log.info(
+            "dropped %d of %d queries whose best teacher score is below the %gth percentile",
+            before_queries - len(keep),
+            before_queries,
+            recipe.teacher.drop_below_percentile,
+        )
+
+
+def _negative_queries(
     recipe: Recipe,
-    examples: list[Example],
     collection: Collection | None,
     device: str | None,
     info: dict[str, Any],
     retriever=None,
-) -> None:
-    """DANCE negative queries (METHODS §2): for each positive document, the training queries its
-    embedding retrieves (ranks ``negative_query_window``, never a query with the document as a
-    positive), 20 sampled per document (or M if more), then M per example. ``retriever``: the one
-    that mined the hard negatives, if any (else ``negatives.source``, or dense with the model)."""
-    from twotower.errors import ConfigError
+):
+    """DANCE's negative queries (Li et al. 2021): for each positive document, the training
+    queries its embedding retrieves (ranks ``negative_query_window``, never a query with the
+    document as a positive), :data:`NEGATIVE_QUERY_POOL` sampled per document (or M if more),
+    then M drawn per row. ``retriever``: the one that mined the hard negatives, if any (else
+    ``negatives.source``, or dense with the model)."""
     from twotower.negatives.mine import RankWindow
     from twotower.negatives.queries import mine_negative_queries
-    from twotower.negatives.retrievers import make_retriever
 
     neg = recipe.negatives
     if collection is None:
@@ -172,50 +203,46 @@ def _attach_negative_queries(
             "negatives.negative_queries mines a collection's training queries: set train.data"
         )
     if retriever is None:
-        source = neg.source if neg.source not in ("none", "file") else "dense"
-        model = None if source == "bm25" else (neg.model or recipe.model.name)
-        retriever = make_retriever(source, model, alpha=recipe.teacher.alpha, device=device)
+        retriever = _retriever(
+            recipe, neg.source if neg.source not in ("none", "file") else "dense", device
+        )
     table, stats = mine_negative_queries(
         collection,
         retriever,
         window=RankWindow(*neg.negative_query_window),
-        count=max(20, neg.negative_queries),
+        count=max(NEGATIVE_QUERY_POOL, neg.negative_queries),
         seed=neg.seed,
     )
     info["negative_query_mining"] = stats.to_json()
-    info["examples_without_negative_queries"] = attach_negative_queries(
-        examples, table, collection, neg.negative_queries, neg.seed
-    )
+    return table
 
 
-def _query_key(example: Example) -> str:
-    return example.query_id if example.query_id is not None else example.query
-
-
-def weak_query_filter(examples: list[Example], percentile: float) -> set[str]:
-    """The queries to keep (ids, or texts for id-less pairs): those whose best teacher score over
-    their documents (positive and hard negatives, all of the query's examples) is not below the
-    ``percentile``-th percentile of the queries' best scores (Tamber et al. 2025; METHODS §5)."""
+def weak_query_filter(rows: TrainingRows, drawn, percentile: float) -> set[str]:
+    """The queries to keep (ids, or texts for id-less pairs): those whose best teacher score
+    over their documents (positive and hard negatives, all of the query's rows) is not below
+    the ``percentile``-th percentile of the queries' best scores (Tamber et al. 2025)."""
     from twotower.teachers.normalize import keep_queries
 
     scores: dict[str, dict[str, float]] = {}
-    for index, example in enumerate(examples):
-        documents = (example.teacher or [])[: 1 + len(example.negatives)]  # not T(q-, d+)
-        per_query = scores.setdefault(_query_key(example), {})
+    for index, row in enumerate(drawn):
+        documents = rows.teacher_row(row)[: 1 + len(row.negatives)]  # not T(q-, d+)
+        per_query = scores.setdefault(query_key(row.example), {})
         for slot, score in enumerate(documents):
             per_query[f"{index}:{slot}"] = float(score)
     return set(keep_queries(scores, percentile))
 
 
-def _normalise_teacher(examples: list[Example], info: dict[str, Any]) -> None:
+def _normalise_teacher(rows: TrainingRows, drawn, info: dict[str, Any]) -> None:
+    """Percentile min-max normalisation; bounds over every score of every row, as drawn."""
     from twotower.teachers.normalize import normalize_percentile, percentile_bounds
 
-    flat = np.array([s for e in examples for s in (e.teacher or [])], dtype=np.float64)
+    flat = np.array([s for row in drawn for s in rows.teacher_row(row)], dtype=np.float64)
     bounds = percentile_bounds(flat)
     info["teacher_bounds"] = bounds
-    for example in examples:
-        if example.teacher is not None:
-            example.teacher = normalize_percentile(example.teacher, bounds).tolist()
+    assert rows.teacher_scores is not None
+    keys = list(rows.teacher_scores)
+    values = normalize_percentile([rows.teacher_scores[k] for k in keys], bounds)
+    rows.teacher_scores = dict(zip(keys, map(float, values), strict=True))
 
 
 def default_run_dir(recipe: Recipe) -> Path:
@@ -248,9 +275,9 @@ def train_recipe(
     from twotower.training.trainer import train_model
 
     write_recipe(recipe, run_dir)
-    data = prepare_examples(recipe, device=device)
+    data = prepare_rows(recipe, device=device)
     (run_dir / "data.json").write_text(json.dumps(data.info, indent=2, default=str) + "\n")
-    log.info("training on %d examples", len(data.examples))
+    log.info("training on %d examples", len(data.rows))
     return train_model(
-        recipe, data.examples, run_dir, resume=resume, device=device, collection=data.collection
+        recipe, data.rows, run_dir, resume=resume, device=device, collection=data.collection
     ), data

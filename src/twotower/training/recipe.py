@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from twotower.errors import ConfigError
-from twotower.losses.spec import parse_loss_specs
+from twotower.losses.spec import LossSpec, build_loss, parse_loss_specs
 
 
 class Section(BaseModel):
@@ -77,7 +77,11 @@ class NegativesConfig(Section):
     source: Literal["none", "bm25", "dense", "fusion", "file"] = "none"
     model: str | None = None  # dense / fusion retriever; default: the model being trained
     file: str | None = None  # source file: a negatives JSONL (twotower mine), used as it is
-    count: int = Field(1, ge=0)
+    # Hard negatives per training row. None: 1 when mined; a triples file's width (the fewest
+    # negatives of its rows that have any) for train.pairs.
+    count: int | None = Field(None, ge=0)
+    # fusion retriever: weight of BM25 against the dense model (linear fusion of min-max scores).
+    alpha: float = Field(0.5, ge=0, le=1)
     rank_window: tuple[int, int] = (10, 100)
     false_negative_margin: float | None = None  # needs a teacher
     seed: int = 0
@@ -170,21 +174,21 @@ class Recipe(Section):
     train: TrainDataConfig = Field(default_factory=TrainDataConfig)
     negatives: NegativesConfig = Field(default_factory=NegativesConfig)
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
-    loss: list[dict[str, Any]] = Field(
-        default_factory=lambda: [{"loss": "contrastive", "preset": "mnrl"}]
+    # Validated loss specs (twotower.losses.spec), kept as parsed.
+    loss: list[LossSpec] = Field(
+        default_factory=lambda: parse_loss_specs([{"loss": "contrastive", "preset": "mnrl"}])
     )
     optim: OptimConfig = Field(default_factory=OptimConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     output_dir: str | None = None
 
-    @field_validator("loss")
+    @field_validator("loss", mode="before")
     @classmethod
-    def _losses(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _losses(cls, value: Any) -> list:
         try:
-            parse_loss_specs(value)
+            return parse_loss_specs(value)
         except ConfigError as exc:  # re-raised as ValueError so the message gains file and line
             raise ValueError(str(exc)) from None
-        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Recipe:
@@ -192,7 +196,7 @@ class Recipe(Section):
             raise ValueError(
                 "negatives.false_negative_margin filters by teacher score: set teacher.kind and teacher.model"
             )
-        needs_teacher = {spec.get("loss") for spec in self.loss} & {"margin_mse", "listwise_kl"}
+        needs_teacher = {spec.loss for spec in self.loss} & {"margin_mse", "listwise_kl"}
         if needs_teacher and self.teacher.kind == "none":
             raise ValueError(
                 f"loss {sorted(needs_teacher)} needs teacher scores: set teacher.kind and teacher.model"
@@ -201,7 +205,8 @@ class Recipe(Section):
             raise ValueError(
                 f"loss {sorted(needs_teacher)} with a frozen document tower is not supported yet"
             )
-        if "margin_mse" in needs_teacher and self.negatives.count < 1:
+        no_negatives = self.negatives.source == "none" and not self.train.pairs
+        if "margin_mse" in needs_teacher and (self.negatives.count == 0 or no_negatives):
             raise ValueError(
                 "loss margin_mse needs hard negatives: set negatives.source and negatives.count >= 1"
             )
@@ -218,10 +223,7 @@ class Recipe(Section):
         return self
 
     def _check_negative_queries(self) -> None:
-        from twotower.losses.spec import build_loss
-
-        specs = parse_loss_specs(self.loss)
-        for spec in specs:
+        for spec in self.loss:
             if spec.loss != "margin_mse" or spec.dual_weight <= 0:
                 continue
             if spec.dual_negatives == "in_batch":
@@ -239,7 +241,7 @@ class Recipe(Section):
         if m == 0:
             return
         try:
-            reads = build_loss(specs).reads
+            reads = build_loss(self.loss).reads
         except ConfigError as exc:  # as a ValueError, so the message gains file and line
             raise ValueError(str(exc)) from None
         if "negative_queries" not in reads:

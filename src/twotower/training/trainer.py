@@ -7,12 +7,14 @@ import logging
 import shutil
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from twotower.errors import ConfigError
 from twotower.models.encoder import bf16_supported
-from twotower.training.examples import Example, is_query_column, to_columns
+from twotower.training.examples import is_query_column
 from twotower.training.recipe import Recipe
+from twotower.training.rows import RowsCollator, TrainingRows
 
 log = logging.getLogger(__name__)
 
@@ -75,15 +77,13 @@ def last_complete_checkpoint(folder: Path) -> str | None:
     return None
 
 
-def _frozen_document_setup(
-    recipe: Recipe, model, examples: list[Example], negatives: int, collection
-):
-    """Freeze the document route, encode the corpus once, and label each query with rows."""
-    from datasets import Dataset
+def _wire_frozen_documents(recipe: Recipe, model, rows: TrainingRows, collection):
+    """Freeze the document route, encode the corpus once; rows carry corpus rows as labels."""
+    import torch
 
+    from twotower.losses.frozen_documents import FrozenDocumentsLoss, label_rows
     from twotower.models.embedding_cache import encode_corpus
     from twotower.models.encoder import Encoder, route_modules
-    from twotower.training.frozen_documents import FrozenDocumentsLoss, label_rows
 
     if collection is None:
         raise ConfigError(
@@ -101,30 +101,60 @@ def _frozen_document_setup(
         len(documents),
         "cached" if cached else "encoded",
     )
-    row = collection.corpus.index
-    rows = [e for e in examples if e.positive_id in row]
-    width = max(len(collection.positives(e.query_id)) for e in rows)
-    labels = [
-        label_rows(
-            row[e.positive_id],
-            [row[d] for d in e.negative_ids],
-            sorted(row[d] for d in collection.positives(e.query_id) if d in row),
-            negatives,
-            width,
-        )
-        for e in rows
-    ]
-    import torch
+    row_of = collection.corpus.index
+    rows.examples = [e for e in rows.examples if e.positive_id in row_of]
+    k = rows.num_negatives
+    width = max(len(collection.positives(e.query_id)) for e in rows.examples)
 
-    dataset = Dataset.from_dict({"anchor": [e.query for e in rows], "label": labels})
+    def read(index: int) -> dict:
+        drawn = rows.drawn(index)
+        e = drawn.example
+        known = sorted(row_of[d] for d in collection.positives(e.query_id) if d in row_of)
+        negatives = [row_of[d] for d in drawn.negative_keys]
+        return {
+            "anchor": e.query,
+            "label": label_rows(row_of[e.positive_id], negatives, known, k, width),
+        }
+
     loss = FrozenDocumentsLoss(
-        model,
-        torch.from_numpy(documents),
-        recipe.loss,
-        num_negatives=negatives,
-        num_positive_ids=width,
+        model, torch.from_numpy(documents), recipe.loss, num_negatives=k, num_positive_ids=width
     )
-    return dataset, loss
+    return rows.dataset(read), ["anchor"], loss
+
+
+def _wire_both_towers(recipe: Recipe, model, rows: TrainingRows):
+    """Rows of texts drawn when read; the loss sees their ids and teacher scores."""
+    from twotower.losses.st_loss import SentenceTransformerLoss
+
+    with_teacher = recipe.teacher.kind != "none"
+    columns = {
+        "num_hard_negative_columns": rows.num_negatives,
+        "num_negative_query_columns": rows.num_negative_queries,
+    }
+    if recipe.optim.mini_batch_size:
+        from twotower.losses.cached import CachedSentenceTransformerLoss
+
+        loss = CachedSentenceTransformerLoss(
+            model, recipe.loss, mini_batch_size=recipe.optim.mini_batch_size, **columns
+        )
+    else:
+        loss = SentenceTransformerLoss(model, recipe.loss, **columns)
+    return rows.dataset(partial(rows.read, with_teacher=with_teacher)), rows.columns(), loss
+
+
+def _checkpoint_to_resume(checkpoints: Path, resume: bool | None) -> str | None:
+    """``resume``: True continues from the last complete checkpoint (an error if there is none),
+    False starts afresh (old checkpoints removed), None resumes when one exists."""
+    last = last_complete_checkpoint(checkpoints)
+    if resume and last is None:
+        raise ConfigError(f"--resume: no checkpoint in {checkpoints}")
+    if resume is False:
+        if checkpoints.exists():
+            shutil.rmtree(checkpoints)
+        return None
+    if last:
+        log.info("resuming from %s", last)
+    return last
 
 
 def _trainable_copy(model) -> dict:
@@ -158,41 +188,73 @@ def use_bf16(precision: str, device_type: str) -> bool:
     return precision == "auto" and bf16_supported(torch.device(device_type))
 
 
+def _training_arguments(recipe: Recipe, checkpoints: Path, device_type: str, rows: int, columns):
+    from sentence_transformers import SentenceTransformerTrainingArguments
+
+    optim = recipe.optim
+    router_mapping = None
+    if recipe.model.towers == "separate":
+        router_mapping = {c: ("query" if is_query_column(c) else "document") for c in columns}
+    return SentenceTransformerTrainingArguments(
+        output_dir=str(checkpoints),
+        num_train_epochs=optim.epochs,
+        max_steps=optim.max_steps or -1,
+        per_device_train_batch_size=optim.batch_size,
+        gradient_accumulation_steps=optim.gradient_accumulation_steps,
+        learning_rate=optim.learning_rate,
+        **_warmup(optim.warmup_ratio),
+        weight_decay=optim.weight_decay,
+        seed=optim.seed,
+        bf16=use_bf16(optim.precision, device_type),
+        use_cpu=device_type == "cpu",
+        save_strategy="steps",
+        save_steps=optim.save_steps,
+        save_total_limit=optim.save_total_limit,
+        logging_steps=optim.logging_steps,
+        report_to="none",
+        batch_sampler="no_duplicates",
+        router_mapping=router_mapping,
+        dataloader_drop_last=rows >= 2 * optim.batch_size,
+        # Rows are drawn in the main process, from tables a refresher may replace.
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+
+
+def _trainer_class():
+    from sentence_transformers import SentenceTransformerTrainer
+    from sentence_transformers.sentence_transformer.data_collator import (
+        SentenceTransformerDataCollator,
+    )
+
+    class Collator(RowsCollator, SentenceTransformerDataCollator):
+        pass
+
+    class Trainer(SentenceTransformerTrainer):
+        data_collator_class = Collator
+
+    return Trainer
+
+
 def train_model(
     recipe: Recipe,
-    examples: list[Example],
+    rows: TrainingRows,
     run_dir: Path,
     *,
     resume: bool | None = None,
     device: str | None = None,
     collection=None,
 ) -> TrainOutcome:
-    """Fine-tune the recipe's model on ``examples``; the result is saved to ``run_dir/model``.
+    """Fine-tune the recipe's model on ``rows``; the result is saved to ``run_dir/model``.
 
-    ``resume``: True continues from the last checkpoint in ``run_dir/checkpoints`` (an error if
-    there is none), False starts afresh, None resumes when a checkpoint exists.
+    ``resume``: see :func:`_checkpoint_to_resume` (checkpoints in ``run_dir/checkpoints``).
     """
     import torch
-    from datasets import Dataset
-    from sentence_transformers import (
-        SentenceTransformerTrainer,
-        SentenceTransformerTrainingArguments,
-    )
 
-    from twotower.losses.st_loss import SentenceTransformerLoss
     from twotower.models.build import build_model
 
     checkpoints = run_dir / "checkpoints"
-    last = last_complete_checkpoint(checkpoints)
-    if resume and last is None:
-        raise ConfigError(f"--resume: no checkpoint in {checkpoints}")
-    if resume is False and checkpoints.exists():
-        shutil.rmtree(checkpoints)
-        last = None
-    resume_from = last if resume is not False else None
-    if resume_from:
-        log.info("resuming from %s", resume_from)
-
+    resume_from = _checkpoint_to_resume(checkpoints, resume)
     torch.manual_seed(recipe.optim.seed)
     model = build_model(
         recipe.model.name,
@@ -203,61 +265,18 @@ def train_model(
         document_prompt=recipe.model.document_prompt,
         device=device,
     )
-    negatives = recipe.negatives.count if recipe.negatives.source != "none" else 0
-    with_teacher = recipe.teacher.kind != "none"
     device_type = (
         device.split(":")[0] if device else ("cuda" if torch.cuda.is_available() else "cpu")
     )
-    negative_queries = recipe.negatives.negative_queries
     if recipe.model.train_document_tower:
-        dataset = Dataset.from_dict(to_columns(examples, negatives, with_teacher, negative_queries))
-        columns = {
-            "num_hard_negative_columns": negatives,
-            "num_negative_query_columns": negative_queries,
-        }
-        if recipe.optim.mini_batch_size:
-            from twotower.losses.cached import CachedSentenceTransformerLoss
-
-            loss = CachedSentenceTransformerLoss(
-                model, recipe.loss, mini_batch_size=recipe.optim.mini_batch_size, **columns
-            )
-        else:
-            loss = SentenceTransformerLoss(model, recipe.loss, **columns)
+        dataset, columns, loss = _wire_both_towers(recipe, model, rows)
     else:
-        dataset, loss = _frozen_document_setup(recipe, model, examples, negatives, collection)
+        dataset, columns, loss = _wire_frozen_documents(recipe, model, rows, collection)
     if len(dataset) == 0:
         raise ConfigError("no training example has the requested number of negatives")
-    router_mapping = None
-    if recipe.model.towers == "separate":
-        router_mapping = {
-            c: ("query" if is_query_column(c) else "document")
-            for c in dataset.column_names
-            if c != "label"
-        }
     base_weights = _trainable_copy(model) if recipe.optim.wise_ft is not None else None
-    args = SentenceTransformerTrainingArguments(
-        output_dir=str(checkpoints),
-        num_train_epochs=recipe.optim.epochs,
-        max_steps=recipe.optim.max_steps or -1,
-        per_device_train_batch_size=recipe.optim.batch_size,
-        gradient_accumulation_steps=recipe.optim.gradient_accumulation_steps,
-        learning_rate=recipe.optim.learning_rate,
-        **_warmup(recipe.optim.warmup_ratio),
-        weight_decay=recipe.optim.weight_decay,
-        seed=recipe.optim.seed,
-        bf16=use_bf16(recipe.optim.precision, device_type),
-        use_cpu=device_type == "cpu",
-        save_strategy="steps",
-        save_steps=recipe.optim.save_steps,
-        save_total_limit=recipe.optim.save_total_limit,
-        logging_steps=recipe.optim.logging_steps,
-        report_to="none",
-        batch_sampler="no_duplicates",
-        router_mapping=router_mapping,
-        dataloader_drop_last=len(dataset) >= 2 * recipe.optim.batch_size,
-        disable_tqdm=False,
-    )
-    trainer = SentenceTransformerTrainer(
+    args = _training_arguments(recipe, checkpoints, device_type, len(dataset), columns)
+    trainer = _trainer_class()(
         model=model,
         args=args,
         train_dataset=dataset,
@@ -269,8 +288,8 @@ def train_model(
     seconds = time.perf_counter() - started
     if trainer.state.global_step == 0:  # the trainer only warns, and the model would be the base
         raise ConfigError(
-            f"no training step ran: no batch of {recipe.optim.batch_size} rows without a repeated text could be"
-            f" formed from {len(dataset)} examples; lower optim.batch_size"
+            f"no training step ran: no batch of {recipe.optim.batch_size} rows without a repeated"
+            f" text could be formed from {len(dataset)} examples; lower optim.batch_size"
         )
     if base_weights is not None:
         _interpolate(model, base_weights, recipe.optim.wise_ft)
@@ -278,10 +297,6 @@ def train_model(
         _set_max_length(model, recipe.model.max_document_length)
     model_dir = run_dir / "model"
     model.save(str(model_dir))
-    (model_dir / FINISHED).write_text(
-        json.dumps(
-            {"steps": trainer.state.global_step, "seconds": seconds, "examples": len(dataset)}
-        )
-        + "\n"
-    )
+    done = {"steps": trainer.state.global_step, "seconds": seconds, "examples": len(dataset)}
+    (model_dir / FINISHED).write_text(json.dumps(done) + "\n")
     return TrainOutcome(model_dir, trainer.state.global_step, seconds, len(dataset), resume_from)

@@ -1,0 +1,346 @@
+"""Training rows whose negatives are drawn when a row is read, as in Tevatron's ``TrainDataset``.
+
+Each row holds one (query, positive) example. Its hard negatives and DANCE negative queries are
+drawn from the current negatives tables when the row is read, so an ANCE-style refresher can
+publish new tables between batches (:meth:`TrainingRows.publish`) without rebuilding the
+dataset. A draw depends only on the seed, the row and the tables' generation: every reader of a
+row (the duplicate-free batch sampler, the collator, another process) sees the same negatives
+until a new generation is published.
+
+A row read for sentence-transformers' trainer has the columns
+
+    anchor, positive, negative_1..K, negative_query_1..M, [label], twotower_ids
+
+(``anchor, label, twotower_ids`` for a frozen document index, whose label holds corpus rows).
+``twotower_ids`` carries integer ids of every text in the row and the query's known positives;
+:class:`RowsCollator` turns them into tensors beside the teacher scores, so the losses can mask
+false negatives by id (a known positive of q_i appearing as another row's positive or negative).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from twotower.data.collection import Collection
+from twotower.errors import ConfigError
+from twotower.losses.st_loss import ID_FIELDS, TEACHER_SCORES
+from twotower.negatives.table import rng_for
+from twotower.training.examples import NEGATIVE_QUERY_COLUMN, Example
+
+IDS_COLUMN = "twotower_ids"
+# The teacher's score of a (query, document) pair, keyed by their ids (or texts without ids).
+PairScores = dict[tuple[str, str], float]
+
+
+def query_key(example: Example) -> str:
+    return example.query_id if example.query_id is not None else example.query
+
+
+def positive_key(example: Example) -> str:
+    return example.positive_id if example.positive_id is not None else example.positive
+
+
+def draw(rng: np.random.Generator, candidates: Sequence[str], count: int) -> list[str]:
+    """``count`` of ``candidates`` without repeats, or with repeats when there are too few (every
+    row keeps the same number of columns)."""
+    if len(candidates) >= count:
+        return [candidates[i] for i in rng.choice(len(candidates), size=count, replace=False)]
+    return [candidates[i] for i in rng.integers(0, len(candidates), size=count)]
+
+
+def _as_dict(table) -> dict[str, Sequence[str]] | None:
+    """A negatives table (or any mapping of anchor -> candidates) as a plain dict."""
+    if table is None:
+        return None
+    return dict(getattr(table, "negatives", table))
+
+
+class _Interner:
+    """Stable small integers for ids (or texts): the same key always gets the same integer."""
+
+    def __init__(self) -> None:
+        self._ids: dict[str, int] = {}
+
+    def __call__(self, key: str) -> int:
+        return self._ids.setdefault(key, len(self._ids))
+
+
+@dataclass
+class DrawnRow:
+    """The texts of one row with their keys (ids, or the texts themselves without ids)."""
+
+    example: Example
+    negative_keys: list[str]
+    negatives: list[str]
+    negative_query_keys: list[str]
+    negative_queries: list[str]
+
+
+class TrainingRows:
+    """The training rows of a run: examples plus replaceable negatives tables.
+
+    Args:
+        examples: the (query, positive) examples; a triples file's examples carry their own
+            negatives (texts), used when there is no ``documents`` table.
+        collection: where ids are looked up (texts, positives); None for a pairs file.
+        negatives: K, hard negatives per row.
+        negative_queries: M, negative queries per row (DANCE).
+        seed: seed of the draws.
+        documents: query id -> ranked candidate document ids (mined or from a file).
+        queries: document id -> ranked candidate query ids (DANCE's negative queries).
+        pool: take the first K candidates in table order instead of a random draw (a frozen
+            document index can afford a whole mined pool).
+    """
+
+    def __init__(
+        self,
+        examples: Sequence[Example],
+        collection: Collection | None,
+        *,
+        negatives: int,
+        negative_queries: int = 0,
+        seed: int = 0,
+        documents: Mapping[str, Sequence[str]] | None = None,
+        queries: Mapping[str, Sequence[str]] | None = None,
+        pool: bool = False,
+    ) -> None:
+        if negatives < 0 or negative_queries < 0:
+            raise ConfigError("negatives and negative_queries must be >= 0")
+        self.collection = collection
+        self.num_negatives = negatives
+        self.num_negative_queries = negative_queries
+        self.seed = seed
+        self.pool = pool
+        self.teacher_scores: PairScores | None = None
+        self._lock = threading.Lock()
+        self._documents = _as_dict(documents)
+        self._queries = _as_dict(queries)
+        self.generation = 0
+        self._document_ids = _Interner()
+        self._query_ids = _Interner()
+        # Without a collection, a query's known positives are the positives of all its rows.
+        self._file_positives: dict[str, set[str]] = {}
+        if collection is None:
+            for e in examples:
+                self._file_positives.setdefault(query_key(e), set()).add(positive_key(e))
+        # Rows that cannot be drawn (no candidate negative, or negative query) are left out.
+        self.dropped = {"negatives": 0, "negative_queries": 0}
+        self.examples = []
+        for example in examples:
+            missing = self._missing(example)
+            if missing:
+                self.dropped[missing] += 1
+            else:
+                self.examples.append(example)
+
+    # --- which rows can be drawn -----------------------------------------------------------
+
+    def _document_candidates(self, example: Example) -> list[str]:
+        if self._documents is None:
+            return []
+        positives = self._positives(example)
+        return [d for d in self._documents.get(example.query_id, []) if d not in positives]
+
+    def _query_candidates(self, example: Example) -> list[str]:
+        doc = example.positive_id
+        if self._queries is None or doc is None or self.collection is None:
+            return []
+        return [
+            q
+            for q in self._queries.get(doc, [])
+            if q != example.query_id and doc not in self.collection.positives(q)
+        ]
+
+    def _missing(self, example: Example) -> str | None:
+        """What a row of ``example`` would lack: "negatives", "negative_queries" or None."""
+        if self.num_negatives:
+            if self._documents is None:
+                if len(example.negatives) < self.num_negatives:
+                    return "negatives"
+            elif not self._document_candidates(example):
+                return "negatives"
+        if self.num_negative_queries and not self._query_candidates(example):
+            return "negative_queries"
+        return None
+
+    def _positives(self, example: Example) -> set[str]:
+        if self.collection is not None and example.query_id is not None:
+            return self.collection.positives(example.query_id)
+        return self._file_positives.get(query_key(example), {positive_key(example)})
+
+    # --- publishing -----------------------------------------------------------------------
+
+    def publish(
+        self,
+        documents: Mapping[str, Sequence[str]] | None = None,
+        queries: Mapping[str, Sequence[str]] | None = None,
+        teacher_scores: PairScores | None = None,
+    ) -> int:
+        """Replace the rows of the queries (documents) in ``documents`` (``queries``) from the
+        next read on; anchors left out keep their previous candidates (ANCE refreshes a part of
+        the queries at a time). Returns the new generation."""
+        with self._lock:
+            if documents is not None:
+                if self._documents is None:
+                    raise ConfigError("these rows draw no negatives from a table")
+                self._documents = {**self._documents, **_as_dict(documents)}
+            if queries is not None:
+                if self._queries is None:
+                    raise ConfigError("these rows draw no negative queries")
+                self._queries = {**self._queries, **_as_dict(queries)}
+            if teacher_scores is not None:
+                self.teacher_scores = {**(self.teacher_scores or {}), **teacher_scores}
+            self.generation += 1
+            return self.generation
+
+    # --- reading --------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def drawn(self, index: int) -> DrawnRow:
+        """The negatives of row ``index`` under the current generation."""
+        example = self.examples[index]
+        k, m = self.num_negatives, self.num_negative_queries
+        with self._lock:
+            generation = self.generation
+            if not k:
+                keys: list[str] = []
+            elif self._documents is None:  # a triples file: its own negatives, in file order
+                keys = list(example.negatives[:k])
+            elif self.pool:
+                keys = self._document_candidates(example)[:k]
+            else:
+                rng = rng_for(self.seed, query_key(example), "documents", index, generation)
+                keys = draw(rng, self._document_candidates(example), k)
+            query_keys: list[str] = []
+            if m:
+                rng = rng_for(self.seed, positive_key(example), "queries", index, generation)
+                query_keys = draw(rng, self._query_candidates(example), m)
+        texts = keys if self._documents is None else [self._document_text(d) for d in keys]
+        query_texts = [self.collection.queries[q] for q in query_keys] if query_keys else []
+        return DrawnRow(example, keys, texts, query_keys, query_texts)
+
+    def _document_text(self, doc_id: str) -> str:
+        assert self.collection is not None
+        return self.collection.corpus.text_of(doc_id)
+
+    def teacher_pairs(self, rows: Iterable[DrawnRow]) -> list[tuple[str, str, str, str]]:
+        """(query key, document key, query text, document text) of every teacher score that
+        ``rows`` need: T(q, d+), T(q, d-_1..K), T(q-_1..M, d+)."""
+        pairs = []
+        for row in rows:
+            e = row.example
+            qk, pk = query_key(e), positive_key(e)
+            pairs.append((qk, pk, e.query, e.positive))
+            pairs += [
+                (qk, dk, e.query, d) for dk, d in zip(row.negative_keys, row.negatives, strict=True)
+            ]
+            pairs += [
+                (nk, pk, nq, e.positive)
+                for nk, nq in zip(row.negative_query_keys, row.negative_queries, strict=True)
+            ]
+        return pairs
+
+    def teacher_row(self, row: DrawnRow) -> list[float]:
+        """[T(q, d+), T(q, d-_1..K), T(q-_1..M, d+)] of a drawn row."""
+        if self.teacher_scores is None:
+            raise ConfigError("the loss needs teacher scores, but none were given for these rows")
+        scores = self.teacher_scores
+        try:
+            return [scores[(k, d)] for k, d, _, _ in self.teacher_pairs([row])]
+        except KeyError as missing:
+            raise ConfigError(
+                f"no teacher score for the training pair {missing.args[0]} (generation"
+                f" {self.generation}): a published round must bring the scores of its negatives"
+            ) from None
+
+    def keep_queries(self, keep: set[str]) -> int:
+        """Keep only the rows of these query keys; returns how many rows were dropped."""
+        before = len(self.examples)
+        self.examples = [e for e in self.examples if query_key(e) in keep]
+        return before - len(self.examples)
+
+    def ids(self, row: DrawnRow) -> dict[str, Any]:
+        """Integer ids of a row's texts and of its query's known positives."""
+        e = row.example
+        doc, query = self._document_ids, self._query_ids
+        known = sorted(self._positives(e) | {positive_key(e)})
+        return {
+            "query_ids": query(query_key(e)),
+            "positive_ids": doc(positive_key(e)),
+            "hard_negative_ids": [doc(d) for d in row.negative_keys],
+            "negative_query_ids": [query(q) for q in row.negative_query_keys],
+            "query_positive_ids": [doc(d) for d in known],
+        }
+
+    # --- the views the trainer reads ------------------------------------------------------
+
+    def columns(self) -> list[str]:
+        """Text columns in sentence-transformers' order (anchor first)."""
+        names = ["anchor", "positive"]
+        names += [f"negative_{i + 1}" for i in range(self.num_negatives)]
+        names += [f"{NEGATIVE_QUERY_COLUMN}{j + 1}" for j in range(self.num_negative_queries)]
+        return names
+
+    def read(self, index: int, *, with_teacher: bool) -> dict[str, Any]:
+        """Row ``index`` as the trainer reads it (texts, label, ids)."""
+        row = self.drawn(index)
+        e = row.example
+        values: dict[str, Any] = {"anchor": e.query, "positive": e.positive}
+        for i, text in enumerate(row.negatives):
+            values[f"negative_{i + 1}"] = text
+        for j, text in enumerate(row.negative_queries):
+            values[f"{NEGATIVE_QUERY_COLUMN}{j + 1}"] = text
+        if with_teacher:
+            values["label"] = self.teacher_row(row)
+        values[IDS_COLUMN] = self.ids(row)
+        return values
+
+    def dataset(self, read: Callable[[int], dict[str, Any]]):
+        """A ``datasets.Dataset`` of row numbers whose rows are made by ``read`` when read
+        (e.g. ``functools.partial(rows.read, with_teacher=True)``)."""
+        from datasets import Dataset  # heavy import, deferred
+
+        def transform(batch: dict[str, list]) -> dict[str, list]:
+            rows = [read(i) for i in batch["row"]]
+            return {name: [r[name] for r in rows] for name in rows[0]} if rows else {}
+
+        return Dataset.from_dict({"row": list(range(len(self)))}).with_transform(transform)
+
+
+class RowsCollator:
+    """Mixin for sentence-transformers' collator: turns ``twotower_ids`` into id tensors and
+    hands them to the loss with the teacher scores, as ``label = {TEACHER_SCORES: ..., ids}``."""
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        if not features or IDS_COLUMN not in features[0]:
+            return super().__call__(features)  # type: ignore[misc]
+        ids = [f[IDS_COLUMN] for f in features]
+        batch = super().__call__(  # type: ignore[misc]
+            [{k: v for k, v in f.items() if k != IDS_COLUMN} for f in features]
+        )
+        label: dict[str, Any] = {TEACHER_SCORES: batch.pop("label", None)}
+        for name in ID_FIELDS:
+            values = [row[name] for row in ids]
+            if isinstance(values[0], list):
+                width = max(len(v) for v in values)
+                values = [v + [-1] * (width - len(v)) for v in values]
+            label[name] = torch.tensor(values, dtype=torch.long)
+        batch["label"] = label
+        return batch
+
+
+def teacher_scores_for(rows: TrainingRows, score_pairs, drawn: Sequence[DrawnRow]) -> PairScores:
+    """Score, in one batched call, every pair the ``drawn`` rows need (each distinct pair once)."""
+    pairs = {(qk, dk): (q, d) for qk, dk, q, d in rows.teacher_pairs(drawn)}
+    keys = list(pairs)
+    scores = score_pairs([pairs[k][0] for k in keys], [pairs[k][1] for k in keys])
+    return dict(zip(keys, map(float, scores), strict=True))
