@@ -8,8 +8,8 @@ from twotower.cli.main import app
 from twotower.errors import ConfigError
 from twotower.training.examples import Example
 from twotower.training.pipeline import weak_query_filter
-from twotower.training.rows import TrainingRows, teacher_scores_for
 from twotower.training.recipe import load_recipe
+from twotower.training.rows import TrainingRows, teacher_scores_for
 
 
 @pytest.fixture
