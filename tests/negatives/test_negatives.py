@@ -17,7 +17,6 @@ from twotower.negatives import (
     BM25Retriever,
     DenseRetriever,
     FusionRetriever,
-    NegativeSampler,
     NegativesTable,
     RankWindow,
     false_negative_mask,
@@ -250,29 +249,6 @@ def test_real_retrievers_on_the_tiny_collection(tiny_collection, tiny_model):
     assert all(
         not set(negs) & qrels_positive[d] and len(negs) == 1 for d, negs in table.negatives.items()
     )
-
-
-# ---------------------------------------------------------------- the table and its sampler
-def test_table_sample_update_and_sampler():
-    table = NegativesTable(
-        {"q1": ["a", "b", "c", "d"], "q2": ["e"]}, ranks={"q1": [1, 2, 3, 4], "q2": [9]}
-    )
-    small = table.sample(2, seed=1)
-    assert len(small["q1"]) == 2 and set(small["q1"]) <= set(table["q1"]) and small["q2"] == ["e"]
-    assert [table.ranks["q1"][table["q1"].index(d)] for d in small["q1"]] == small.ranks["q1"]
-    assert table.sample(2, seed=1).negatives == small.negatives
-    merged = table.updated(NegativesTable({"q2": ["z"]}, ranks={"q2": [3]}))
-    assert merged["q1"] == table["q1"] and merged["q2"] == ["z"] and table["q2"] == ["e"]
-
-    sampler = NegativeSampler(table, 2, seed=0)
-    first = sampler("q1", epoch=0)
-    assert len(first) == 2 and first == sampler("q1", epoch=0)
-    assert sampler("q2") == ["e"] and NegativeSampler(table, 3, pad=True)("q2") == ["e", "e", "e"]
-    assert sampler("unknown") == []
-    sampler.swap(merged)
-    assert sampler("q2") == ["z"] and sampler.version == 1
-    with pytest.raises(ValueError):
-        sampler.swap(NegativesTable({}, kind="queries"))
 
 
 # ---------------------------------------------------------------- the file

@@ -2,7 +2,7 @@
 
 ``mine_negatives`` → a :class:`NegativesTable` (query id → negative document ids);
 ``mine_negative_queries`` → the same shape for DANCE (document id → negative query ids);
-``NegativeSampler`` draws k per training example and can swap in a refreshed table.
+training rows draw k per example from such a table when they are read.
 """
 
 from twotower.negatives.filtering import false_negative_mask, positive_reference
@@ -17,10 +17,8 @@ from twotower.negatives.retrievers import (
     make_retriever,
 )
 from twotower.negatives.table import (
-    NegativeSampler,
     NegativesTable,
     rng_for,
-    sample_positions,
     stable_seed,
 )
 
@@ -29,7 +27,6 @@ __all__ = [
     "DenseRetriever",
     "FusionRetriever",
     "MiningStats",
-    "NegativeSampler",
     "NegativesTable",
     "RankWindow",
     "Retriever",
@@ -41,7 +38,6 @@ __all__ = [
     "positive_reference",
     "read_negatives",
     "rng_for",
-    "sample_positions",
     "stable_seed",
     "training_query_ids",
     "write_negatives",

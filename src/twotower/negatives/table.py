@@ -1,16 +1,14 @@
-"""The negatives table (anchor id → negative ids) and sampling from it.
+"""The negatives table (anchor id → negative ids) and the one random-draw policy.
 
-Mining produces a :class:`NegativesTable`; training draws ``k`` negatives per example from it
-with a :class:`NegativeSampler`. The two are separate so that an ANCE-style refresh can build
-a new table while training runs and hand it over with :meth:`NegativeSampler.swap` (or merge
-a partial refresh with :meth:`NegativesTable.updated`).
+Mining produces a :class:`NegativesTable`; training rows draw from it when read
+(``twotower.training.rows``), and a refresher publishes new ones. Every random draw of negatives
+uses :func:`rng_for`: a generator per anchor, independent of every other anchor and of order.
 """
 
 from __future__ import annotations
 
 import hashlib
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -79,33 +77,6 @@ class NegativesTable:
     def total(self) -> int:
         return sum(len(v) for v in self.negatives.values())
 
-    def sample(self, count: int, seed: int = 0) -> NegativesTable:
-        """A table with at most ``count`` negatives per anchor, drawn without replacement.
-
-        Deterministic per anchor (the draw depends on ``seed`` and the anchor id only), and
-        kept in rank order.
-        """
-        if count < 0:
-            raise ValueError(f"count must be >= 0, got {count}")
-        negatives: dict[str, list[str]] = {}
-        ranks: dict[str, list[int]] = {}
-        for anchor, pool in self.negatives.items():
-            chosen = sorted(sample_positions(len(pool), count, rng_for(seed, anchor)))
-            negatives[anchor] = [pool[i] for i in chosen]
-            if anchor in self.ranks:
-                ranks[anchor] = [self.ranks[anchor][i] for i in chosen]
-        return NegativesTable(negatives, ranks, dict(self.positives), self.kind, dict(self.meta))
-
-    def updated(self, fresh: NegativesTable) -> NegativesTable:
-        """This table with ``fresh``'s anchors replaced (a partial ANCE refresh); a new object."""
-        if fresh.kind != self.kind:
-            raise ValueError(f"cannot merge a '{fresh.kind}' table into a '{self.kind}' table")
-        negatives = {**self.negatives, **fresh.negatives}
-        ranks = {a: r for a, r in self.ranks.items() if a not in fresh.negatives}
-        ranks.update(fresh.ranks)
-        positives = {**self.positives, **fresh.positives}
-        return NegativesTable(negatives, ranks, positives, self.kind, {**self.meta, **fresh.meta})
-
     def to_rows(self) -> Iterator[dict[str, Any]]:
         for anchor, negatives in self.negatives.items():
             row: dict[str, Any] = {
@@ -116,56 +87,3 @@ class NegativesTable:
             if anchor in self.ranks:
                 row["negative_ranks"] = list(self.ranks[anchor])
             yield row
-
-
-def sample_positions(available: int, count: int, rng: np.random.Generator) -> list[int]:
-    """``count`` distinct positions out of ``available`` (all of them when fewer; ``count=0``: all)."""
-    if count == 0 or count >= available:
-        return list(range(available))
-    return rng.choice(available, size=count, replace=False).tolist()
-
-
-class NegativeSampler:
-    """Draws ``k`` negatives for a training example from the current table.
-
-    ``sample(anchor, epoch)`` is deterministic given ``seed``, the anchor and the epoch, so a
-    resumed run sees the same negatives. An anchor with fewer than ``k`` negatives gets them
-    all, or, with ``pad=True``, repeats drawn with replacement to reach ``k`` (an anchor with
-    none gets ``[]``). :meth:`swap` installs a refreshed table atomically.
-    """
-
-    def __init__(self, table: NegativesTable, k: int, *, seed: int = 0, pad: bool = False) -> None:
-        if k < 1:
-            raise ValueError(f"k must be positive, got {k}")
-        self._table = table
-        self._lock = threading.Lock()
-        self.k = k
-        self.seed = seed
-        self.pad = pad
-        self.version = 0
-
-    @property
-    def table(self) -> NegativesTable:
-        return self._table
-
-    def swap(self, table: NegativesTable) -> None:
-        """Use ``table`` from the next draw on (ANCE: the newest mined negatives)."""
-        if table.kind != self._table.kind:
-            raise ValueError(f"cannot swap a '{self._table.kind}' table for a '{table.kind}' table")
-        with self._lock:
-            self._table = table
-            self.version += 1
-
-    def sample(self, anchor_id: str, epoch: int = 0) -> list[str]:
-        pool: Sequence[str] = self._table.get(anchor_id)
-        rng = rng_for(self.seed, anchor_id, epoch)
-        if len(pool) > self.k:
-            return [pool[i] for i in rng.choice(len(pool), size=self.k, replace=False).tolist()]
-        chosen = [pool[i] for i in rng.permutation(len(pool)).tolist()]
-        if self.pad and pool and len(chosen) < self.k:
-            chosen += [
-                pool[i] for i in rng.integers(0, len(pool), size=self.k - len(chosen)).tolist()
-            ]
-        return chosen
-
-    __call__ = sample
