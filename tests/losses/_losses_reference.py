@@ -1,4 +1,8 @@
-"""Loop-based transcriptions of the loss formulas (METHODS.md §1-5), for the tests.
+"""Loop-based transcriptions of the loss formulas, for the tests.
+
+InfoNCE (van den Oord et al. 2018) with DANCE's dual (Li et al. 2021), SamToNe's same-tower
+negatives (Moiseev et al. 2023) and GTE's joint softmax (Li et al. 2023); Margin-MSE
+(Hofstätter et al. 2020); listwise KL distillation (Tamber et al. 2025).
 
 Deliberately naive: plain Python loops over rows i and candidates j, scalar math, no masking
 tricks. Ids < 0 mean "unknown". Used only on tiny float64 batches.

@@ -1,4 +1,4 @@
-"""ContrastiveLoss against a loop-based transcription of METHODS §1-3, and gradcheck."""
+"""ContrastiveLoss against a loop-based transcription of its formulas, and gradcheck."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Training losses for two-tower retrievers (METHODS.md §1-5).
+"""Training losses for two-tower retrievers: InfoNCE with DANCE, SamToNe and GTE; distillation.
 
 * :class:`EmbeddingBatch` — the embeddings (and ids, masks, teacher scores) every loss reads.
 * :class:`ContrastiveLoss` — InfoNCE with explicit blocks (q2d, d2q, q2q, d2d) and softmax
@@ -7,6 +7,8 @@
 * :class:`ListwiseKLLoss` — listwise KL distillation (+ contrastive term).
 * :class:`CombinedLoss`, :func:`build_loss` and the spec models — weighted sums declared as data.
 * :class:`SentenceTransformerLoss` — any of the above as a sentence-transformers loss.
+* :class:`~twotower.losses.frozen_documents.FrozenDocumentsLoss` — the same for a query tower
+  trained against a frozen, pre-encoded document index.
 * :class:`CachedSentenceTransformerLoss` — the same with gradient caching (GradCache): big batches, small memory.
 """
 
@@ -14,16 +16,16 @@ from twotower.losses.base import EmbeddingLoss
 from twotower.losses.batch import BatchLayout, BatchShapeError, EmbeddingBatch
 from twotower.losses.cached import CachedSentenceTransformerLoss
 from twotower.losses.combined import CombinedLoss
-from twotower.losses.contrastive import (
+from twotower.losses.contrastive import ContrastiveLoss
+from twotower.losses.listwise import ListwiseKLLoss
+from twotower.losses.margin_mse import MarginMSELoss
+from twotower.losses.softmax_groups import (
     BLOCKS,
     PRESETS,
-    ContrastiveLoss,
     SoftmaxGroup,
     direction_groups,
     preset_groups,
 )
-from twotower.losses.listwise import ListwiseKLLoss
-from twotower.losses.margin_mse import MarginMSELoss
 from twotower.losses.spec import (
     ContrastiveSpec,
     GroupSpec,

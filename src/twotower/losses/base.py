@@ -61,6 +61,9 @@ class EmbeddingLoss(nn.Module):
     def get_config_dict(self) -> dict[str, Any]:
         return {}
 
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.get_config_dict().items())
+
     @property
     def citation(self) -> str:
         return ""

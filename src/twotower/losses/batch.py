@@ -35,6 +35,18 @@ class BatchShapeError(ValueError):
     """An :class:`EmbeddingBatch` whose tensors do not fit together (raised at run time)."""
 
 
+# Each optional (R, X, D) block of a batch and its (R, X) per-slot fields, which need the block.
+_SLOT_FIELDS: dict[str, tuple[str, ...]] = {
+    "hard_negatives": ("hard_negatives_mask", "hard_negative_ids", "teacher_negative_scores"),
+    "negative_queries": (
+        "negative_queries_mask",
+        "negative_query_ids",
+        "teacher_negative_query_scores",
+    ),
+    "candidates": ("candidates_mask", "candidate_ids", "candidate_teacher_scores"),
+}
+
+
 @dataclass
 class EmbeddingBatch:
     """Embeddings of one training batch, plus what the losses need to mask and distil.
@@ -120,11 +132,8 @@ class EmbeddingBatch:
 
         def expect(name: str, shape: tuple) -> None:
             t = getattr(self, name)
-            if t is None:
-                return
-            if tuple(t.shape) != shape:
-                want = tuple("?" if s is None else s for s in shape)
-                raise BatchShapeError(f"{name} must have shape {want}, got {tuple(t.shape)}")
+            if t is not None and tuple(t.shape) != shape:
+                raise BatchShapeError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
 
         def expect_dims(name: str, ndim: int, lead: tuple[int, ...], last: int | None) -> tuple:
             t = getattr(self, name)
@@ -141,37 +150,15 @@ class EmbeddingBatch:
             return tuple(t.shape)
 
         expect("positives", (r, d))
-        if self.hard_negatives is not None:
-            _, k, _ = expect_dims("hard_negatives", 3, (r,), d)
-            expect("hard_negatives_mask", (r, k))
-            expect("hard_negative_ids", (r, k))
-            expect("teacher_negative_scores", (r, k))
-        else:
-            for name in ("hard_negatives_mask", "hard_negative_ids"):
-                if getattr(self, name) is not None:
-                    raise BatchShapeError(f"{name} is set but hard_negatives is None")
-        if self.negative_queries is not None:
-            _, m, _ = expect_dims("negative_queries", 3, (r,), d)
-            expect("negative_queries_mask", (r, m))
-            expect("negative_query_ids", (r, m))
-            expect("teacher_negative_query_scores", (r, m))
-        else:
-            for name in (
-                "negative_queries_mask",
-                "negative_query_ids",
-                "teacher_negative_query_scores",
-            ):
-                if getattr(self, name) is not None:
-                    raise BatchShapeError(f"{name} is set but negative_queries is None")
-        if self.candidates is not None:
-            _, p, _ = expect_dims("candidates", 3, (r,), d)
-            expect("candidates_mask", (r, p))
-            expect("candidate_ids", (r, p))
-            expect("candidate_teacher_scores", (r, p))
-        else:
-            for name in ("candidates_mask", "candidate_ids", "candidate_teacher_scores"):
-                if getattr(self, name) is not None:
-                    raise BatchShapeError(f"{name} is set but candidates is None")
+        for block, slot_fields in _SLOT_FIELDS.items():
+            if getattr(self, block) is None:
+                for name in slot_fields:
+                    if getattr(self, name) is not None:
+                        raise BatchShapeError(f"{name} is set but {block} is None")
+                continue
+            _, slots, _ = expect_dims(block, 3, (r,), d)
+            for name in slot_fields:
+                expect(name, (r, slots))
         expect("query_ids", (r,))
         expect("positive_ids", (r,))
         expect("teacher_positive_scores", (r,))
@@ -213,32 +200,3 @@ class BatchLayout:
     teacher_scores: bool = True
     listwise_candidates: bool = False
     document_anchors: bool = True
-
-
-def first_occurrence_duplicates(ids: Tensor) -> Tensor:
-    """True at every position whose (non-negative) id already occurred earlier in its row.
-
-    ``ids`` is (C,) or (n, C); the first occurrence of each id is kept. Sort-based, O(C log C).
-    """
-    squeeze = ids.dim() == 1
-    x = ids.unsqueeze(0) if squeeze else ids
-    sorted_ids, order = torch.sort(x, dim=1, stable=True)  # stable: the earliest copy sorts first
-    dup_sorted = torch.zeros_like(sorted_ids, dtype=torch.bool)
-    dup_sorted[:, 1:] = (sorted_ids[:, 1:] == sorted_ids[:, :-1]) & (sorted_ids[:, 1:] >= 0)
-    dup = torch.zeros_like(dup_sorted).scatter_(1, order, dup_sorted)
-    return dup.squeeze(0) if squeeze else dup
-
-
-def id_in(ids: Tensor, forbidden: Tensor) -> Tensor:
-    """``ids`` (n or 1, C) -> (n, C) True where the id is one of the row's ``forbidden`` (n, F) ids.
-
-    Negative ids match nothing. A loop over the (few) forbidden columns keeps memory at (n, C)
-    instead of materialising an (n, C, F) comparison.
-    """
-    n = forbidden.shape[0]
-    ids = ids.masked_fill(ids < 0, -1)
-    forbidden = forbidden.masked_fill(forbidden < 0, -2)  # -2 never equals a candidate id (>= -1)
-    hit = torch.zeros(n, ids.shape[-1], dtype=torch.bool, device=ids.device)
-    for f in range(forbidden.shape[1]):
-        hit |= ids == forbidden[:, f : f + 1]
-    return hit

@@ -1,7 +1,7 @@
 """A weighted sum of losses over one batch:  L = Σ_t w_t · L_t.
 
 Every term reads the same :class:`~twotower.losses.batch.EmbeddingBatch`, so a combination such as
-the poster's "MMSE + MNRL-Dual" encodes each text once.
+Margin-MSE (Hofstätter et al. 2020) + MNRL-Dual (Li et al. 2021) encodes each text once.
 """
 
 from __future__ import annotations
@@ -17,7 +17,18 @@ from twotower.losses.batch import BatchLayout, EmbeddingBatch
 
 
 class CombinedLoss(EmbeddingLoss):
-    """Σ_t w_t · L_t; ``terms`` is a sequence of ``(weight, loss)`` pairs."""
+    """Σ_t w_t · L_t over one batch; a term of weight 0 is not computed.
+
+    Args:
+        terms: ``(weight, loss)`` pairs; weights finite and >= 0, not all 0.
+        layout: what the batches will contain; when given, every term checks it now.
+
+    Requirements:
+        1. What each term requires; the batch holds the union (see :attr:`reads`).
+
+    Relations:
+        - :func:`~twotower.losses.spec.build_loss` builds it from a recipe's ``loss:`` list.
+    """
 
     name = "combined"
 
@@ -61,21 +72,13 @@ class CombinedLoss(EmbeddingLoss):
             out |= loss.reads
         return frozenset(out)
 
-    def compute_terms(self, batch: EmbeddingBatch) -> dict[str, Tensor]:
-        """Each term's unweighted value, by name (for logging)."""
-        return {
-            name: loss.compute_loss_from_embeddings(batch)
-            for name, w, loss in zip(self.term_names, self.weights, self.losses, strict=True)
-            if w != 0
-        }
-
     def compute_loss_from_embeddings(self, batch: EmbeddingBatch) -> Tensor:
         batch.validate()
         total: Tensor | None = None
-        for w, value in zip(
-            (w for w in self.weights if w != 0), self.compute_terms(batch).values(), strict=True
-        ):
-            term = w * value
+        for w, loss in zip(self.weights, self.losses, strict=True):
+            if w == 0:  # a term switched off is not computed at all
+                continue
+            term = w * loss.compute_loss_from_embeddings(batch)
             total = term if total is None else total + term
         assert total is not None
         return total

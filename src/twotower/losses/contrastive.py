@@ -1,170 +1,44 @@
-r"""One contrastive (InfoNCE) loss with explicit blocks and softmax groups.
+r"""The contrastive (InfoNCE) loss over explicit blocks and softmax groups.
 
-Instead of one class per paper, the objective is declared as a list of *softmax groups*. Each group
-is a set of candidate *blocks* that share one softmax denominator, with a weight; the loss is the
-weighted sum of the groups' cross-entropies. The numerator is always the positive pair
-s(q_i, d_i) / τ.
-
-Blocks (anchor → candidates; the first letter is the anchor's tower):
-
-* ``q2d``  q_i → documents: the batch's positives d_j (d_i is the positive) and hard negatives.
-  P(d | q), MNRL / InfoNCE (van den Oord et al. 2018; METHODS §1).
-* ``d2q``  d_i → queries: the batch's queries q_j (q_i is the positive) and d_i's mined negative
-  queries q_i^-(m). P(q | d), the dual objective of DANCE (METHODS §2).
-* ``q2q``  q_i → the other queries q_j, j ≠ i. SamToNe query side (METHODS §3).
-* ``d2d``  d_i → the other documents d_j, j ≠ i (and other rows' hard negatives). SamToNe
-  document side.
-
-For row i and a group G with blocks B::
+Instead of one class per paper, the objective is a list of softmax groups
+(:mod:`twotower.losses.softmax_groups`: the blocks q2d, d2q, q2q, d2d and the presets for MNRL,
+DANCE, SamToNe and GTE). The blocks of a group share one softmax denominator; the loss is the
+weighted sum of the groups' cross-entropies, and the numerator is always the positive pair
+s(q_i, d_i) / τ. For row i and a group G with blocks B::
 
     L_G = -1/n Σ_i [ s(q_i,d_i)/τ - log Σ_{b∈B} Σ_{c ∈ cand_b(i)} e^{s(anchor_b(i), c)/τ} ]
     L   = Σ_G w_G · L_G
 
-Presets (``dual_weight`` = λ):
+Candidates:
 
-=================  ==============================================  ===========================
-preset             groups                                          source
-=================  ==============================================  ===========================
-``mnrl``           [q2d]                                           InfoNCE / MNRL
-``mnrl_dual``      [q2d] + λ·[d2q]                                 DANCE; the poster's MNRL-D
-``samtone_query``  [q2d, q2q]                                      SamToNe, query side
-``samtone_both``   [q2d, q2q] + λ·[d2q, d2d]  (two softmaxes, SUM)  SamToNe bidirectional
-``gte_joint``      [q2d, q2q, d2q, d2d]       (one softmax)         GTE improved contrastive
-=================  ==============================================  ===========================
-
-Notes on definitions:
-
-* A group must contain ``q2d`` or ``d2q``: only those blocks hold the positive pair. A group
-  holding both (GTE joint) counts e^{s(q_i,d_i)/τ} twice in its denominator, exactly as GTE's
-  formula Z = Σ_j e^{s(q_i,d_j)} + Σ_{j≠i} e^{s(q_i,q_j)} + Σ_j e^{s(q_j,d_i)} + Σ_{j≠i} e^{s(d_j,d_i)}
-  and sentence-transformers' ``partition_mode='joint'`` do.
 * Self-similarity (j = i within one tower: q2q, d2d) is always excluded.
-* ``share_hard_negatives`` (default True, METHODS §1): every row's hard negatives are candidates
-  for every query; False keeps each query's own hard negatives only.
-* ``share_negative_queries`` (default False, METHODS §2 / DANCE): d_i sees only its own mined
-  negative queries; True makes all rows' negative queries candidates of every document.
+* ``share_hard_negatives`` (default True, as MNRL): every row's hard negatives are candidates for
+  every query; False keeps each query's own hard negatives only.
+* ``share_negative_queries`` (default False, as DANCE): d_i sees only its own mined negative
+  queries; True makes all rows' negative queries candidates of every document.
 * ``d2d_own_hard_negatives`` (default False, as sentence-transformers): d_i's own hard negatives
   are not d2d negatives of d_i; they were mined to be close to q_i (hence to d_i) and are the most
   likely unlabelled positives. The q2d block already pushes q_i away from them. (With ids, other
   copies of those documents are then left out of d_i's d2d block too.)
-* False negatives (when ids are given and ``mask_false_negatives``): for anchor row i, any
-  candidate document whose id is d_i's id or one of q_i's known positives
-  (``query_positive_ids``) is masked in q2d and d2d, except the positive slot itself; in d2q a
-  query q_j is masked when it has q_i's id, d_i's id as its positive, or lists d_i among its known
-  positives; in q2q a query with q_i's id is masked. A candidate id occurring twice in one block
-  counts once (first occurrence kept).
+* ``mask_false_negatives`` (default True): when the batch carries ids, copies of the anchor's
+  positives leave the denominator (the rules are in :mod:`twotower.losses.false_negatives`).
 """
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from twotower.errors import ConfigError
-from twotower.losses.base import EmbeddingLoss, check_temperature, check_weight
-from twotower.losses.batch import (
-    BatchLayout,
-    EmbeddingBatch,
-    first_occurrence_duplicates,
-    id_in,
-)
+from twotower.losses.base import EmbeddingLoss, check_temperature
+from twotower.losses.batch import BatchLayout, EmbeddingBatch
 from twotower.losses.citations import CITE_DANCE
+from twotower.losses.false_negatives import BatchIds, block_false_negatives
 from twotower.losses.similarity import SimilarityName, check_similarity, prepare
-
-Block = Literal["q2d", "d2q", "q2q", "d2d"]
-BLOCKS: tuple[str, ...] = ("q2d", "d2q", "q2q", "d2d")
-# sentence-transformers' direction names are accepted too.
-BLOCK_ALIASES: dict[str, str] = {
-    "query_to_doc": "q2d",
-    "doc_to_query": "d2q",
-    "query_to_query": "q2q",
-    "doc_to_doc": "d2d",
-}
-QUERY_SIDE: tuple[str, ...] = ("q2d", "q2q")
-DOCUMENT_SIDE: tuple[str, ...] = ("d2q", "d2d")
-PRESETS: tuple[str, ...] = ("mnrl", "mnrl_dual", "samtone_query", "samtone_both", "gte_joint")
-PARTITIONS: tuple[str, ...] = ("joint", "by_anchor")
-
-
-def suggest(value: str, valid: Iterable[str]) -> str:
-    """' (did you mean 'x'?)' for the nearest valid name, or ''."""
-    close = difflib.get_close_matches(str(value), list(valid), n=1, cutoff=0.5)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def canonical_block(name: str, option: str = "directions") -> str:
-    if name in BLOCKS:
-        return name
-    if name in BLOCK_ALIASES:
-        return BLOCK_ALIASES[name]
-    valid = list(BLOCKS) + list(BLOCK_ALIASES)
-    raise ConfigError(
-        f"{option}: unknown direction {name!r}{suggest(name, valid)}; valid: {list(BLOCKS)}"
-        f" (or {list(BLOCK_ALIASES)})"
-    )
-
-
-@dataclass(frozen=True)
-class SoftmaxGroup:
-    """Blocks sharing one softmax denominator, and the weight of that cross-entropy term."""
-
-    blocks: tuple[str, ...]
-    weight: float = 1.0
-
-    def describe(self) -> str:
-        return f"{self.weight:g}*[{', '.join(self.blocks)}]"
-
-
-def preset_groups(preset: str, dual_weight: float = 1.0) -> tuple[SoftmaxGroup, ...]:
-    """The softmax groups of a named preset (λ = ``dual_weight`` weighs the document side)."""
-    table = {
-        "mnrl": (SoftmaxGroup(("q2d",)),),
-        "mnrl_dual": (SoftmaxGroup(("q2d",)), SoftmaxGroup(("d2q",), dual_weight)),
-        "samtone_query": (SoftmaxGroup(("q2d", "q2q")),),
-        "samtone_both": (SoftmaxGroup(("q2d", "q2q")), SoftmaxGroup(("d2q", "d2d"), dual_weight)),
-        "gte_joint": (SoftmaxGroup(("q2d", "q2q", "d2q", "d2d")),),
-    }
-    if preset not in table:
-        raise ConfigError(
-            f"preset: unknown preset {preset!r}{suggest(preset, PRESETS)}; valid: {list(PRESETS)}"
-        )
-    return table[preset]
-
-
-def direction_groups(
-    directions: Sequence[str], partition: str = "by_anchor", dual_weight: float = 1.0
-) -> tuple[SoftmaxGroup, ...]:
-    """Groups from a flat list of directions.
-
-    ``partition='joint'``: one softmax over all blocks (GTE). ``'by_anchor'``: one softmax per
-    anchor tower, query side [q2d, q2q] + λ·document side [d2q, d2d], summed (SamToNe / DANCE).
-    """
-    if partition not in PARTITIONS:
-        raise ConfigError(
-            f"partition: unknown value {partition!r}{suggest(partition, PARTITIONS)}; valid: {list(PARTITIONS)}"
-        )
-    if not directions:
-        raise ConfigError("directions: at least one direction is required")
-    blocks = [canonical_block(d) for d in directions]
-    dupes = sorted({b for b in blocks if blocks.count(b) > 1})
-    if dupes:
-        raise ConfigError(f"directions: {dupes} listed more than once")
-    ordered = tuple(b for b in BLOCKS if b in blocks)
-    if partition == "joint":
-        return (SoftmaxGroup(ordered),)
-    groups = []
-    q_side = tuple(b for b in ordered if b in QUERY_SIDE)
-    d_side = tuple(b for b in ordered if b in DOCUMENT_SIDE)
-    if q_side:
-        groups.append(SoftmaxGroup(q_side))
-    if d_side:
-        groups.append(SoftmaxGroup(d_side, dual_weight))
-    return tuple(groups)
+from twotower.losses.softmax_groups import BLOCKS, DOCUMENT_SIDE, SoftmaxGroup, resolve_groups
 
 
 def _or(a: Tensor | None, b: Tensor | None) -> Tensor | None:
@@ -189,24 +63,100 @@ class _Part:
         return torch.logsumexp(s, dim=-1)
 
 
+def _parts(
+    scores: Tensor, drop: Tensor | None, slots: _Part | None, false_negative_mask: Tensor | None
+) -> list[_Part]:
+    """A block's in-batch slab (R columns) and slot slab, less the (n, R + X) false negatives."""
+    if false_negative_mask is not None:
+        r = scores.shape[1]
+        drop = _or(drop, false_negative_mask[:, :r])
+        if slots is not None:
+            slots.drop = _or(slots.drop, false_negative_mask[:, r:])
+    return [_Part(scores, drop)] + ([slots] if slots is not None else [])
+
+
 class ContrastiveLoss(EmbeddingLoss):
-    """InfoNCE over explicit blocks and softmax groups (see the module docstring).
+    """InfoNCE over explicit blocks and softmax groups (van den Oord et al. 2018).
+
+    For each anchor of the batch, the similarity to its paired text should be higher than to the
+    other candidates of its softmax. Which candidates those are is declared per block: q2d (the
+    query against all documents: MNRL / InfoNCE), d2q (the document against all queries: DANCE's
+    dual objective), q2q and d2d (same-tower negatives: SamToNe). Blocks in one softmax group share
+    a denominator (GTE's joint loss puts all four in one group); the groups' cross-entropies are
+    summed with their weights. See the module docstring for the formula.
 
     Give exactly one of ``groups``, ``preset`` or ``directions`` (none: ``preset='mnrl'``).
 
     Args:
-        groups: explicit softmax groups, e.g. ``[SoftmaxGroup(("q2d", "q2q")), SoftmaxGroup(("d2q", "d2d"), 0.5)]``
+        groups: explicit softmax groups, e.g.
+            ``[SoftmaxGroup(("q2d", "q2q")), SoftmaxGroup(("d2q", "d2d"), 0.5)]``
             (tuples ``(blocks, weight)`` are accepted).
         preset: one of ``mnrl``, ``mnrl_dual``, ``samtone_query``, ``samtone_both``, ``gte_joint``.
-        directions: blocks to use, grouped by ``partition``.
-        partition: ``by_anchor`` (default: query-side and document-side softmaxes summed) or ``joint``.
+        directions: blocks to use, grouped by ``partition``; sentence-transformers' names
+            (``query_to_doc``, ...) are accepted.
+        partition: ``by_anchor`` (default: query-side and document-side softmaxes summed) or
+            ``joint`` (one softmax over all blocks).
         dual_weight: λ, the weight of the document-side softmax for ``by_anchor`` and for the
             ``mnrl_dual`` / ``samtone_both`` presets (DANCE used 0.1).
         temperature: τ (scale = 1/τ); 0.05 = sentence-transformers' scale 20.
         similarity: ``cosine`` or ``dot``.
         share_hard_negatives, share_negative_queries, d2d_own_hard_negatives, mask_false_negatives:
-            see the module docstring.
-        layout: what the batches will contain; when given, impossible configurations are refused now.
+            which candidates enter the denominators; see the module docstring.
+        layout: what the batches will contain; when given, impossible configurations are refused
+            now.
+
+    References:
+        - InfoNCE: van den Oord et al. 2018, "Representation Learning with Contrastive Predictive
+          Coding"; MNRL: Henderson et al. 2017, "Efficient Natural Language Response Suggestion
+          for Smart Reply".
+        - d2q: Li et al. 2021, "More Robust Dense Retrieval with Contrastive Dual Learning"
+          (DANCE).
+        - q2q, d2d: Moiseev et al. 2023, "SamToNe: Improving Contrastive Loss for Dual Encoder
+          Retrieval Models with Same Tower Negatives".
+        - one joint softmax: Li et al. 2023, "Towards General Text Embeddings with Multi-stage
+          Contrastive Learning" (GTE).
+
+    Requirements:
+        1. (query, positive) pairs, optionally with hard-negative documents.
+        2. d2q reads mined negative queries when the batch has them; ids turn on false-negative
+           masking.
+
+    Inputs:
+        +--------------------------------------------------------------+--------+
+        | EmbeddingBatch fields                                        | Labels |
+        +==============================================================+========+
+        | queries, positives                                           | none   |
+        +--------------------------------------------------------------+--------+
+        | + hard_negatives (and hard_negatives_mask)                   | none   |
+        +--------------------------------------------------------------+--------+
+        | + negative_queries (and negative_queries_mask), for d2q      | none   |
+        +--------------------------------------------------------------+--------+
+        | + query_ids, positive_ids, hard_negative_ids,                | none   |
+        |   negative_query_ids, query_positive_ids                     |        |
+        +--------------------------------------------------------------+--------+
+
+    Relations:
+        - sentence-transformers' ``MultipleNegativesRankingLoss``: ``preset='mnrl'`` is its
+          default; ``directions=[...], partition='joint'`` is its ``partition_mode='joint'``; its
+          ``'per_direction'`` with (query_to_doc, doc_to_query) is 0.5 × ``mnrl_dual`` (λ = 1),
+          since it averages the softmaxes where ``by_anchor`` sums them.
+        - :class:`~twotower.losses.st_loss.SentenceTransformerLoss` and
+          :class:`~twotower.losses.cached.CachedSentenceTransformerLoss` train a model with it;
+          :func:`~twotower.losses.spec.build_loss` adds it to Margin-MSE or listwise distillation.
+
+    Example:
+        ::
+
+            import torch
+            from twotower.losses import ContrastiveLoss, EmbeddingBatch
+
+            loss = ContrastiveLoss(preset="samtone_both", dual_weight=0.5)
+            batch = EmbeddingBatch(
+                queries=torch.randn(8, 32),
+                positives=torch.randn(8, 32),
+                hard_negatives=torch.randn(8, 4, 32),
+            )
+            value = loss(batch)
     """
 
     name = "contrastive"
@@ -228,49 +178,13 @@ class ContrastiveLoss(EmbeddingLoss):
         layout: BatchLayout | None = None,
     ) -> None:
         super().__init__()
-        given = [
-            k
-            for k, v in (("groups", groups), ("preset", preset), ("directions", directions))
-            if v is not None
-        ]
-        if len(given) > 1:
-            raise ConfigError(f"{' and '.join(given)}: give only one way to declare the objective")
-        dual_weight = check_weight(dual_weight, "dual_weight")
-        if groups is not None:
-            resolved = []
-            if not groups:
-                raise ConfigError("groups: at least one softmax group is required")
-            for gi, g in enumerate(groups):
-                if not isinstance(g, SoftmaxGroup):
-                    blocks, weight = g
-                    g = SoftmaxGroup(tuple(blocks), weight)
-                blocks = tuple(canonical_block(b, f"groups[{gi}].blocks") for b in g.blocks)
-                if not blocks:
-                    raise ConfigError(f"groups[{gi}].blocks: a group needs at least one block")
-                if len(set(blocks)) != len(blocks):
-                    raise ConfigError(
-                        f"groups[{gi}].blocks: a block is listed twice in {list(blocks)}"
-                    )
-                resolved.append(
-                    SoftmaxGroup(blocks, check_weight(g.weight, f"groups[{gi}].weight"))
-                )
-            self.groups = tuple(resolved)
-        elif directions is not None:
-            self.groups = direction_groups(directions, partition, dual_weight)
-        else:
-            self.groups = preset_groups(preset or "mnrl", dual_weight)
-        for gi, g in enumerate(self.groups):
-            if "q2d" not in g.blocks and "d2q" not in g.blocks:
-                side = "document-side" if set(g.blocks) <= set(DOCUMENT_SIDE) else "query-side"
-                hint = "add d2q" if side == "document-side" else "add q2d"
-                raise ConfigError(
-                    f"groups[{gi}] {g.describe()}: this {side} softmax has neither q2d nor d2q, so it never"
-                    f" contains the positive pair s(q_i, d_i); {hint} or use partition='joint'"
-                )
-        if all(g.weight == 0 for g in self.groups):
-            raise ConfigError(
-                "weight: every softmax group has weight 0, the loss would be constant"
-            )
+        self.groups = resolve_groups(
+            groups,
+            preset=preset,
+            directions=directions,
+            partition=partition,
+            dual_weight=dual_weight,
+        )
         self.temperature = check_temperature(temperature, "temperature")
         self.similarity = check_similarity(similarity)
         self.share_hard_negatives = bool(share_hard_negatives)
@@ -325,7 +239,7 @@ class ContrastiveLoss(EmbeddingLoss):
             else None
         )
 
-        ids = self._ids(batch, idx) if self.mask_false_negatives else None
+        ids = BatchIds.from_batch(batch, idx) if self.mask_false_negatives else None
         lse: dict[str, Tensor] = {}
         pos: Tensor | None = None
         for block in self.blocks:
@@ -360,50 +274,8 @@ class ContrastiveLoss(EmbeddingLoss):
         assert total is not None
         return total
 
-    # -- helpers -------------------------------------------------------------------
-    def _ids(self, batch: EmbeddingBatch, idx: Tensor) -> dict[str, Tensor | None] | None:
-        if (
-            batch.positive_ids is None
-            and batch.query_ids is None
-            and batch.query_positive_ids is None
-        ):
-            return None
-        r = batch.num_rows
-        dev = batch.queries.device
-
-        def unknown(*shape: int) -> Tensor:
-            return torch.full(shape, -1, dtype=torch.long, device=dev)
-
-        pid = batch.positive_ids.long() if batch.positive_ids is not None else unknown(r)
-        qid = batch.query_ids.long() if batch.query_ids is not None else unknown(r)
-        qpos = (
-            batch.query_positive_ids.long()
-            if batch.query_positive_ids is not None
-            else unknown(r, 0)
-        )
-
-        # Padding slots get id -1 so they can neither be forbidden nor shadow a real copy as "first".
-        def block_ids(embeddings, ids, mask):
-            if embeddings is None:
-                return None
-            out = ids.long() if ids is not None else unknown(r, embeddings.shape[1])
-            return out.masked_fill(~mask, -1) if mask is not None else out
-
-        hid = block_ids(batch.hard_negatives, batch.hard_negative_ids, batch.hard_negatives_mask)
-        nqid = block_ids(
-            batch.negative_queries, batch.negative_query_ids, batch.negative_queries_mask
-        )
-        return {
-            "pid": pid,
-            "qid": qid,
-            "qpos": qpos,
-            "hid": hid,
-            "nqid": nqid,
-            # Documents that are not negatives of anchor row i: d_i itself and q_i's known positives.
-            "doc_forbidden": torch.cat([pid[idx].unsqueeze(1), qpos[idx]], dim=1),
-        }
-
-    def _doc_block(self, A, P, H, batch, idx, ar, ids, *, is_d2d: bool):
+    # -- blocks --------------------------------------------------------------------
+    def _doc_block(self, A, P, H, batch, idx, ar, ids: BatchIds | None, *, is_d2d: bool):
         """q2d (A = scaled queries) or d2d (A = scaled positives) against the document pool."""
         r = P.shape[0]
         n = A.shape[0]
@@ -428,39 +300,28 @@ class ContrastiveLoss(EmbeddingLoss):
             elif not is_d2d or self.d2d_own_hard_negatives:
                 s_h = torch.einsum("nd,nkd->nk", A, H[batch.anchor_slice])
                 parts_h = _Part(s_h, None if hmask is None else ~hmask[batch.anchor_slice])
+        fn: Tensor | None = None
         if ids is not None:
-            assert own_col is not None
-            pid, forbidden = ids["pid"], ids["doc_forbidden"]
-            if parts_h is None:
-                block_ids = pid.unsqueeze(0)
-                dup = first_occurrence_duplicates(pid).unsqueeze(0)
-            elif self.share_hard_negatives:
-                flat = torch.cat([pid, ids["hid"].reshape(-1)])
-                block_ids = flat.unsqueeze(0)
-                dup = first_occurrence_duplicates(flat).unsqueeze(0)
-            else:
-                own = ids["hid"][batch.anchor_slice]
-                block_ids = torch.cat([pid.unsqueeze(0).expand(n, r), own], dim=1)
-                dup = first_occurrence_duplicates(block_ids)
-            fn = id_in(block_ids, forbidden) | dup
+            fn = block_false_negatives(
+                ids.documents,
+                ids.hard_negatives if parts_h is not None else None,
+                ids.not_negatives_of_anchor,
+                shared=self.share_hard_negatives,
+                anchor_slice=batch.anchor_slice,
+            )
             fn[:, :r][ar, idx] = False  # the positive slot is never a false negative of itself
-            drop_pos = _or(drop_pos, fn[:, :r])
-            if parts_h is not None:
-                parts_h.drop = _or(parts_h.drop, fn[:, r:])
-        parts = [_Part(s_pos, drop_pos)]
-        if parts_h is not None:
-            parts.append(parts_h)
-        return parts, pos
+        return _parts(s_pos, drop_pos, parts_h, fn), pos
 
-    def _query_block(self, A, Q, NQ, batch, idx, ar, ids, *, is_d2q: bool):
+    def _query_block(self, A, Q, NQ, batch, idx, ar, ids: BatchIds | None, *, is_d2q: bool):
         """d2q (A = scaled positives, plus negative queries) or q2q (A = scaled queries)."""
         r = Q.shape[0]
         n = A.shape[0]
         s_q = A @ Q.T  # (n, R); column idx[i] is q_i
         pos = s_q[ar, idx]
-        own_col = torch.zeros(n, r, dtype=torch.bool, device=A.device)
-        own_col[ar, idx] = True
-        drop_q: Tensor | None = None if is_d2q else own_col
+        drop_q: Tensor | None = None
+        if not is_d2q:  # q2q: q_i is no candidate of itself
+            drop_q = torch.zeros(n, r, dtype=torch.bool, device=A.device)
+            drop_q[ar, idx] = True
         part_nq: _Part | None = None
         nqmask = batch.negative_queries_mask
         if is_d2q and NQ is not None and NQ.shape[1] > 0:
@@ -474,38 +335,19 @@ class ContrastiveLoss(EmbeddingLoss):
                     torch.einsum("nd,nmd->nm", A, NQ[batch.anchor_slice]),
                     None if nqmask is None else ~nqmask[batch.anchor_slice],
                 )
+        fn: Tensor | None = None
         if ids is not None:
-            qid = ids["qid"]
-            forbidden = qid[idx].unsqueeze(1)  # the anchor row's own query id
-            if part_nq is None:
-                block_ids = qid.unsqueeze(0)
-                dup = first_occurrence_duplicates(qid).unsqueeze(0)
-            elif self.share_negative_queries:
-                flat = torch.cat([qid, ids["nqid"].reshape(-1)])
-                block_ids = flat.unsqueeze(0)
-                dup = first_occurrence_duplicates(flat).unsqueeze(0)
-            else:
-                block_ids = torch.cat(
-                    [qid.unsqueeze(0).expand(n, r), ids["nqid"][batch.anchor_slice]], dim=1
-                )
-                dup = first_occurrence_duplicates(block_ids)
-            fn = id_in(block_ids, forbidden) | dup
+            fn = block_false_negatives(
+                ids.queries,
+                ids.negative_queries if part_nq is not None else None,
+                ids.queries[idx].unsqueeze(1),  # the anchor row's own query id
+                shared=self.share_negative_queries,
+                anchor_slice=batch.anchor_slice,
+            )
             if is_d2q:
-                # q_j is a positive of d_i if d_i is q_j's positive or one of q_j's known positives.
-                pid, qpos = ids["pid"], ids["qpos"]
-                d_id = pid[idx].unsqueeze(1)  # (n, 1)
-                rel = pid.unsqueeze(0) == d_id
-                for col in range(qpos.shape[1]):
-                    rel |= qpos[:, col].unsqueeze(0) == d_id
-                fn[:, :r] |= rel & (d_id >= 0)
+                fn[:, :r] |= ids.queries_relevant_to_documents(idx)
             fn[:, :r][ar, idx] = False
-            drop_q = _or(drop_q, fn[:, :r])
-            if part_nq is not None:
-                part_nq.drop = _or(part_nq.drop, fn[:, r:])
-        parts = [_Part(s_q, drop_q)]
-        if part_nq is not None:
-            parts.append(part_nq)
-        return parts, pos
+        return _parts(s_q, drop_q, part_nq, fn), pos
 
     # ------------------------------------------------------------------ metadata
     def get_config_dict(self) -> dict[str, Any]:
@@ -557,13 +399,4 @@ _CITE_GTE = """@misc{li2023generaltextembeddingsmultistage,
       url={https://arxiv.org/abs/2308.03281},
 }"""
 
-__all__ = [
-    "BLOCKS",
-    "BLOCK_ALIASES",
-    "PRESETS",
-    "Block",
-    "ContrastiveLoss",
-    "SoftmaxGroup",
-    "direction_groups",
-    "preset_groups",
-]
+__all__ = ["ContrastiveLoss"]

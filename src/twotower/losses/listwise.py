@@ -1,4 +1,4 @@
-r"""Listwise KL distillation with an optional contrastive term (Tamber, Kazi, Sourabh, Lin 2025; METHODS §5).
+r"""Listwise KL distillation with an optional contrastive term (Tamber et al. 2025).
 
 For query q_i with P candidate documents c_i1..c_iP and teacher scores t_ij:
 
@@ -35,13 +35,8 @@ from torch import Tensor
 
 from twotower.errors import ConfigError
 from twotower.losses.base import EmbeddingLoss, check_temperature, check_weight
-from twotower.losses.batch import (
-    BatchLayout,
-    BatchShapeError,
-    EmbeddingBatch,
-    first_occurrence_duplicates,
-    id_in,
-)
+from twotower.losses.batch import BatchLayout, BatchShapeError, EmbeddingBatch
+from twotower.losses.false_negatives import false_negatives
 from twotower.losses.similarity import SimilarityName, check_similarity, prepare
 
 
@@ -57,6 +52,29 @@ class ListwiseKLLoss(EmbeddingLoss):
         similarity: ``cosine`` (default; the paper L2-normalises) or ``dot``.
         temperature_squared_scaling: multiply the KL by T_s² as sentence-transformers does.
         layout: what the batches will contain; when given, impossible configurations are refused now.
+
+    References:
+        - Tamber et al. 2025, "Conventional Contrastive Learning Often Falls Short: Improving
+          Dense Retrieval with Cross-Encoder Listwise Distillation and Synthetic Data".
+
+    Requirements:
+        1. Queries with candidate lists scored by a teacher: a separate ``candidates`` block, or
+           the positive and hard negatives with their teacher scores.
+
+    Inputs:
+        +-------------------------------------------+--------------------------------------------+
+        | EmbeddingBatch fields                     | Teacher scores                             |
+        +===========================================+============================================+
+        | queries, candidates (+ candidates_mask,   | candidate_teacher_scores                   |
+        | candidate_ids)                            |                                            |
+        +-------------------------------------------+--------------------------------------------+
+        | queries, positives, hard_negatives        | teacher_positive_scores,                   |
+        | (+ hard_negatives_mask, ids)              | teacher_negative_scores                    |
+        +-------------------------------------------+--------------------------------------------+
+
+    Relations:
+        - sentence-transformers' ``DistillKLDivLoss`` equals the KL term with
+          ``temperature_squared_scaling=True`` and ``contrastive_weight=0``.
     """
 
     name = "listwise_kl"
@@ -185,9 +203,8 @@ class ListwiseKLLoss(EmbeddingLoss):
             loss = loss * self.student_temperature**2
         if self.contrastive_weight > 0:
             if ids is not None:
-                ids = ids.long().masked_fill(
-                    ~valid, -1
-                )  # padding can neither be forbidden nor a "first copy"
+                # Padding can neither be forbidden nor a "first copy".
+                ids = ids.long().masked_fill(~valid, -1)
             loss = loss + self.contrastive_weight * self._contrastive(
                 q, c, t, v, valid, ids, idx, rows, n_rows
             )
@@ -214,15 +231,9 @@ class ListwiseKLLoss(EmbeddingLoss):
         own[ar, idx] = near
         drop = drop | own.reshape(n, r * p)
         if ids is not None:
-            flat = ids.reshape(-1)
-            forbidden = ids[idx].masked_fill(
-                ~near, -1
-            )  # ids of the positive and near-top candidates
-            drop = (
-                drop
-                | id_in(flat.unsqueeze(0), forbidden)
-                | first_occurrence_duplicates(flat).unsqueeze(0)
-            )
+            # The ids of the positive and of the near-top candidates, anywhere in the pool.
+            forbidden = ids[idx].masked_fill(~near, -1)
+            drop = drop | false_negatives(ids.reshape(1, -1), forbidden)
         drop = drop.clone()
         drop[ar, pos_col] = False
         lse = torch.logsumexp(scores.masked_fill(drop, float("-inf")), dim=1)
@@ -239,9 +250,6 @@ class ListwiseKLLoss(EmbeddingLoss):
             "similarity": self.similarity,
             "temperature_squared_scaling": self.temperature_squared_scaling,
         }
-
-    def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in self.get_config_dict().items())
 
     @property
     def citation(self) -> str:

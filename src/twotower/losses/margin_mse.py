@@ -1,4 +1,4 @@
-r"""Margin-MSE distillation and its dual (Hofstätter et al. 2021; METHODS §4).
+r"""Margin-MSE distillation (Hofstätter et al. 2020) and its dual (after DANCE, Li et al. 2021).
 
     l(q, d+, d-)   = ( [s(q,d+) - s(q,d-)]  -  [T(q,d+) - T(q,d-)] )²
     l_d(d, q+, q-) = ( [s(d,q+) - s(d,q-)]  -  [T(q+,d) - T(q-,d)] )²
@@ -58,6 +58,33 @@ class MarginMSELoss(EmbeddingLoss):
             with teacher_negative_query_scores) or ``in_batch`` (the other queries, with
             teacher_pair_scores). See the module docstring.
         layout: what the batches will contain; when given, impossible configurations are refused now.
+
+    References:
+        - Hofstätter et al. 2020, "Improving Efficient Neural Ranking Models with
+          Cross-Architecture Knowledge Distillation" (Margin-MSE).
+        - Li et al. 2021, "More Robust Dense Retrieval with Contrastive Dual Learning" (DANCE:
+          the document-anchored dual direction).
+
+    Requirements:
+        1. (query, positive, hard negatives) with teacher scores of every (query, document) pair.
+        2. The dual term: mined negative queries with their teacher scores, or teacher scores of
+           every in-batch (query, positive) pair.
+
+    Inputs:
+        +-------------------------------------------+--------------------------------------------+
+        | EmbeddingBatch fields                     | Teacher scores                             |
+        +===========================================+============================================+
+        | queries, positives, hard_negatives        | teacher_positive_scores,                   |
+        |                                           | teacher_negative_scores                    |
+        +-------------------------------------------+--------------------------------------------+
+        | + negative_queries (``mined`` dual)       | + teacher_negative_query_scores            |
+        +-------------------------------------------+--------------------------------------------+
+        | (``in_batch`` dual)                       | + teacher_pair_scores                      |
+        +-------------------------------------------+--------------------------------------------+
+
+    Relations:
+        - sentence-transformers' ``MarginMSELoss`` is the first term (``dual_weight=0``) with no
+          padding.
     """
 
     name = "margin_mse"
@@ -177,9 +204,6 @@ class MarginMSELoss(EmbeddingLoss):
             "dual_weight": self.dual_weight,
             "dual_negatives": self.dual_negatives,
         }
-
-    def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in self.get_config_dict().items())
 
     @property
     def citation(self) -> str:

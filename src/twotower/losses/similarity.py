@@ -1,6 +1,6 @@
 """Student similarity functions shared by every loss.
 
-``s(a, b)`` in METHODS.md is either the cosine or the dot product of two embeddings. Cosine is
+``s(a, b)`` in the loss formulas is either the cosine or the dot product of two embeddings. Cosine is
 implemented as "L2-normalise once, then dot", so every block of a loss pays for one normalisation
 per tensor instead of one per pair of tensors (what ``sentence_transformers.util.cos_sim`` does).
 """

@@ -20,38 +20,51 @@ valid one):
   teacher_temperature, contrastive_weight, contrastive_temperature, near_top_ratio, similarity,
   temperature_squared_scaling.
 
-``build_loss(specs)`` validates and returns a :class:`~twotower.losses.combined.CombinedLoss`.
-Validation problems are :class:`twotower.errors.ConfigError` whose message starts with the entry's
-position, e.g. ``loss[1] (contrastive): temperature: ...``.
+``parse_loss_specs(entries)`` validates the list into frozen spec objects (one class per
+``loss``); ``spec.model_dump(exclude_defaults=True)`` gives the entry back as a plain mapping, as
+written in a recipe. ``build_loss(specs)`` takes such specs (or the raw mappings) and returns a
+:class:`~twotower.losses.combined.CombinedLoss`. Validation problems are
+:class:`twotower.errors.ConfigError` whose message starts with the entry's position, e.g.
+``loss[1] (contrastive): temperature: ...``.
 """
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from twotower.errors import ConfigError
+from twotower.errors import ConfigError, did_you_mean
 from twotower.losses.base import EmbeddingLoss
 from twotower.losses.batch import BatchLayout
 from twotower.losses.combined import CombinedLoss
-from twotower.losses.contrastive import ContrastiveLoss, SoftmaxGroup
+from twotower.losses.contrastive import ContrastiveLoss
 from twotower.losses.listwise import ListwiseKLLoss
 from twotower.losses.margin_mse import MarginMSELoss
-
-Similarity = Literal["cosine", "dot"]
+from twotower.losses.similarity import SimilarityName
+from twotower.losses.softmax_groups import SoftmaxGroup
 
 
 class _Spec(BaseModel):
+    """One ``loss:`` entry: every field but ``loss`` and ``weight`` is an option of ``loss_class``."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    loss_class: ClassVar[type[EmbeddingLoss]]
     # Checked by the loss constructors (finite, >= 0), so the message is the same either way.
     weight: float = 1.0
 
-    def build(self, layout: BatchLayout | None = None) -> EmbeddingLoss:  # pragma: no cover
-        raise NotImplementedError
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments of ``loss_class``."""
+        return {
+            name: getattr(self, name)
+            for name in type(self).model_fields
+            if name not in ("loss", "weight")
+        }
+
+    def build(self, layout: BatchLayout | None = None) -> EmbeddingLoss:
+        return self.loss_class(**self.options(), layout=layout)
 
 
 class GroupSpec(BaseModel):
@@ -65,6 +78,8 @@ class GroupSpec(BaseModel):
 
 
 class ContrastiveSpec(_Spec):
+    loss_class = ContrastiveLoss
+
     loss: Literal["contrastive"]
     preset: str | None = None
     directions: list[str] | None = None
@@ -72,70 +87,41 @@ class ContrastiveSpec(_Spec):
     dual_weight: float = 1.0
     groups: list[GroupSpec] | None = None
     temperature: float = 0.05
-    similarity: Similarity = "cosine"
+    similarity: SimilarityName = "cosine"
     share_hard_negatives: bool = True
     share_negative_queries: bool = False
     d2d_own_hard_negatives: bool = False
     mask_false_negatives: bool = True
 
-    def build(self, layout: BatchLayout | None = None) -> ContrastiveLoss:
-        groups = None
-        if self.groups is not None:
-            groups = [SoftmaxGroup(tuple(g.blocks), g.weight) for g in self.groups]
+    def options(self) -> dict[str, Any]:
         if self.partition != "by_anchor" and self.directions is None:
             raise ConfigError("partition: only applies together with directions")
-        return ContrastiveLoss(
-            groups,
-            preset=self.preset,
-            directions=self.directions,
-            partition=self.partition,
-            dual_weight=self.dual_weight,
-            temperature=self.temperature,
-            similarity=self.similarity,
-            share_hard_negatives=self.share_hard_negatives,
-            share_negative_queries=self.share_negative_queries,
-            d2d_own_hard_negatives=self.d2d_own_hard_negatives,
-            mask_false_negatives=self.mask_false_negatives,
-            layout=layout,
-        )
+        options = super().options()
+        if self.groups is not None:
+            options["groups"] = [SoftmaxGroup(tuple(g.blocks), g.weight) for g in self.groups]
+        return options
 
 
 class MarginMSESpec(_Spec):
+    loss_class = MarginMSELoss
+
     loss: Literal["margin_mse"]
-    similarity: Similarity = "dot"
+    similarity: SimilarityName = "dot"
     dual_weight: float = 0.0
     dual_negatives: Literal["mined", "in_batch"] = "mined"
 
-    def build(self, layout: BatchLayout | None = None) -> MarginMSELoss:
-        return MarginMSELoss(
-            similarity=self.similarity,
-            dual_weight=self.dual_weight,
-            dual_negatives=self.dual_negatives,
-            layout=layout,
-        )
-
 
 class ListwiseSpec(_Spec):
+    loss_class = ListwiseKLLoss
+
     loss: Literal["listwise_kl"]
     student_temperature: float = 0.05
     teacher_temperature: float = 0.3
     contrastive_weight: float = 0.1
     contrastive_temperature: float = 0.01
     near_top_ratio: float | None = 0.6
-    similarity: Similarity = "cosine"
+    similarity: SimilarityName = "cosine"
     temperature_squared_scaling: bool = False
-
-    def build(self, layout: BatchLayout | None = None) -> ListwiseKLLoss:
-        return ListwiseKLLoss(
-            student_temperature=self.student_temperature,
-            teacher_temperature=self.teacher_temperature,
-            contrastive_weight=self.contrastive_weight,
-            contrastive_temperature=self.contrastive_temperature,
-            near_top_ratio=self.near_top_ratio,
-            similarity=self.similarity,
-            temperature_squared_scaling=self.temperature_squared_scaling,
-            layout=layout,
-        )
 
 
 LossSpec = Annotated[ContrastiveSpec | MarginMSESpec | ListwiseSpec, Field(discriminator="loss")]
@@ -168,16 +154,16 @@ def _friendly(e: ValidationError, raw: Any, where: str) -> ConfigError:
         if "groups" in loc:
             model = GroupSpec
         valid = sorted(model.model_fields)
-        close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return ConfigError(f"{head}: unknown key {key!r}{hint}; valid keys: {valid}")
+        return ConfigError(
+            f"{head}: unknown key {key!r}{did_you_mean(key, valid)}; valid keys: {valid}"
+        )
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         valid = sorted(SPEC_TYPES)
         if kind == "union_tag_not_found":
             return ConfigError(f"{where}: missing key 'loss'; one of {valid}")
-        close = difflib.get_close_matches(str(name), valid, n=1, cutoff=0.5)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return ConfigError(f"{where}: unknown loss {name!r}{hint}; valid: {valid}")
+        return ConfigError(
+            f"{where}: unknown loss {name!r}{did_you_mean(name, valid)}; valid: {valid}"
+        )
     field = _loc(loc)
     if kind == "literal_error":
         expected = err.get("ctx", {}).get("expected", "")
@@ -186,10 +172,9 @@ def _friendly(e: ValidationError, raw: Any, where: str) -> ConfigError:
             for v in str(expected).replace(" or ", ",").split(",")
             if v.strip()
         ]
-        close = difflib.get_close_matches(str(err.get("input")), valid, n=1, cutoff=0.5)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        value = err.get("input")
         return ConfigError(
-            f"{head}: {field}: {err.get('input')!r} is not valid{hint}; valid: {valid}"
+            f"{head}: {field}: {value!r} is not valid{did_you_mean(value, valid)}; valid: {valid}"
         )
     return ConfigError(f"{head}: {field}: {err['msg']} (got {err.get('input')!r})")
 
@@ -230,10 +215,7 @@ def build_loss(specs: Any, *, layout: BatchLayout | None = None) -> CombinedLoss
         except ConfigError as e:
             raise ConfigError(f"loss[{i}] ({spec.loss}): {e}") from None
         terms.append((spec.weight, loss))
-    try:
-        return CombinedLoss(terms)
-    except ConfigError as e:
-        raise ConfigError(str(e)) from None
+    return CombinedLoss(terms)
 
 
 __all__ = [
