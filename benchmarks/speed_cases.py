@@ -11,10 +11,16 @@ Cases (``st_*``: what a sentence-transformers user runs; ``tt_*``: twotower):
     st_encode                 SentenceTransformer.encode_document of the corpus
     st_mine / tt_mine         hard negatives for the training queries (cold or warm)
     st_eval / tt_eval         a full test-split evaluation (cold, or with the embedding cache)
+
+sentence-transformers runs in its default fp32 and in the bf16 configurations its user has at
+hand: ``st_train_bf16`` (``SentenceTransformerTrainingArguments(bf16=True)``), ``*_autocast``
+(the call inside ``torch.autocast(device, dtype=torch.bfloat16)``) and ``st_encode_bf16`` (the
+weights cast with ``model.to(torch.bfloat16)``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -36,6 +42,22 @@ def load_st(max_length: int):
     model = load_sentence_transformer(MODEL, device="cpu")
     model.max_seq_length = max_length
     return model
+
+
+def st_autocast(model, enabled: bool):
+    """What an ST user wraps a call in for bf16 compute: ``torch.autocast`` on its device."""
+    import torch
+
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(model.device.type, dtype=torch.bfloat16)
+
+
+def st_embeddings_file(out: Path, mode: str) -> Path:
+    """Where ``st_encode`` in ``mode`` (fp32, autocast, bf16) leaves the corpus embeddings."""
+    return out / (
+        "st_corpus_embeddings.npy" if mode == "fp32" else f"st_corpus_embeddings_{mode}.npy"
+    )
 
 
 def encoder(model, cfg: dict, precision: str):
@@ -95,6 +117,15 @@ def _train_pairs(cfg: dict):
     return examples_from_collection(load_collection(cfg.get("train_data", cfg["data"]), "train"))
 
 
+def _training_rows(examples):
+    """``train_model``'s input: ``TrainingRows`` where the package has them, else the list."""
+    try:
+        from twotower.training.rows import TrainingRows
+    except ImportError:  # before TrainingRows: train_model took the examples themselves
+        return examples
+    return TrainingRows(examples, None, negatives=0)
+
+
 def _train_summary(timer, batch_size: int, started: float) -> dict:
     steps = timer.steps()
     measured = steps[1:] or steps  # the first step pays one-off set-up (allocator, kernels)
@@ -108,7 +139,7 @@ def _train_summary(timer, batch_size: int, started: float) -> dict:
     }
 
 
-def st_train(cfg: dict, out: Path) -> dict:
+def st_train(cfg: dict, out: Path, bf16: bool = False) -> dict:
     import torch
     from datasets import Dataset
     from sentence_transformers import (
@@ -125,14 +156,14 @@ def st_train(cfg: dict, out: Path) -> dict:
         {"anchor": [e.query for e in examples], "positive": [e.positive for e in examples]}
     )
     args = SentenceTransformerTrainingArguments(
-        output_dir=str(out / "st_train"),
+        output_dir=str(out / ("st_train_bf16" if bf16 else "st_train")),
         max_steps=cfg["train_steps"],
         per_device_train_batch_size=cfg["batch_size"],
         learning_rate=2e-5,
         warmup_steps=0.1,
         seed=42,
         use_cpu=True,
-        bf16=cfg.get("st_bf16", False),
+        bf16=bf16,
         save_strategy="no",
         logging_steps=5,
         report_to="none",
@@ -149,7 +180,9 @@ def st_train(cfg: dict, out: Path) -> dict:
     )
     started = time.perf_counter()
     trainer.train()
-    return _train_summary(timer, cfg["batch_size"], started)
+    result = _train_summary(timer, cfg["batch_size"], started)
+    result["bf16"] = bf16
+    return result
 
 
 def tt_train(cfg: dict, out: Path, precision: str) -> dict:
@@ -174,7 +207,8 @@ def tt_train(cfg: dict, out: Path, precision: str) -> dict:
         ),
     )
     started = time.perf_counter()
-    train_model(recipe, examples, out / f"tt_train_{precision}", resume=False, device="cpu")
+    rows = _training_rows(examples)
+    train_model(recipe, rows, out / f"tt_train_{precision}", resume=False, device="cpu")
     result = _train_summary(timer, cfg["batch_size"], started)
     result["bf16"] = use_bf16(precision, "cpu")
     return result
@@ -183,33 +217,55 @@ def tt_train(cfg: dict, out: Path, precision: str) -> dict:
 # --- encoding ---------------------------------------------------------------------------------
 
 
-def st_encode(cfg: dict, out: Path) -> dict:
-    """ST's corpus encoding; the embeddings are kept for ``st_eval`` with a cache."""
+def st_encode(cfg: dict, out: Path, mode: str = "fp32") -> dict:
+    """ST's corpus encoding in ``mode``: ``fp32`` (its default), ``autocast`` (inside
+    ``torch.autocast(..., dtype=torch.bfloat16)``) or ``bf16`` (``model.to(torch.bfloat16)``).
+    The embeddings are kept for ``st_eval`` with a cache; against the fp32 ones where those are
+    there (``st_encode`` ran first), the cosine of each document's two embeddings is reported."""
     import numpy as np
+    import torch
 
     from twotower.data import load_collection
 
     corpus = load_collection(cfg["data"], "test").corpus
     model = load_st(cfg["max_length"])
-    model.encode_document(
-        corpus.texts[:8], batch_size=cfg["st_batch_size"]
-    )  # warm-up, as tt gets none: tiny
-    started = time.perf_counter()
-    embeddings = model.encode_document(
-        corpus.texts,
-        batch_size=cfg["st_batch_size"],
-        normalize_embeddings=True,
-        convert_to_numpy=True,
-    )
-    seconds = time.perf_counter() - started
-    np.save(out / "st_corpus_embeddings.npy", embeddings)
-    return {"seconds": seconds, "docs": len(corpus)}
+    if mode == "bf16":
+        model.to(torch.bfloat16)
+    with st_autocast(model, mode == "autocast"):
+        model.encode_document(
+            corpus.texts[:8], batch_size=cfg["st_batch_size"]
+        )  # warm-up, as tt gets none: tiny
+        started = time.perf_counter()
+        embeddings = model.encode_document(
+            corpus.texts,
+            batch_size=cfg["st_batch_size"],
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+        )
+        seconds = time.perf_counter() - started
+    embeddings = np.asarray(embeddings, dtype=np.float32)
+    np.save(st_embeddings_file(out, mode), embeddings)
+    result = {"seconds": seconds, "docs": len(corpus), "mode": mode}
+    reference = st_embeddings_file(out, "fp32")
+    if mode != "fp32" and reference.exists():
+        fp32 = np.load(reference)
+        if fp32.shape == embeddings.shape:
+            cosine = (fp32 * embeddings).sum(axis=1) / (
+                np.linalg.norm(fp32, axis=1) * np.linalg.norm(embeddings, axis=1)
+            )
+            result.update(
+                cosine_to_fp32_mean=float(cosine.mean()), cosine_to_fp32_min=float(cosine.min())
+            )
+    return result
 
 
 # --- mining -----------------------------------------------------------------------------------
 
 
-def st_mine(cfg: dict, out: Path) -> dict:
+def st_mine(cfg: dict, out: Path, autocast: bool = False) -> dict:
+    """``mine_hard_negatives`` with a ``cache_folder``: the cold case fills it, the warm one reads
+    it. Its cache is keyed by the model's name and the texts, not by precision, so the autocast
+    cases get a folder of their own."""
     from datasets import Dataset
     from sentence_transformers.util import mine_hard_negatives
 
@@ -223,20 +279,21 @@ def st_mine(cfg: dict, out: Path) -> dict:
         {"anchor": [e.query for e in examples], "positive": [e.positive for e in examples]}
     )
     started = time.perf_counter()
-    mined = mine_hard_negatives(
-        dataset,
-        model,
-        corpus=list(collection.corpus.texts),
-        range_min=cfg["window"][0] - 1,
-        range_max=cfg["window"][1],
-        num_negatives=cfg["negatives"],
-        sampling_strategy="random",
-        batch_size=cfg["st_batch_size"],
-        output_format="n-tuple",
-        cache_folder=str(out / "st_mining_cache"),
-        verbose=False,
-    )
-    return {"seconds": time.perf_counter() - started, "rows": len(mined)}
+    with st_autocast(model, autocast):
+        mined = mine_hard_negatives(
+            dataset,
+            model,
+            corpus=list(collection.corpus.texts),
+            range_min=cfg["window"][0] - 1,
+            range_max=cfg["window"][1],
+            num_negatives=cfg["negatives"],
+            sampling_strategy="random",
+            batch_size=cfg["st_batch_size"],
+            output_format="n-tuple",
+            cache_folder=str(out / ("st_mining_cache_autocast" if autocast else "st_mining_cache")),
+            verbose=False,
+        )
+    return {"seconds": time.perf_counter() - started, "rows": len(mined), "autocast": autocast}
 
 
 def tt_mine(cfg: dict, out: Path, precision: str, table_cache: bool) -> dict:
@@ -265,7 +322,9 @@ def tt_mine(cfg: dict, out: Path, precision: str, table_cache: bool) -> dict:
 # --- evaluation -------------------------------------------------------------------------------
 
 
-def st_eval(cfg: dict, out: Path, cached: bool) -> dict:
+def st_eval(cfg: dict, out: Path, cached: bool, autocast: bool = False) -> dict:
+    """ST's ``InformationRetrievalEvaluator``, called inside ``torch.autocast`` with ``autocast``
+    (the whole call, as a user wraps it: the scoring runs in bf16 too)."""
     import numpy as np
     import torch
     from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
@@ -288,11 +347,13 @@ def st_eval(cfg: dict, out: Path, cached: bool) -> dict:
     )
     kwargs = {}
     if cached:  # what an ST user can do: encode the corpus once, save it, pass it back in
-        kwargs["corpus_embeddings"] = torch.from_numpy(np.load(out / "st_corpus_embeddings.npy"))
-    metrics = evaluator(model, **kwargs)
+        embeddings = st_embeddings_file(out, "autocast" if autocast else "fp32")
+        kwargs["corpus_embeddings"] = torch.from_numpy(np.load(embeddings))
+    with st_autocast(model, autocast):
+        metrics = evaluator(model, **kwargs)
     seconds = time.perf_counter() - started
     ndcg = next(v for k, v in metrics.items() if k.endswith("ndcg@10"))
-    return {"seconds": seconds, "ndcg@10": ndcg}
+    return {"seconds": seconds, "ndcg@10": ndcg, "autocast": autocast}
 
 
 def tt_eval(cfg: dict, out: Path, precision: str) -> dict:
@@ -316,16 +377,23 @@ def tt_eval(cfg: dict, out: Path, precision: str) -> dict:
 
 CASES = {
     "st_train": st_train,
+    "st_train_bf16": lambda c, o: st_train(c, o, bf16=True),
     "tt_train_fp32": lambda c, o: tt_train(c, o, "fp32"),
     "tt_train_auto": lambda c, o: tt_train(c, o, "auto"),
     "st_encode": st_encode,
+    "st_encode_autocast": lambda c, o: st_encode(c, o, "autocast"),
+    "st_encode_bf16": lambda c, o: st_encode(c, o, "bf16"),
     "st_mine_cold": st_mine,
     "st_mine_warm": st_mine,
+    "st_mine_cold_autocast": lambda c, o: st_mine(c, o, autocast=True),
+    "st_mine_warm_autocast": lambda c, o: st_mine(c, o, autocast=True),
     "tt_mine_cold": lambda c, o: tt_mine(c, o, "auto", table_cache=True),
     "tt_mine_warm": lambda c, o: tt_mine(c, o, "auto", table_cache=False),
     "tt_mine_warm_table": lambda c, o: tt_mine(c, o, "auto", table_cache=True),
     "st_eval_cold": lambda c, o: st_eval(c, o, cached=False),
     "st_eval_cached": lambda c, o: st_eval(c, o, cached=True),
+    "st_eval_cold_autocast": lambda c, o: st_eval(c, o, cached=False, autocast=True),
+    "st_eval_cached_autocast": lambda c, o: st_eval(c, o, cached=True, autocast=True),
     "tt_eval_cold_fp32": lambda c, o: tt_eval(c, o, "fp32"),
     "tt_eval_cached_fp32": lambda c, o: tt_eval(c, o, "fp32"),
     "tt_eval_cold_auto": lambda c, o: tt_eval(c, o, "auto"),
