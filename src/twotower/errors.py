@@ -34,8 +34,8 @@ class InputError(TwotowerError):
         super().__init__(f"{where}: {message}" if where else message)
 
 
-class ConfigError(TwotowerError):
-    """An invalid option, recipe key or combination of options."""
+class ConfigError(TwotowerError, ValueError):
+    """An invalid option, recipe key or combination of options (also a ``ValueError``)."""
 
 
 class ResolutionError(TwotowerError):

@@ -165,7 +165,7 @@ def test_teach_scores_negative_query_tables(tiny_model, tiny_collection, tmp_pat
             ["--teacher", "cross-encoder:/no/such/model"],
             "model folder /no/such/model does not exist",
         ),
-        (lambda p: None, ["--drop-below", "120"], "--drop-below must be a percentile in [0, 100]"),
+        (lambda p: None, ["--drop-below", "120"], "Invalid value for '--drop-below'"),
     ],
 )
 def test_teach_bad_input_exits_2_with_one_line(

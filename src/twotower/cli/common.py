@@ -6,18 +6,64 @@ import functools
 import json
 import logging
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from typer.core import TyperGroup
+
+try:  # typer >= 0.22 carries its own copy of click
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover - older typer on click
+    from click import exceptions as click_errors
 
 from twotower.errors import TwotowerError
 
 console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
+
+# Options several commands share, each validated where it is parsed.
+BatchSizeOpt = Annotated[int, typer.Option(min=1, help="encoding / scoring batch size")]
+MaxLengthOpt = Annotated[
+    int | None, typer.Option(min=1, help="max tokens per text (model default if unset)")
+]
+AlphaOpt = Annotated[
+    float, typer.Option(min=0.0, max=1.0, help="weight of BM25 in fusion, in [0, 1]")
+]
+SeedOpt = Annotated[int, typer.Option(min=0, help="sampling seed")]
+DeviceOpt = Annotated[
+    str | None, typer.Option(help="cpu, cuda, cuda:1 … (default: best available)")
+]
+DataDirOpt = Annotated[Path | None, typer.Option(help="folder holding collections by name")]
+
+
+def print_error(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+
+
+class OneLineErrors(TyperGroup):
+    """A bad option value or usage is one line naming the option, with exit status 2."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click_errors.NoArgsIsHelpError as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click_errors.ClickException as exc:
+            print_error(exc.format_message())
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            print_error("aborted")
+            sys.exit(1)
+        # Without standalone mode click returns the exit code of an Exit instead of exiting.
+        if isinstance(code, int) and code:
+            sys.exit(code)
+        return code
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -48,11 +94,10 @@ def user_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except TwotowerError as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            print_error(str(exc))
             raise typer.Exit(2) from None
         except FileNotFoundError as exc:
-            where = f"{exc.filename}: no such file" if exc.filename else str(exc)
-            console.print(f"[bold red]error:[/] {where}", highlight=False, soft_wrap=True)
+            print_error(f"{exc.filename}: no such file" if exc.filename else str(exc))
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]

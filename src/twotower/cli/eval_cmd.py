@@ -9,7 +9,15 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from twotower.cli.common import user_errors, write_json
+from twotower.cli.common import (
+    AlphaOpt,
+    BatchSizeOpt,
+    DataDirOpt,
+    DeviceOpt,
+    MaxLengthOpt,
+    user_errors,
+    write_json,
+)
 from twotower.data import load_collection
 from twotower.evaluation import DEFAULT_METRICS, evaluate_systems
 from twotower.evaluation.metrics import parse_metric
@@ -33,20 +41,16 @@ def eval_command(
     fusion: Annotated[
         str | None, typer.Option(help="also fuse each dense model with BM25: linear or rrf")
     ] = None,
-    alpha: Annotated[float, typer.Option(help="weight of BM25 in linear fusion")] = 0.5,
-    batch_size: Annotated[int, typer.Option(help="encoding batch size")] = 64,
-    max_length: Annotated[
-        int | None, typer.Option(help="max tokens per text (model default if unset)")
-    ] = None,
+    alpha: AlphaOpt = 0.5,
+    batch_size: BatchSizeOpt = 64,
+    max_length: MaxLengthOpt = None,
     precision: Annotated[
         str, typer.Option(help="auto (bf16 where the CPU or GPU has it), bf16 or fp32")
     ] = "auto",
     metrics: Annotated[str, typer.Option(help="comma-separated metrics")] = ",".join(
         DEFAULT_METRICS
     ),
-    data_dir: Annotated[
-        Path | None, typer.Option(help="folder holding collections by name")
-    ] = None,
+    data_dir: DataDirOpt = None,
     ignore_identical_ids: Annotated[
         bool | None,
         typer.Option(
@@ -57,9 +61,7 @@ def eval_command(
     cache: Annotated[
         bool, typer.Option("--cache/--no-cache", help="reuse cached corpus embeddings")
     ] = True,
-    device: Annotated[
-        str | None, typer.Option(help="cpu, cuda, cuda:1 … (default: best available)")
-    ] = None,
+    device: DeviceOpt = None,
 ) -> None:
     """Evaluate retrievers with trec_eval metrics (pytrec_eval) on judged queries."""
     metric_list = [m.strip() for m in metrics.split(",") if m.strip()]

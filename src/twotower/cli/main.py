@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from twotower.cli.common import setup_logging
+from twotower.cli.common import OneLineErrors, setup_logging
 from twotower.cli.eval_cmd import eval_command
 from twotower.cli.mine_cmd import mine_command
 from twotower.cli.probe_cmd import probe_command
@@ -13,6 +13,7 @@ from twotower.cli.train_cmd import run_command, train_command
 
 app = typer.Typer(
     name="twotower",
+    cls=OneLineErrors,
     help="Train, evaluate and probe dense retrievers.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,

@@ -8,7 +8,15 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from twotower.cli.common import user_errors
+from twotower.cli.common import (
+    AlphaOpt,
+    BatchSizeOpt,
+    DataDirOpt,
+    DeviceOpt,
+    MaxLengthOpt,
+    SeedOpt,
+    user_errors,
+)
 from twotower.data import load_collection
 from twotower.errors import ConfigError
 from twotower.negatives import (
@@ -37,7 +45,9 @@ def mine_command(
     ] = "documents",
     count: Annotated[
         int | None,
-        typer.Option(help="negatives per query (0: the whole window) [default: 8; 20 for queries]"),
+        typer.Option(
+            min=0, help="negatives per query (0: the whole window) [default: 8; 20 for queries]"
+        ),
     ] = None,
     window: Annotated[
         str | None,
@@ -45,7 +55,7 @@ def mine_command(
             help="ranks START:END, 1-based, inclusive [default: 10:100; 1:200 for queries]"
         ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
+    seed: SeedOpt = 0,
     teacher: Annotated[
         str | None,
         typer.Option(
@@ -62,19 +72,11 @@ def mine_command(
             help="positive score to compare with when a query has several: max or min (stricter)"
         ),
     ] = "max",
-    alpha: Annotated[
-        float, typer.Option(help="weight of BM25 in fusion (retriever and fusion teacher)")
-    ] = 0.5,
-    batch_size: Annotated[int, typer.Option(help="encoding / scoring batch size")] = 64,
-    max_length: Annotated[
-        int | None, typer.Option(help="max tokens per text (model default if unset)")
-    ] = None,
-    device: Annotated[
-        str | None, typer.Option(help="cpu, cuda, cuda:1 … (default: best available)")
-    ] = None,
-    data_dir: Annotated[
-        Path | None, typer.Option(help="folder holding collections by name")
-    ] = None,
+    alpha: AlphaOpt = 0.5,
+    batch_size: BatchSizeOpt = 64,
+    max_length: MaxLengthOpt = None,
+    device: DeviceOpt = None,
+    data_dir: DataDirOpt = None,
     cache: Annotated[
         bool,
         typer.Option(

@@ -8,7 +8,13 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from twotower.cli.common import user_errors
+from twotower.cli.common import (
+    BatchSizeOpt,
+    DataDirOpt,
+    DeviceOpt,
+    SeedOpt,
+    user_errors,
+)
 from twotower.data import load_collection
 from twotower.models import Encoder
 
@@ -31,16 +37,15 @@ def probe_command(
         list[str] | None, typer.Option(help="a label per --model (default: folder or model name)")
     ] = None,
     temperature: Annotated[
-        float, typer.Option(help="softmax temperature of the negative-sampling view")
+        float,
+        typer.Option(min=1e-6, help="softmax temperature of the negative-sampling view"),
     ] = 0.05,
     tsne: Annotated[bool, typer.Option("--tsne/--no-tsne", help="fit t-SNE (slowest part)")] = True,
-    tsne_queries: Annotated[int, typer.Option(help="queries sampled for t-SNE")] = 300,
-    seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
-    batch_size: Annotated[int, typer.Option(help="encoding batch size")] = 64,
-    data_dir: Annotated[
-        Path | None, typer.Option(help="folder holding collections by name")
-    ] = None,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda, …")] = None,
+    tsne_queries: Annotated[int, typer.Option(min=2, help="queries sampled for t-SNE")] = 300,
+    seed: SeedOpt = 0,
+    batch_size: BatchSizeOpt = 64,
+    data_dir: DataDirOpt = None,
+    device: DeviceOpt = None,
 ) -> None:
     """Probe embedding spaces: t-SNE, top-1 similarity, alignment/uniformity, anisotropy, DANCE's view."""
     from twotower.analysis import run_probe

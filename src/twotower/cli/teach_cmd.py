@@ -9,9 +9,15 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from twotower.cli.common import user_errors
+from twotower.cli.common import (
+    AlphaOpt,
+    BatchSizeOpt,
+    DataDirOpt,
+    DeviceOpt,
+    MaxLengthOpt,
+    user_errors,
+)
 from twotower.data import load_collection
-from twotower.errors import ConfigError
 from twotower.negatives import read_negatives
 from twotower.teachers import (
     keep_queries,
@@ -47,20 +53,16 @@ def teach_command(
     drop_below: Annotated[
         float | None,
         typer.Option(
-            help="drop queries whose best score is below this percentile of the best scores (listwise: 25)"
+            min=0.0,
+            max=100.0,
+            help="drop queries whose best score is below this percentile of the best scores (listwise: 25)",
         ),
     ] = None,
-    alpha: Annotated[float, typer.Option(help="weight of BM25 in the fusion teacher")] = 0.5,
-    batch_size: Annotated[int, typer.Option(help="scoring batch size")] = 32,
-    max_length: Annotated[
-        int | None, typer.Option(help="max tokens per pair / text (model default if unset)")
-    ] = None,
-    device: Annotated[
-        str | None, typer.Option(help="cpu, cuda, cuda:1 … (default: best available)")
-    ] = None,
-    data_dir: Annotated[
-        Path | None, typer.Option(help="folder holding collections by name")
-    ] = None,
+    alpha: AlphaOpt = 0.5,
+    batch_size: BatchSizeOpt = 32,
+    max_length: MaxLengthOpt = None,
+    device: DeviceOpt = None,
+    data_dir: DataDirOpt = None,
     cache: Annotated[
         bool, typer.Option("--cache/--no-cache", help="reuse cached teacher scores")
     ] = True,
@@ -69,10 +71,6 @@ def teach_command(
     ] = False,
 ) -> None:
     """Score (query, document) pairs with a teacher, for distillation."""
-    if drop_below is not None and not 0.0 <= drop_below <= 100.0:
-        raise ConfigError(f"--drop-below must be a percentile in [0, 100], got {drop_below}")
-    if batch_size < 1:
-        raise ConfigError(f"--batch-size must be positive, got {batch_size}")
     started = time.perf_counter()
     collection = load_collection(data, split, data_dir)
     table = read_negatives(pairs, collection)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from twotower.cli.common import user_errors
+from twotower.cli.common import DeviceOpt, user_errors
 from twotower.training.pipeline import default_run_dir
 from twotower.training.recipe import load_recipe
 
@@ -26,7 +26,6 @@ ResumeOpt = Annotated[
         help="continue from the last checkpoint / start afresh (default: resume if one exists)",
     ),
 ]
-DeviceOpt = Annotated[str | None, typer.Option(help="cpu, cuda, … (default: best available)")]
 
 
 @user_errors

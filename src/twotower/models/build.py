@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import logging
 
+from twotower.errors import ConfigError
 from twotower.models.encoder import load_sentence_transformer
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ def build_model(
         base.prompts = {**(base.prompts or {}), **prompts}
         return base
     if towers != "separate":
-        raise ValueError(f"towers must be shared or separate, got {towers!r}")
+        raise ConfigError(f"towers must be shared or separate, got {towers!r}")
     if any(isinstance(module, Router) for module in base):
         return base  # already asymmetric
     document_modules = list(base)

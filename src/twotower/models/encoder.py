@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from twotower.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 Task = Literal["query", "document"]
@@ -74,9 +76,9 @@ class Encoder:
         max_batch_tokens: int | None = None,
     ) -> None:
         if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
+            raise ConfigError(f"batch_size must be positive, got {batch_size}")
         if max_batch_tokens is not None and max_batch_tokens < 1:
-            raise ValueError(f"max_batch_tokens must be positive, got {max_batch_tokens}")
+            raise ConfigError(f"max_batch_tokens must be positive, got {max_batch_tokens}")
         self.model = model
         self.name = (
             name

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
+from twotower.errors import ConfigError
 from twotower.teachers.cache import ScoreCache, pair_key
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ class Teacher(ABC):
         self, *, name: str, batch_size: int = 32, show_progress: bool = True, use_cache: bool = True
     ) -> None:
         if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
+            raise ConfigError(f"batch_size must be positive, got {batch_size}")
         self.name = name
         self.batch_size = batch_size
         self.show_progress = show_progress

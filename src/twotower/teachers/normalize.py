@@ -15,6 +15,8 @@ from typing import Literal
 
 import numpy as np
 
+from twotower.errors import ConfigError
+
 TeacherScores = dict[str, dict[str, float]]
 
 
@@ -24,7 +26,7 @@ def percentile_bounds(values, low: float = 1.0, high: float = 99.0) -> tuple[flo
     if values.size == 0:
         raise ValueError("no scores to normalise")
     if not 0.0 <= low < high <= 100.0:
-        raise ValueError(f"need 0 <= low < high <= 100, got {low} and {high}")
+        raise ConfigError(f"need 0 <= low < high <= 100, got {low} and {high}")
     lo, hi = np.percentile(values, [low, high])
     return float(lo), float(hi)
 
@@ -70,6 +72,6 @@ def keep_queries(
     elif of == "all":
         pool = [s for per_query in scores.values() for s in per_query.values()]
     else:
-        raise ValueError(f"of must be 'best' or 'all', got {of!r}")
+        raise ConfigError(f"of must be 'best' or 'all', got {of!r}")
     threshold = float(np.percentile(np.asarray(pool, dtype=np.float64), percentile))
     return [qid for qid, value in best.items() if value >= threshold]
