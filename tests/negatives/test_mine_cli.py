@@ -5,16 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from twotower.cli.mine_cmd import mine_command
+from twotower.cli.main import app
 from twotower.data import load_collection
 from twotower.negatives import read_negatives
 
-app = typer.Typer()
-app.command("mine")(mine_command)
-app.command("noop")(lambda: None)  # two commands, so "mine" is addressed by name as in twotower
 runner = CliRunner()
 
 

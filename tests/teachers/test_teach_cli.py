@@ -5,15 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from twotower.cli.teach_cmd import teach_command
+from twotower.cli.main import app
 from twotower.negatives import NegativesTable, write_negatives
 
-app = typer.Typer()
-app.command("teach")(teach_command)
-app.command("noop")(lambda: None)  # two commands, so "teach" is addressed by name as in twotower
 runner = CliRunner()
 
 
