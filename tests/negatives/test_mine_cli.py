@@ -86,7 +86,7 @@ def test_mine_dense_with_teacher_and_negative_queries(tiny_collection, tiny_mode
         (["--retriever", "splade"], "unknown retriever 'splade'"),
         (["--teacher", "fusion:x"], "needs both --teacher and --margin"),
         (["--negatives", "passages"], "--negatives must be documents or queries"),
-        (["--count", "-1"], "--count must be >= 0"),
+        (["--count", "-1"], "Invalid value for '--count'"),
         (["--split", "train"], "no qrels for split 'train' (available: test)"),
         (
             ["--retriever", "dense", "-m", "/no/such/model"],

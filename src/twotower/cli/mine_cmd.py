@@ -104,8 +104,6 @@ def mine_command(
         else RankWindow(10, 100)
     )
     count = (20 if for_queries else 8) if count is None else count
-    if count < 0:
-        raise ConfigError(f"--count must be >= 0, got {count}")
     collection = load_collection(data, split, data_dir)
     ranker = make_retriever(
         retriever,
