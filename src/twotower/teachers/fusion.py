@@ -3,7 +3,7 @@
 This is the fusion of the evaluation table (``twotower eval --fusion linear``), made into a
 pair scorer. Normalisation choice, per query and per system: the maximum is the system's best
 score over the whole corpus and the minimum is its ``depth``-th best score (default 100, the
-depth of the evaluation's runs), so
+depth of mining's fusion retriever; the evaluation fuses 1,000 from each system), so
 
     n(d) = clip((s(d) - s_depth) / (s_1 - s_depth), 0, 1)
     T(q, d) = alpha * n_bm25(d) + (1 - alpha) * n_dense(d)
@@ -28,10 +28,11 @@ from functools import cached_property
 import numpy as np
 
 from twotower.data.beir import Corpus
-from twotower.errors import InputError
+from twotower.errors import ConfigError, InputError
 from twotower.models.embedding_cache import encode_corpus
 from twotower.models.encoder import Encoder
 from twotower.retrieval.bm25 import BM25
+from twotower.retrieval.fusion import check_alpha
 from twotower.teachers.base import Teacher
 
 # Fused score vectors (one float32 per document) kept per query text across calls, so that
@@ -72,10 +73,9 @@ class FusionTeacher(Teacher):
         show_progress: bool = True,
         use_cache: bool = True,
     ) -> None:
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        check_alpha(alpha)
         if depth is not None and depth < 1:
-            raise ValueError(f"depth must be positive, got {depth}")
+            raise ConfigError(f"depth must be positive, got {depth}")
         if not isinstance(encoder, Encoder):
             encoder = Encoder.from_name(
                 encoder,

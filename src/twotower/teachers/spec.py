@@ -93,8 +93,6 @@ def build_teacher(
         )
     if corpus is None:
         raise ConfigError("the fusion teacher needs the collection's corpus")
-    if not 0.0 <= alpha <= 1.0:
-        raise ConfigError(f"alpha must be in [0, 1], got {alpha}")
     from twotower.teachers.fusion import FusionTeacher
 
     return FusionTeacher(
