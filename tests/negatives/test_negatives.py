@@ -23,6 +23,7 @@ from twotower.negatives import (
     mine_negative_queries,
     mine_negatives,
     read_negatives,
+    rng_for,
     write_negatives,
 )
 
@@ -219,6 +220,38 @@ def test_negative_queries_never_have_the_document_as_positive(synthetic):
     assert all(len(v) == N_QUERIES - 1 for v in everything.negatives.values())
 
 
+def test_documents_and_queries_are_drawn_by_one_rule(synthetic):
+    """Both kinds keep the first ``count`` window candidates of the anchor's permutation
+    ``rng_for(seed, anchor)``, in rank order; a cached table carries the same settings."""
+    collection, retriever = synthetic
+    rng = np.random.default_rng(5)
+    retriever.reverse = {
+        d: [f"q{i}" for i in rng.permutation(N_QUERIES)]
+        for q in collection.queries
+        for d in sorted(collection.positives(q))
+    }
+    seed = 11
+
+    def drawn(ranked, excluded, anchor, window, count):
+        candidates = [(r, c) for r, c in enumerate(ranked, 1) if r in window and c not in excluded]
+        order = rng_for(seed, anchor).permutation(len(candidates)).tolist()
+        return [c for _, c in sorted(candidates[i] for i in order[:count])]
+
+    window = RankWindow(2, 30)
+    documents, _ = mine_negatives(collection, retriever, window=window, count=3, seed=seed)
+    for qid, negatives in documents.negatives.items():
+        assert negatives == drawn(retriever.ranking[qid], collection.positives(qid), qid, window, 3)
+    window = RankWindow(1, 6)
+    queries, _ = mine_negative_queries(collection, retriever, window=window, count=2, seed=seed)
+    assert len(queries) == 2 * N_QUERIES
+    for doc_id, negatives in queries.negatives.items():
+        owners = {q for q in collection.qrels if doc_id in collection.positives(q)}
+        assert negatives == drawn(retriever.reverse[doc_id], owners, doc_id, window, 2)
+    cached, stats = mine_negative_queries(collection, retriever, window=window, count=2, seed=seed)
+    assert stats.cached and cached.negatives == queries.negatives
+    assert cached.meta["settings"] == queries.meta["settings"]
+
+
 def test_real_retrievers_on_the_tiny_collection(tiny_collection, tiny_model):
     collection = load_collection(tiny_collection)
     encoder = Encoder.from_name(str(tiny_model), show_progress=False)
@@ -343,6 +376,9 @@ def test_reader_reports_file_line_field(tmp_path, tiny_collection, row, message)
 def test_rank_window_parsing():
     assert RankWindow.parse("10:100") == RankWindow(10, 100) == RankWindow.parse("10-100")
     assert 10 in RankWindow(10, 100) and 100 in RankWindow(10, 100) and 9 not in RankWindow(10, 100)
-    for bad in ("10", "a:b", "0:5", "9:3"):
-        with pytest.raises(ConfigError):
+    for bad in ("10", "a:b"):
+        with pytest.raises(ConfigError, match="expected START:END"):
+            RankWindow.parse(bad)
+    for bad in ("0:5", "9:3"):
+        with pytest.raises(ConfigError, match=f"rank window {bad}: need 1 <= start <= end"):
             RankWindow.parse(bad)

@@ -1,10 +1,15 @@
-"""False-negative filtering by teacher score margin (METHODS §7)."""
+"""False-negative filtering by teacher score margin: a mined negative the teacher scores close
+to the positive is probably an unjudged positive (RocketQA, Qu et al. 2021, denoises with a
+cross-encoder; NV-Retriever, Moreira et al. 2024, keeps negatives below the positive's score
+less a margin)."""
 
 from __future__ import annotations
 
 from typing import Literal
 
 import numpy as np
+
+from twotower.errors import ConfigError
 
 Reference = Literal["min", "max"]
 
@@ -21,7 +26,7 @@ def positive_reference(positive_scores, reference: Reference = "max") -> float:
         return float(values.min())
     if reference == "max":
         return float(values.max())
-    raise ValueError(f"reference must be 'min' or 'max', got {reference!r}")
+    raise ConfigError(f"reference must be 'min' or 'max', got {reference!r}")
 
 
 def false_negative_mask(
@@ -30,8 +35,8 @@ def false_negative_mask(
     """Boolean mask of the negatives to KEEP.
 
     A negative is dropped when its teacher score > (teacher score of the positive − ``margin``).
-    ``margin`` is in the teacher's units: e.g. 3.0 on cross-encoder logits (the poster), about
-    0.1 on scores in [0, 1] (the fusion teacher, normalised scores).
+    ``margin`` is in the teacher's units: e.g. 3.0 on cross-encoder logits, about 0.1 on scores
+    in [0, 1] (the fusion teacher, normalised scores).
     """
     threshold = positive_reference(positive_scores, reference) - margin
     return np.asarray(negative_scores, dtype=np.float64).reshape(-1) <= threshold

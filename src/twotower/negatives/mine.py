@@ -6,14 +6,15 @@ removed). Per query, candidates are visited in a random order fixed by ``seed`` 
 id, and the first ``count`` that survive the optional false-negative filter are kept (a
 uniform sample of the surviving candidates); they are written back in rank order. With a
 teacher, candidates are scored lazily, in rounds, so only about ``count`` pairs per query are
-scored rather than the whole window.
+scored rather than the whole window. DANCE's negative queries
+(:mod:`twotower.negatives.queries`) are mined by the same steps, without the filter.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 from twotower.data.collection import Collection
@@ -21,7 +22,7 @@ from twotower.errors import ConfigError
 from twotower.negatives import cache as mining_cache
 from twotower.negatives.filtering import Reference, false_negative_mask
 from twotower.negatives.retrievers import Retriever
-from twotower.negatives.table import NegativesTable, rng_for
+from twotower.negatives.table import Kind, NegativesTable, rng_for
 from twotower.teachers.base import Teacher
 
 log = logging.getLogger(__name__)
@@ -44,11 +45,12 @@ class RankWindow:
         sep = ":" if ":" in text else "-"
         start, _, end = text.partition(sep)
         try:
-            return cls(int(start), int(end))
+            ranks = int(start), int(end)
         except ValueError:
             raise ConfigError(
                 f"rank window '{text}': expected START:END, e.g. 10:100 (1-based, inclusive)"
             ) from None
+        return cls(*ranks)  # outside the try, whose except would replace the window's own error
 
     def __contains__(self, rank: object) -> bool:
         return isinstance(rank, int) and self.start <= rank <= self.end
@@ -102,8 +104,7 @@ def mine_negatives(
     the positive being the highest-scored of the query's positives (``reference="max"``) or the
     lowest (``"min"``, stricter). The table is cached on disk under a key of every input.
     """
-    if count < 0:
-        raise ConfigError(f"count must be >= 0, got {count}")
+    check_count(count)
     if (teacher is None) != (margin is None):
         raise ConfigError("false-negative filtering needs both a teacher and a margin")
     started = time.perf_counter()
@@ -112,9 +113,7 @@ def mine_negatives(
         query_ids = all_training
         skipped = len(collection.judged_query_ids) - len(all_training)
     else:
-        unknown = [q for q in query_ids if q not in collection.queries]
-        if unknown:
-            raise ConfigError(f"unknown query id '{unknown[0]}'")
+        check_known_queries(collection, query_ids)
         keep = set(all_training)
         skipped = sum(1 for q in query_ids if q not in keep)
         query_ids = [q for q in query_ids if q in keep]
@@ -131,62 +130,117 @@ def mine_negatives(
         "reference": reference if teacher else None,
         "ignore_identical_ids": ignore_identical_ids,
     }
-    key = mining_cache.mining_key(collection, query_ids, settings)
-    if use_cache:
-        hit = mining_cache.load_cached(key, "documents")
-        if hit is not None:
-            table, stats_json = hit
-            stats = MiningStats(
-                **{**stats_json, "cached": True, "seconds": time.perf_counter() - started}
-            )
-            table.meta.update(settings=settings, cache_key=key)
-            return table, stats
-
+    mining = MiningCacheEntry(collection, "documents", query_ids, settings, use_cache, started)
+    if mining.cached is not None:
+        return mining.cached
     run = retriever.run(
         collection, query_ids, window.end, ignore_identical_ids=ignore_identical_ids
     )
-    pools: dict[str, list[tuple[int, str]]] = {}
-    for qid in query_ids:
-        positives = collection.positives(qid)
-        candidates = [
-            (rank, doc_id)
-            for rank, doc_id in enumerate(run.get(qid, {}), start=1)
-            if rank in window and doc_id not in positives
-        ]
-        order = rng_for(seed, qid).permutation(len(candidates)).tolist()
-        pools[qid] = [candidates[i] for i in order]
+    pools = {
+        qid: shuffled_candidates(run.get(qid, {}), window, collection.positives(qid), seed, qid)
+        for qid in query_ids
+    }
     stats = MiningStats(
         anchors=len(query_ids), skipped=skipped, candidates=sum(len(p) for p in pools.values())
     )
     if teacher is None:
-        kept = {qid: pool[:count] if count else list(pool) for qid, pool in pools.items()}
+        kept = first_of_each(pools, count)
     else:
         kept = _filter_with_teacher(
             collection, pools, count, teacher, float(margin), reference, stats
         )
-    negatives: dict[str, list[str]] = {}
-    ranks: dict[str, list[int]] = {}
-    positives: dict[str, list[str]] = {}
-    for qid in query_ids:
-        chosen = sorted(kept[qid])
-        negatives[qid] = [doc_id for _, doc_id in chosen]
-        ranks[qid] = [rank for rank, _ in chosen]
-        positives[qid] = [
+    positives = {
+        qid: [
             d
             for d, grade in collection.qrels[qid].items()
             if grade > 0 and d in collection.corpus.index
         ]
-    stats.negatives = sum(len(v) for v in negatives.values())
-    stats.short = sum(1 for v in negatives.values() if count and len(v) < count)
-    stats.seconds = time.perf_counter() - started
-    table = NegativesTable(
-        negatives, ranks, positives, "documents", {"settings": settings, "cache_key": key}
-    )
-    if use_cache:
-        mining_cache.store(
-            key, table, {k: v for k, v in stats.to_json().items() if k not in ("cached", "seconds")}
+        for qid in query_ids
+    }
+    return mining.finish(kept, positives, count, stats)
+
+
+def check_count(count: int) -> None:
+    if count < 0:
+        raise ConfigError(f"count must be >= 0, got {count}")
+
+
+def check_known_queries(collection: Collection, query_ids: Sequence[str]) -> None:
+    unknown = [q for q in query_ids if q not in collection.queries]
+    if unknown:
+        raise ConfigError(f"unknown query id '{unknown[0]}'")
+
+
+def shuffled_candidates(
+    ranked: Iterable[str], window: RankWindow, excluded: Container[str], seed: int, anchor: str
+) -> list[tuple[int, str]]:
+    """(rank, id) of the window's candidates, less ``excluded``, in the anchor's random order."""
+    candidates = [
+        (rank, candidate)
+        for rank, candidate in enumerate(ranked, start=1)
+        if rank in window and candidate not in excluded
+    ]
+    return [candidates[i] for i in rng_for(seed, anchor).permutation(len(candidates)).tolist()]
+
+
+def first_of_each(
+    pools: dict[str, list[tuple[int, str]]], count: int
+) -> dict[str, list[tuple[int, str]]]:
+    """The first ``count`` of each shuffled pool (all with ``count=0``): a uniform sample."""
+    return {anchor: pool[:count] if count else list(pool) for anchor, pool in pools.items()}
+
+
+class MiningCacheEntry:
+    """One mining's cache entry: the cached result if there is one, else :meth:`finish` builds
+    the table from the kept candidates and stores it."""
+
+    def __init__(
+        self,
+        collection: Collection,
+        kind: Kind,
+        anchors: Sequence[str],
+        settings: dict,
+        use_cache: bool,
+        started: float,
+    ) -> None:
+        self.kind, self.settings, self.use_cache, self.started = kind, settings, use_cache, started
+        self.key = mining_cache.mining_key(collection, anchors, settings)
+        self.cached: tuple[NegativesTable, MiningStats] | None = None
+        hit = mining_cache.load_cached(self.key, kind) if use_cache else None
+        if hit is not None:
+            table, stats_json = hit
+            table.meta.update(settings=settings, cache_key=self.key)
+            seconds = time.perf_counter() - started
+            self.cached = table, MiningStats(**{**stats_json, "cached": True, "seconds": seconds})
+
+    def finish(
+        self,
+        kept: dict[str, list[tuple[int, str]]],
+        positives: dict[str, list[str]],
+        count: int,
+        stats: MiningStats,
+    ) -> tuple[NegativesTable, MiningStats]:
+        """The table of ``kept`` (rank, id) per anchor, in rank order, and its statistics."""
+        negatives: dict[str, list[str]] = {}
+        ranks: dict[str, list[int]] = {}
+        for anchor, chosen in kept.items():
+            chosen = sorted(chosen)
+            negatives[anchor] = [candidate for _, candidate in chosen]
+            ranks[anchor] = [rank for rank, _ in chosen]
+        stats.negatives = sum(len(v) for v in negatives.values())
+        stats.short = sum(1 for v in negatives.values() if count and len(v) < count)
+        stats.seconds = time.perf_counter() - self.started
+        table = NegativesTable(
+            negatives,
+            ranks,
+            positives,
+            self.kind,
+            {"settings": self.settings, "cache_key": self.key},
         )
-    return table, stats
+        if self.use_cache:
+            stored = {k: v for k, v in stats.to_json().items() if k not in ("cached", "seconds")}
+            mining_cache.store(self.key, table, stored)
+        return table, stats
 
 
 def _filter_with_teacher(
