@@ -18,21 +18,14 @@ from collections.abc import Iterable
 from typing import Any
 
 import torch
+from sentence_transformers.base.losses.gradcache import CachedLossMixin
 from torch import Tensor
 
 from twotower.errors import ConfigError
 from twotower.losses.st_loss import SentenceTransformerLoss
 
-try:
-    from sentence_transformers.base.losses.gradcache import CachedLossMixin
-except ImportError:  # pragma: no cover - sentence-transformers before the shared GradCache module
-    CachedLossMixin = None  # type: ignore[assignment,misc]
 
-
-_Base: Any = CachedLossMixin if CachedLossMixin is not None else object
-
-
-class CachedSentenceTransformerLoss(_Base, SentenceTransformerLoss):
+class CachedSentenceTransformerLoss(CachedLossMixin, SentenceTransformerLoss):
     """:class:`SentenceTransformerLoss` with gradient caching: same loss, same gradients, the
     memory of a ``mini_batch_size`` batch.
 
@@ -54,10 +47,6 @@ class CachedSentenceTransformerLoss(_Base, SentenceTransformerLoss):
         show_progress_bar: bool = False,
         **kwargs: Any,
     ) -> None:
-        if CachedLossMixin is None:
-            raise ConfigError(
-                "gradient caching needs a sentence-transformers with its shared GradCache module (6 or later)"
-            )
         if (
             isinstance(mini_batch_size, bool)
             or not isinstance(mini_batch_size, int)

@@ -34,6 +34,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
+
+# One merged forward for like-shaped columns (sentence-transformers 6).
+from sentence_transformers.base.losses.merged_forward import embed_columns as _embed_columns
 from torch import Tensor, nn
 
 from twotower.errors import ConfigError
@@ -51,13 +54,6 @@ ID_FIELDS = (
     "query_positive_ids",
 )
 Labels = Tensor | Mapping[str, Tensor | None] | None
-
-try:  # sentence-transformers >= 5: one merged forward for like-shaped columns
-    from sentence_transformers.base.losses.merged_forward import embed_columns as _embed_columns
-except ImportError:  # pragma: no cover - older sentence-transformers
-
-    def _embed_columns(model: nn.Module, features: Iterable[dict[str, Any]]) -> list[Tensor]:
-        return [model(f)["sentence_embedding"] for f in features]
 
 
 class SentenceTransformerLoss(nn.Module):

@@ -46,14 +46,6 @@ def _loss_log_callback(path: Path):
     return LossLog()
 
 
-def _warmup(ratio: float) -> dict:
-    import transformers
-
-    # transformers 5 takes the ratio as a float warmup_steps; 4.x has warmup_ratio.
-    major = int(transformers.__version__.split(".")[0])
-    return {"warmup_steps": ratio} if major >= 5 else {"warmup_ratio": ratio}
-
-
 def last_complete_checkpoint(folder: Path) -> str | None:
     """The newest checkpoint that was written whole; a kill mid-save leaves a partial one.
 
@@ -202,7 +194,7 @@ def _training_arguments(recipe: Recipe, checkpoints: Path, device_type: str, row
         per_device_train_batch_size=optim.batch_size,
         gradient_accumulation_steps=optim.gradient_accumulation_steps,
         learning_rate=optim.learning_rate,
-        **_warmup(optim.warmup_ratio),
+        warmup_steps=optim.warmup_ratio,  # transformers 5: a float below 1 is a ratio
         weight_decay=optim.weight_decay,
         seed=optim.seed,
         bf16=use_bf16(optim.precision, device_type),
