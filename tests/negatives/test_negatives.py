@@ -154,16 +154,21 @@ def test_teacher_filter_drops_exactly_the_negatives_within_the_margin(synthetic)
         }
     )
     window = RankWindow(1, 60)
-    plain, _ = mine_negatives(collection, retriever, window=window, count=0, use_cache=False)
-    filtered, stats = mine_negatives(
-        collection,
-        retriever,
-        window=window,
-        count=0,
-        teacher=TableTeacher(by_text),
-        margin=0.1,
-        use_cache=False,
-    )
+
+    def mine(teacher=None, margin=None, count=0, seed=0):
+        return mine_negatives(
+            collection,
+            retriever,
+            window=window,
+            count=count,
+            seed=seed,
+            teacher=teacher,
+            margin=margin,
+            use_cache=False,
+        )
+
+    plain, _ = mine()
+    filtered, stats = mine(TableTeacher(by_text), 0.1)
     # Dropped: scores above 1.0 - 0.1, i.e. d30..d39 and the other queries' positives (1.0).
     suspect = {d for d in collection.corpus.ids if by_text[collection.corpus.text_of(d)] > 0.9}
     assert suspect == {f"d{j}" for j in [*range(30, 40), *range(6), *range(10, 16)]}
@@ -171,33 +176,16 @@ def test_teacher_filter_drops_exactly_the_negatives_within_the_margin(synthetic)
         assert filtered[qid] == [d for d in plain[qid] if d not in suspect]
     assert stats.false_negatives == sum(1 for q in plain for d in plain[q] if d in suspect)
     # A margin wider than every gap keeps nothing.
-    none, _ = mine_negatives(
-        collection,
-        retriever,
-        window=window,
-        count=0,
-        teacher=TableTeacher(by_text),
-        margin=0.6,
-        use_cache=False,
-    )
+    none, _ = mine(TableTeacher(by_text), 0.6)
     assert none.total() == 0
     # With a count, candidates are scored lazily: far fewer pairs than the whole window.
     teacher = TableTeacher(by_text)
-    sampled, stats = mine_negatives(
-        collection,
-        retriever,
-        window=window,
-        count=3,
-        seed=5,
-        teacher=teacher,
-        margin=0.1,
-        use_cache=False,
-    )
+    sampled, stats = mine(teacher, 0.1, count=3, seed=5)
     assert all(len(v) == 3 and not set(v) & suspect for v in sampled.negatives.values())
     assert teacher.scored < 0.5 * plain.total()
     check_invariants(collection, retriever, sampled, window, 3)
     with pytest.raises(ConfigError, match="both a teacher and a margin"):
-        mine_negatives(collection, retriever, teacher=teacher)
+        mine(teacher)
 
 
 def test_negative_queries_never_have_the_document_as_positive(synthetic):
