@@ -6,14 +6,15 @@ key.sub=value`` overrides any field from the command line.
 
 from __future__ import annotations
 
-import difflib
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from twotower.errors import ConfigError
+from twotower.data.yaml_file import KeyLines, line_of, read_yaml
+from twotower.errors import ConfigError, did_you_mean
 from twotower.losses.spec import LossSpec, build_loss, parse_loss_specs
 
 
@@ -263,22 +264,6 @@ class Recipe(Section):
 # --- loading, overrides and error messages ----------------------------------------------------
 
 
-def _key_lines(node: yaml.Node, prefix: tuple = ()) -> dict[tuple, int]:
-    """Map each key path of a YAML document to its 1-based line."""
-    lines: dict[tuple, int] = {}
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            path = (*prefix, key_node.value)
-            lines[path] = key_node.start_mark.line + 1
-            lines.update(_key_lines(value_node, path))
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            path = (*prefix, index)
-            lines[path] = item.start_mark.line + 1
-            lines.update(_key_lines(item, path))
-    return lines
-
-
 def _model_at(loc: tuple) -> type[BaseModel] | None:
     model: Any = Recipe
     for part in loc:
@@ -291,23 +276,24 @@ def _model_at(loc: tuple) -> type[BaseModel] | None:
     return model
 
 
-def _explain(exc: ValidationError, source: str, lines: dict[tuple, int]) -> ConfigError:
+def _explain(exc: ValidationError, source: str, lines: KeyLines) -> ConfigError:
     err = exc.errors()[0]
     loc = tuple(err["loc"])
-    dotted = ".".join(str(p) for p in loc) or "recipe"
-    line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
-    where = f"{source}:{line}" if line else source
-    if err["type"] == "extra_forbidden":
-        parent = _model_at(loc[:-1])
-        valid = sorted(parent.model_fields) if parent else []
-        close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.5)
-        hint = f" (did you mean '{'.'.join(map(str, loc[:-1] + (close[0],)))}'?)" if close else ""
-        return ConfigError(
-            f"{where}: unknown key '{dotted}'{hint}; valid keys here: {', '.join(valid)}"
-        )
     message = err["msg"].removeprefix("Value error, ")
     if isinstance(err.get("ctx", {}).get("error"), ConfigError):
         message = str(err["ctx"]["error"])
+    entry = re.match(r"loss\[(\d+)\]", message) if loc == ("loss",) else None
+    line = line_of(lines, ("loss", int(entry.group(1))) if entry else loc)
+    where = f"{source}:{line}" if line else source
+    dotted = ".".join(str(p) for p in loc) or "recipe"
+    if err["type"] == "extra_forbidden":
+        parent = _model_at(loc[:-1])
+        valid = sorted(parent.model_fields) if parent else []
+        prefix = ".".join(map(str, loc[:-1]))
+        hint = did_you_mean(dotted, [f"{prefix}.{v}" if prefix else v for v in valid])
+        return ConfigError(
+            f"{where}: unknown key '{dotted}'{hint}; valid keys here: {', '.join(valid)}"
+        )
     if loc == ("loss",):
         return ConfigError(f"{where}: {message}")
     return ConfigError(f"{where}: {dotted}: {message}")
@@ -337,23 +323,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: recipe not found") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        offset = exc.start + 3 * raw.startswith(b"\xef\xbb\xbf")
-        line = raw[:offset].count(b"\n") + 1
-        raise ConfigError(f"{path}:{line}: not valid UTF-8 (byte 0x{raw[offset]:02x})") from None
-    try:
-        data = yaml.safe_load(text) or {}
-        lines = _key_lines(yaml.compose(text)) if text.strip() else {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    data, lines = read_yaml(path, "recipe")
+    data = {} if data is None else data
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a recipe is a mapping of sections, got {type(data).__name__}")
     data.setdefault("name", path.stem)
