@@ -19,7 +19,7 @@ from twotower.negatives.io import read_negatives, write_negatives
 from twotower.negatives.table import Kind, NegativesTable
 from twotower.settings import cache_root
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: negative queries are the first of a per-document shuffle
 
 
 def negatives_cache_dir() -> Path:
