@@ -168,3 +168,18 @@ def test_invalid_utf8_names_line_and_column_and_a_bom_is_fine(tmp_path):
     recipe.write_bytes(b"\xef\xbb\xbfname: r\ndescription: caf\xe9\n")
     with pytest.raises(ConfigError, match=r"r.yaml:2: not valid UTF-8 \(byte 0xe9\)"):
         load_recipe(recipe)
+
+
+def test_a_bad_loss_entry_names_its_own_line(tmp_path):
+    from twotower.errors import ConfigError
+    from twotower.training.recipe import load_recipe
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "name: r\nloss:\n  - {loss: contrastive}\n  - {loss: margin_mse, dual_wieght: 1}\n"
+    )
+    with pytest.raises(ConfigError, match=r"r\.yaml:4: loss\[1\] \(margin_mse\): unknown key"):
+        load_recipe(recipe)
+    recipe.write_text("name: r\noptim: {learnig_rate: 1}\n")
+    with pytest.raises(ConfigError, match=r"r\.yaml:2: .*did you mean 'optim\.learning_rate'"):
+        load_recipe(recipe)
