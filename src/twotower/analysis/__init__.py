@@ -9,7 +9,7 @@ hardest negatives (DANCE, Li et al. 2021), writes
 ``anisotropy.png``, ``probe.md`` and ``probe.json``, and returns the numbers.
 """
 
-from .embeddings import Qrels, TowerEmbeddings, l2_normalize
+from .embeddings import Qrels, TowerEmbeddings
 from .measures import (
     Anisotropy,
     CentroidGap,
@@ -52,7 +52,6 @@ __all__ = [
     "anisotropy",
     "centroid_gap",
     "fit_tsne",
-    "l2_normalize",
     "mean_pairwise_cosine",
     "negative_softmax",
     "negatives_from_retrieved",

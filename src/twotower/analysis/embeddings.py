@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from twotower.errors import InputError
+from twotower.retrieval.dense import l2_normalize
 
 Qrels = Mapping[str, Mapping[str, int]]
 """query id -> document id -> graded relevance; relevant means > 0."""
@@ -133,13 +134,6 @@ def _as_matrix(x: object, what: str) -> np.ndarray:
     if not np.all(np.isfinite(arr)):
         raise InputError(f"{what} contains NaN or infinite values")
     return arr
-
-
-def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    """Rows divided by their L2 norm (float32); all-zero rows stay zero."""
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=-1, keepdims=True)
-    return (x / np.maximum(norms, eps)).astype(np.float32, copy=False)
 
 
 def relevant_docs(qrels: Qrels) -> dict[str, set[str]]:

@@ -1,4 +1,4 @@
-"""Measures of a two-tower embedding space (pure numpy / torch, no plotting).
+"""Measures of a two-tower embedding space (numpy, no plotting).
 
 Conventions: ``q`` is an (Nq, D) query matrix, ``d`` an (Nd, D) document matrix. Functions whose
 name says *cosine*, and alignment / uniformity, L2-normalise their input first
@@ -23,17 +23,16 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import torch
 
 from twotower.errors import InputError
+from twotower.retrieval.dense import exact_search, l2_normalize
 
 _BLOCK_ELEMENTS = 1 << 24  # scores materialised at once when scoring blockwise (64 MiB float32)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
-    """Rows L2-normalised in float64 (the measures are computed in float64; zero rows stay 0)."""
-    x = np.asarray(x, dtype=np.float64)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-300)
+    """Rows L2-normalised in float64: the measures are computed in float64 (zero rows stay 0)."""
+    return l2_normalize(np.asarray(x, dtype=np.float64))
 
 
 # --------------------------------------------------------------------------------------------
@@ -229,34 +228,23 @@ def retrieve_topk(
     positives: Sequence[np.ndarray] | None = None,
     exclude: Sequence[int] | None = None,
 ) -> Retrieved:
-    """Exact inner-product search, blockwise on torch (no index).
+    """:func:`~twotower.retrieval.dense.exact_search` with the relevant candidates flagged.
 
     ``anchors`` (n, D) and ``candidates`` (m, D) are scored as given (normalise them first for
     cosine). ``exclude[i]`` is a candidate row never returned for anchor i (-1 for none): the
     anchor itself where queries are also documents (ArguAna). ``positives[i]`` are the rows
-    relevant to anchor i, flagged in the result.
+    relevant to anchor i. The result has ``k`` slots per anchor even when there are fewer
+    candidates (see :class:`Retrieved`).
     """
-    a = torch.from_numpy(np.ascontiguousarray(anchors, dtype=np.float32))
-    c = torch.from_numpy(np.ascontiguousarray(candidates, dtype=np.float32))
-    n, m = a.shape[0], c.shape[0]
-    k_eff = max(0, min(k, m))
+    # the same memory bound as every other blockwise measure here
+    found_scores, found_rows = exact_search(
+        anchors, candidates, k, exclude=exclude, block_scores=_BLOCK_ELEMENTS
+    )
+    n, width = found_scores.shape
     scores = np.full((n, k), -np.inf, dtype=np.float32)
     indices = np.full((n, k), -1, dtype=np.int64)
-    step = max(1, _BLOCK_ELEMENTS // max(1, m))
-    with torch.no_grad():
-        for s in range(0, n, step):
-            block = a[s : s + step] @ c.T  # (b, m)
-            if exclude is not None:
-                rows = [(r, exclude[s + r]) for r in range(block.shape[0]) if exclude[s + r] >= 0]
-                if rows:
-                    rr = torch.tensor([r for r, _ in rows])
-                    cc = torch.tensor([x for _, x in rows])
-                    block[rr, cc] = -torch.inf
-            if k_eff:
-                val, idx = torch.topk(block, k_eff, dim=1)
-                scores[s : s + step, :k_eff] = val.numpy()
-                indices[s : s + step, :k_eff] = idx.numpy()
-    indices[~np.isfinite(scores)] = -1
+    scores[:, :width] = found_scores
+    indices[:, :width] = found_rows
     is_pos = np.zeros((n, k), dtype=bool)
     if positives is not None:
         for i, pos in enumerate(positives):
