@@ -23,6 +23,7 @@ from twotower.evaluation import DEFAULT_METRICS, evaluate_systems
 from twotower.evaluation.metrics import parse_metric
 from twotower.evaluation.report import print_results
 from twotower.models import Encoder
+from twotower.models.resolve import resolve_model
 
 
 @user_errors
@@ -96,8 +97,6 @@ def eval_command(
     Console().print()
     print_results(results, Console())
     if output:
-        from twotower.models.resolve import resolve_model
-
         resolved = {name: resolve_model(name) for name in dense_names}
         write_json(
             output,

@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from twotower.analysis import run_probe
+from twotower.analysis.encode import tower_embeddings
 from twotower.cli.common import (
     BatchSizeOpt,
     DataDirOpt,
@@ -48,8 +50,6 @@ def probe_command(
     device: DeviceOpt = None,
 ) -> None:
     """Probe embedding spaces: t-SNE, top-1 similarity, alignment/uniformity, anisotropy, DANCE's view."""
-    from twotower.analysis import run_probe
-    from twotower.analysis.encode import tower_embeddings
 
     labels = list(label or [])
     if labels and len(labels) != len(model):

@@ -9,8 +9,10 @@ import typer
 from rich.console import Console
 
 from twotower.cli.common import DeviceOpt, user_errors
-from twotower.training.pipeline import default_run_dir
+from twotower.training.pipeline import default_run_dir, train_recipe
 from twotower.training.recipe import load_recipe
+from twotower.training.report import rich_comparison
+from twotower.training.run import run_recipe
 
 RecipeArg = Annotated[Path, typer.Argument(help="YAML recipe (see recipes/)")]
 SetOpt = Annotated[
@@ -37,7 +39,6 @@ def train_command(
     device: DeviceOpt = None,
 ) -> None:
     """Train the recipe's model; it is saved in sentence-transformers' format to RUN/model."""
-    from twotower.training.pipeline import train_recipe
 
     loaded = load_recipe(recipe, set_ or [])
     run_dir = output_dir or default_run_dir(loaded)
@@ -66,8 +67,6 @@ def run_command(
     ] = False,
 ) -> None:
     """Train, evaluate base vs trained vs BM25 on the recipe's collections, and write report.md."""
-    from twotower.training.report import rich_comparison
-    from twotower.training.run import run_recipe
 
     loaded = load_recipe(recipe, set_ or [])
     run_dir = output_dir or default_run_dir(loaded)

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from twotower.errors import ConfigError
+from twotower.errors import ConfigError, ResolutionError
+from twotower.models.resolve import resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +47,6 @@ def load_sentence_transformer(
     name_or_path: str, device: str | None = None, *, trust_remote_code: bool = False
 ):
     from sentence_transformers import SentenceTransformer
-
-    from twotower.errors import ResolutionError
-    from twotower.models.resolve import resolve_model
 
     path = resolve_model(name_or_path)
     try:

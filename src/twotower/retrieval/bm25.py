@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from twotower.retrieval import Run
+from twotower.retrieval.dense import to_run
 
 
 class BM25:
@@ -64,7 +65,6 @@ class BM25:
         *,
         ignore_identical_ids: bool = False,
     ) -> Run:
-        from twotower.retrieval.dense import to_run
 
         scores, indices = self.search(queries, k + int(ignore_identical_ids))
         return to_run(

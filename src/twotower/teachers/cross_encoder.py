@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from twotower.errors import ConfigError
+from twotower.models.resolve import resolve_model
 from twotower.teachers.base import Teacher
 
 # logits: the raw model output (what Margin-MSE and the poster's margin of 3.0 use);
@@ -26,8 +27,6 @@ def load_cross_encoder(
     trust_remote_code: bool = False,
 ):
     from sentence_transformers import CrossEncoder
-
-    from twotower.models.resolve import resolve_model
 
     path = resolve_model(name_or_path)
     return CrossEncoder(

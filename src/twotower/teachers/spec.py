@@ -6,6 +6,10 @@ from twotower.data.beir import Corpus
 from twotower.data.collection import Collection
 from twotower.errors import ConfigError
 from twotower.teachers.base import Teacher
+from twotower.teachers.bi_encoder import BiEncoderTeacher
+from twotower.teachers.cross_encoder import CrossEncoderTeacher
+from twotower.teachers.fusion import FusionTeacher
+from twotower.teachers.scores_file import ScoresFileTeacher
 
 KINDS = ("cross-encoder", "bi-encoder", "fusion", "file")
 ALIASES = {
@@ -59,8 +63,6 @@ def build_teacher(
     if kind not in KINDS:
         raise ConfigError(f"teacher kind '{kind}': expected one of {', '.join(KINDS)}")
     if kind == "file":
-        from twotower.teachers.scores_file import ScoresFileTeacher
-
         if collection is None:
             raise ConfigError(
                 "a teacher scores file needs the collection whose query and document ids it uses"
@@ -69,8 +71,6 @@ def build_teacher(
     if corpus is None and collection is not None:
         corpus = collection.corpus
     if kind == "cross-encoder":
-        from twotower.teachers.cross_encoder import CrossEncoderTeacher
-
         return CrossEncoderTeacher(
             name,
             device=device,
@@ -81,8 +81,6 @@ def build_teacher(
             use_cache=use_cache,
         )
     if kind == "bi-encoder":
-        from twotower.teachers.bi_encoder import BiEncoderTeacher
-
         return BiEncoderTeacher(
             name,
             device=device,
@@ -93,7 +91,6 @@ def build_teacher(
         )
     if corpus is None:
         raise ConfigError("the fusion teacher needs the collection's corpus")
-    from twotower.teachers.fusion import FusionTeacher
 
     return FusionTeacher(
         corpus,

@@ -11,11 +11,19 @@ from typing import Any
 
 import numpy as np
 
-from twotower.data.collection import Collection, load_collection
+from twotower.data.collection import Collection, load_collection, load_corpus
+from twotower.data.synthetic import load_synthetic_queries
 from twotower.errors import ConfigError
+from twotower.negatives.io import read_negatives
+from twotower.negatives.mine import RankWindow, mine_negatives
+from twotower.negatives.queries import mine_negative_queries
+from twotower.negatives.retrievers import make_retriever
+from twotower.teachers.normalize import keep_queries, normalize_percentile, percentile_bounds
+from twotower.teachers.spec import build_teacher
 from twotower.training.examples import examples_from_collection, examples_from_jsonl
 from twotower.training.recipe import Recipe, recipe_to_yaml
 from twotower.training.rows import TrainingRows, query_key, teacher_scores_for
+from twotower.training.trainer import FINISHED, train_model
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +41,6 @@ class PreparedData:
 
 
 def _teacher(recipe: Recipe, collection: Collection | None, device: str | None):
-    from twotower.teachers.spec import build_teacher
 
     if recipe.teacher.kind == "none":
         return None
@@ -49,8 +56,6 @@ def _teacher(recipe: Recipe, collection: Collection | None, device: str | None):
 def training_collection(recipe: Recipe, info: dict[str, Any] | None = None) -> Collection:
     """The collection whose queries train: ``train.data``'s split, its corpus with synthetic
     queries, or both."""
-    from twotower.data.collection import load_corpus
-    from twotower.data.synthetic import load_synthetic_queries
 
     train = recipe.train
     if not train.synthetic_queries:
@@ -71,7 +76,6 @@ def training_collection(recipe: Recipe, info: dict[str, Any] | None = None) -> C
 
 
 def _retriever(recipe: Recipe, source: str, device: str | None):
-    from twotower.negatives.retrievers import make_retriever
 
     model = None if source == "bm25" else (recipe.negatives.model or recipe.model.name)
     return make_retriever(source, model, alpha=recipe.negatives.alpha, device=device)
@@ -91,7 +95,6 @@ def _file_width(examples, count: int | None, info: dict[str, Any]) -> int:
 
 def prepare_rows(recipe: Recipe, *, device: str | None = None) -> PreparedData:
     """The training rows of the recipe: examples, negatives tables, teacher scores."""
-    from twotower.negatives.mine import RankWindow, mine_negatives
 
     info: dict[str, Any] = {}
     started = time.perf_counter()
@@ -113,8 +116,6 @@ def prepare_rows(recipe: Recipe, *, device: str | None = None) -> PreparedData:
     retriever = None
     if count > 0 and collection is not None:
         if neg.source == "file":  # mined earlier (twotower mine) or by another tool
-            from twotower.negatives.io import read_negatives
-
             documents = read_negatives(neg.file, collection, kind="documents")
             info["negatives_file"] = {
                 "file": neg.file,
@@ -194,8 +195,6 @@ def _negative_queries(
     document as a positive), :data:`NEGATIVE_QUERY_POOL` sampled per document (or M if more),
     then M drawn per row. ``retriever``: the one that mined the hard negatives, if any (else
     ``negatives.source``, or dense with the model)."""
-    from twotower.negatives.mine import RankWindow
-    from twotower.negatives.queries import mine_negative_queries
 
     neg = recipe.negatives
     if collection is None:
@@ -221,7 +220,6 @@ def weak_query_filter(rows: TrainingRows, drawn, percentile: float) -> set[str]:
     """The queries to keep (ids, or texts for id-less pairs): those whose best teacher score
     over their documents (positive and hard negatives, all of the query's rows) is not below
     the ``percentile``-th percentile of the queries' best scores (Tamber et al. 2025)."""
-    from twotower.teachers.normalize import keep_queries
 
     scores: dict[str, dict[str, float]] = {}
     for index, row in enumerate(drawn):
@@ -234,7 +232,6 @@ def weak_query_filter(rows: TrainingRows, drawn, percentile: float) -> set[str]:
 
 def _normalise_teacher(rows: TrainingRows, drawn, info: dict[str, Any]) -> None:
     """Percentile min-max normalisation; bounds over every score of every row, as drawn."""
-    from twotower.teachers.normalize import normalize_percentile, percentile_bounds
 
     flat = np.array([s for row in drawn for s in rows.teacher_row(row)], dtype=np.float64)
     bounds = percentile_bounds(flat)
@@ -256,7 +253,6 @@ def write_recipe(recipe: Recipe, run_dir: Path) -> None:
 
 def finished_model(run_dir: Path, recipe: Recipe) -> Path | None:
     """The trained model of an earlier, completed run of the same recipe, if any."""
-    from twotower.training.trainer import FINISHED
 
     saved = run_dir / "recipe.yaml"
     model_dir = run_dir / "model"
@@ -272,7 +268,6 @@ def finished_model(run_dir: Path, recipe: Recipe) -> Path | None:
 def train_recipe(
     recipe: Recipe, run_dir: Path, *, resume: bool | None = None, device: str | None = None
 ):
-    from twotower.training.trainer import train_model
 
     write_recipe(recipe, run_dir)
     data = prepare_rows(recipe, device=device)

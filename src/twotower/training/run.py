@@ -9,8 +9,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from twotower.analysis import run_probe
+from twotower.analysis.encode import tower_embeddings
+from twotower.data.collection import load_collection
 from twotower.evaluation.evaluate import EvalResult, evaluate_systems
 from twotower.evaluation.report import markdown_table
+from twotower.models.build import build_model
 from twotower.models.encoder import Encoder
 from twotower.training.pipeline import finished_model, train_recipe, write_recipe
 from twotower.training.recipe import Recipe, recipe_to_yaml
@@ -23,7 +27,6 @@ BASE, TRAINED = "base", "trained"
 
 def _base_encoder(recipe: Recipe, device: str | None) -> Encoder:
     """The untrained model as the recipe would use it (its prompts and max length)."""
-    from twotower.models.build import build_model
 
     model = build_model(
         recipe.model.name,
@@ -81,7 +84,6 @@ def run_recipe(
         )
     )
     results: list[EvalResult] = []
-    from twotower.data.collection import load_collection
 
     collections = [load_collection(name, recipe.eval.split) for name in recipe.eval.collections]
     for collection in collections:
@@ -113,8 +115,6 @@ def run_recipe(
 
 
 def _probe(encoders: list[Encoder], collection, output: Path) -> str:
-    from twotower.analysis import run_probe
-    from twotower.analysis.encode import tower_embeddings
 
     towers = [tower_embeddings(encoder, collection, encoder.name) for encoder in encoders]
     result = run_probe(

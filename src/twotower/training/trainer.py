@@ -11,7 +11,12 @@ from functools import partial
 from pathlib import Path
 
 from twotower.errors import ConfigError
-from twotower.models.encoder import bf16_supported
+from twotower.losses.cached import CachedSentenceTransformerLoss
+from twotower.losses.frozen_documents import FrozenDocumentsLoss, label_rows
+from twotower.losses.st_loss import SentenceTransformerLoss
+from twotower.models.build import build_model
+from twotower.models.embedding_cache import encode_corpus
+from twotower.models.encoder import Encoder, bf16_supported, route_modules
 from twotower.training.examples import is_query_column
 from twotower.training.recipe import Recipe
 from twotower.training.rows import RowsCollator, TrainingRows
@@ -73,10 +78,6 @@ def _wire_frozen_documents(recipe: Recipe, model, rows: TrainingRows, collection
     """Freeze the document route, encode the corpus once; rows carry corpus rows as labels."""
     import torch
 
-    from twotower.losses.frozen_documents import FrozenDocumentsLoss, label_rows
-    from twotower.models.embedding_cache import encode_corpus
-    from twotower.models.encoder import Encoder, route_modules
-
     if collection is None:
         raise ConfigError(
             "model.train_document_tower: false needs train.data (a collection whose corpus is indexed)"
@@ -116,7 +117,6 @@ def _wire_frozen_documents(recipe: Recipe, model, rows: TrainingRows, collection
 
 def _wire_both_towers(recipe: Recipe, model, rows: TrainingRows):
     """Rows of texts drawn when read; the loss sees their ids and teacher scores."""
-    from twotower.losses.st_loss import SentenceTransformerLoss
 
     with_teacher = recipe.teacher.kind != "none"
     columns = {
@@ -124,8 +124,6 @@ def _wire_both_towers(recipe: Recipe, model, rows: TrainingRows):
         "num_negative_query_columns": rows.num_negative_queries,
     }
     if recipe.optim.mini_batch_size:
-        from twotower.losses.cached import CachedSentenceTransformerLoss
-
         loss = CachedSentenceTransformerLoss(
             model, recipe.loss, mini_batch_size=recipe.optim.mini_batch_size, **columns
         )
@@ -242,8 +240,6 @@ def train_model(
     ``resume``: see :func:`_checkpoint_to_resume` (checkpoints in ``run_dir/checkpoints``).
     """
     import torch
-
-    from twotower.models.build import build_model
 
     checkpoints = run_dir / "checkpoints"
     resume_from = _checkpoint_to_resume(checkpoints, resume)
