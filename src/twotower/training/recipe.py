@@ -86,7 +86,7 @@ class NegativesConfig(Section):
     rank_window: tuple[int, int] = (10, 100)
     false_negative_margin: float | None = None  # needs a teacher
     seed: int = 0
-    # DANCE (METHODS §2): M mined negative queries per example, columns after the hard negatives.
+    # DANCE (Li et al. 2021): M mined negative queries per example, columns after the hard negatives.
     # Mined for each positive document among the training queries (never one that has the
     # document as a positive), ranks negative_query_window, with the retriever of ``source``
     # (``dense`` with ``model`` when source is none).
@@ -122,8 +122,8 @@ class TeacherConfig(Section):
         None  # scores_file: the JSONL of {"query_id", "doc_id", "score"} (twotower teach)
     )
     alpha: float = Field(0.5, ge=0, le=1)  # fusion: weight of BM25
-    normalize: bool = False  # percentile min-max per collection (METHODS §5)
-    # Listwise distillation (METHODS §5): drop the queries whose best teacher score (over their
+    normalize: bool = False  # percentile min-max per collection (Tamber et al. 2025)
+    # Listwise distillation (Tamber et al. 2025): drop the queries whose best teacher score (over their
     # positive and hard negatives) is below this percentile of the queries' best scores (25).
     drop_below_percentile: float | None = Field(None, ge=0, lt=100)
 
