@@ -46,3 +46,11 @@ def did_you_mean(name: object, valid: Iterable[str], *, quote: str = "'") -> str
     """``" (did you mean 'x'?)"`` for the valid name nearest to ``name``, or ``""``."""
     close = difflib.get_close_matches(str(name), list(valid), n=1, cutoff=0.5)
     return f" (did you mean {quote}{close[0]}{quote}?)" if close else ""
+
+
+def check_integer(name: str, value: object, *, minimum: int, optional: bool = False) -> None:
+    """Refuse anything but an integer (not a bool) of at least ``minimum`` (None if ``optional``)."""
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name}: must be an integer >= {minimum}, got {value!r}")

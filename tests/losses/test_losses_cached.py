@@ -100,7 +100,7 @@ def test_dropout_is_replayed(model):  # noqa: F811
 
 
 def test_arguments_are_checked(model):  # noqa: F811
-    with pytest.raises(ConfigError, match="mini_batch_size: must be a positive integer"):
+    with pytest.raises(ConfigError, match="mini_batch_size: must be an integer >= 1"):
         CachedSentenceTransformerLoss(model, [{"loss": "contrastive"}], mini_batch_size=0)
     with pytest.raises(ConfigError, match="mini_batch_num_tokens"):
         CachedSentenceTransformerLoss(model, [{"loss": "contrastive"}], mini_batch_num_tokens=-1)

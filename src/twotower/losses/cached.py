@@ -21,7 +21,7 @@ import torch
 from sentence_transformers.base.losses.gradcache import CachedLossMixin
 from torch import Tensor
 
-from twotower.errors import ConfigError
+from twotower.errors import check_integer
 from twotower.losses.st_loss import SentenceTransformerLoss
 
 
@@ -47,22 +47,8 @@ class CachedSentenceTransformerLoss(CachedLossMixin, SentenceTransformerLoss):
         show_progress_bar: bool = False,
         **kwargs: Any,
     ) -> None:
-        if (
-            isinstance(mini_batch_size, bool)
-            or not isinstance(mini_batch_size, int)
-            or mini_batch_size < 1
-        ):
-            raise ConfigError(
-                f"mini_batch_size: must be a positive integer, got {mini_batch_size!r}"
-            )
-        if mini_batch_num_tokens is not None and (
-            isinstance(mini_batch_num_tokens, bool)
-            or not isinstance(mini_batch_num_tokens, int)
-            or mini_batch_num_tokens < 1
-        ):
-            raise ConfigError(
-                f"mini_batch_num_tokens: must be a positive integer, got {mini_batch_num_tokens!r}"
-            )
+        check_integer("mini_batch_size", mini_batch_size, minimum=1)
+        check_integer("mini_batch_num_tokens", mini_batch_num_tokens, minimum=1, optional=True)
         SentenceTransformerLoss.__init__(self, model, loss, **kwargs)
         self.mini_batch_size = mini_batch_size
         self.mini_batch_num_tokens = mini_batch_num_tokens

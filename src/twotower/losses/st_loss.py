@@ -39,7 +39,7 @@ import torch
 from sentence_transformers.base.losses.merged_forward import embed_columns as _embed_columns
 from torch import Tensor, nn
 
-from twotower.errors import ConfigError
+from twotower.errors import ConfigError, check_integer
 from twotower.losses.base import EmbeddingLoss
 from twotower.losses.batch import BatchLayout, BatchShapeError, EmbeddingBatch
 from twotower.losses.spec import build_loss
@@ -80,22 +80,10 @@ class SentenceTransformerLoss(nn.Module):
     ) -> None:
         super().__init__()
         self.model = model
-        if (
-            isinstance(num_negative_query_columns, bool)
-            or not isinstance(num_negative_query_columns, int)
-            or num_negative_query_columns < 0
-        ):
-            raise ConfigError(
-                f"num_negative_query_columns: must be an integer >= 0, got {num_negative_query_columns!r}"
-            )
-        if num_hard_negative_columns is not None and (
-            isinstance(num_hard_negative_columns, bool)
-            or not isinstance(num_hard_negative_columns, int)
-            or num_hard_negative_columns < 0
-        ):
-            raise ConfigError(
-                f"num_hard_negative_columns: must be an integer >= 0, got {num_hard_negative_columns!r}"
-            )
+        check_integer("num_negative_query_columns", num_negative_query_columns, minimum=0)
+        check_integer(
+            "num_hard_negative_columns", num_hard_negative_columns, minimum=0, optional=True
+        )
         self.num_negative_query_columns = num_negative_query_columns
         self.num_hard_negative_columns = num_hard_negative_columns
         self.layout = BatchLayout(
