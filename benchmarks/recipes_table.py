@@ -34,7 +34,7 @@ METRIC_NAMES = {
     "recall@10": "Recall@10",
 }
 COLLECTION_NAMES = {"scifact": "SciFact", "cranfield": "Cranfield", "cisi": "CISI"}
-# Table order (METHODS order); other recipes follow alphabetically.
+# Table order (that of docs/methods.md); other recipes follow alphabetically.
 ORDER = (
     "quickstart",
     "mnrl",

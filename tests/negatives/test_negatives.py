@@ -136,7 +136,7 @@ def test_false_negative_mask_is_exact():
     assert false_negative_mask([4.0, 1.0], [5.0], 3.0).tolist() == [
         False,
         True,
-    ]  # logits, the poster's margin
+    ]  # cross-encoder logits, a margin of 3.0
 
 
 def test_teacher_filter_drops_exactly_the_negatives_within_the_margin(synthetic):

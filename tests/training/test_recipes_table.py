@@ -112,7 +112,7 @@ def test_table_only_writes_section_and_json(tmp_path, table):
         "mnrl",
         "samtone",
         "listwise",
-    ]  # METHODS order
+    ]  # the order of docs/methods.md
     mnrl = saved["recipes"][0]
     assert mnrl["scifact"]["ndcg@10"] == pytest.approx(0.70) and mnrl["cisi"][
         "ndcg@10"

@@ -1,4 +1,4 @@
-"""Synthetic training queries over a collection's corpus (METHODS §6).
+"""Synthetic training queries over a collection's corpus (Tamber et al. 2025; docs/methods.md §12).
 
 A synthetic-queries file is JSONL, one generated query per line::
 

@@ -13,7 +13,7 @@ from twotower.errors import ConfigError
 from twotower.models.resolve import resolve_model
 from twotower.teachers.base import Teacher
 
-# logits: the raw model output (what Margin-MSE and the poster's margin of 3.0 use);
+# logits: the raw model output (what Margin-MSE distils; false-negative margins of about 3.0);
 # sigmoid: squashed to (0, 1); model: whatever activation the model's configuration declares
 # (exactly what ``CrossEncoder.predict`` returns by default).
 Activation = Literal["logits", "sigmoid", "model"]

@@ -1,4 +1,4 @@
-"""Per-collection normalisation of teacher scores and the weak-query rule (METHODS §5).
+"""Per-collection normalisation of teacher scores and the weak-query rule (docs/methods.md §6).
 
 Listwise distillation (Tamber et al. 2025) normalises teacher scores over the whole
 collection: min-max between the 1st and 99th percentile of all scores, clipped to [0, 1];
