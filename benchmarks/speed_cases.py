@@ -118,11 +118,9 @@ def _train_pairs(cfg: dict):
 
 
 def _training_rows(examples):
-    """``train_model``'s input: ``TrainingRows`` where the package has them, else the list."""
-    try:
-        from twotower.training.rows import TrainingRows
-    except ImportError:  # before TrainingRows: train_model took the examples themselves
-        return examples
+    """``train_model``'s input: the (query, positive) pairs as rows, no hard negatives (as ST's)."""
+    from twotower.training.rows import TrainingRows
+
     return TrainingRows(examples, None, negatives=0)
 
 
