@@ -79,3 +79,43 @@ def test_unknown_collection_exit_2(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     result = invoke("eval", "-m", "bm25", "-d", "no-such-set")
     assert result.exit_code == 2 and "collection 'no-such-set' not found" in result.output
+
+
+def test_dual_task_reverses_the_qrels(tiny_collection, tiny_model, tmp_path, monkeypatch):
+    """DANCE's dual task: each relevant document ranks the split's queries."""
+    import numpy as np
+
+    from twotower.data import load_collection
+    from twotower.evaluation import evaluate_dual
+    from twotower.evaluation.evaluate import reversed_qrels
+    from twotower.models import Encoder
+
+    collection = load_collection(str(tiny_collection), "test")
+    # test qrels: q1-d1, q2-d3 (2), q2-d4, q3-d6
+    assert reversed_qrels(collection) == {
+        "d1": {"q1": 1},
+        "d3": {"q2": 2},
+        "d4": {"q2": 1},
+        "d6": {"q3": 1},
+    }
+    encoder = Encoder.from_name(str(tiny_model), show_progress=False)
+    # Known embeddings (the tiny model ties its queries): rows of the corpus d1..d6, queries q1..q3.
+    import twotower.evaluation.evaluate as evaluate
+
+    corpus = np.eye(6, 3)[
+        [0, 1, 1, 2, 0, 2]
+    ]  # d1 ~ q1, d2 ~ q2, d3 ~ q2, d4 ~ q3, d5 ~ q1, d6 ~ q3
+    queries = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.1], [0.0, 0.2, 1.0]])
+    monkeypatch.setattr(evaluate, "encode_corpus", lambda *a, **k: (corpus, True))
+    monkeypatch.setattr(evaluate, "encode_queries", lambda *a, **k: (queries, True))
+    (result,) = evaluate_dual(collection, [encoder], metrics=["ndcg@10", "recall@10"])
+    assert result.n_queries == 4 and result.details["task"] == "dual"
+    assert result.metrics["recall@10"] == pytest.approx(1.0)  # 3 queries: all are retrieved
+    # d1 ranks q1 first, d3 ranks q2 first, d4 (~q3) ranks its q2 second, d6 ranks q3 first.
+    expected = {"d1": 1.0, "d3": 1.0, "d4": 1 / np.log2(3), "d6": 1.0}
+    assert {d: v["ndcg@10"] for d, v in result.per_query.items()} == pytest.approx(expected)
+    monkeypatch.undo()
+    cli = invoke("eval", "-m", str(tiny_model), "-d", str(tiny_collection), "--task", "dual")
+    assert cli.exit_code == 0 and "(dual)" in cli.output, cli.output
+    refused = invoke("eval", "-m", "bm25", "-d", str(tiny_collection), "--task", "dual")
+    assert refused.exit_code == 2 and "dense models only" in refused.output

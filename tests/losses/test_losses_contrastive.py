@@ -238,3 +238,34 @@ def test_runtime_shape_errors(change, message):
     with pytest.raises(ValueError) as e:
         ContrastiveLoss(preset="gte_joint")(b)
     assert message in str(e.value)
+
+
+@pytest.mark.parametrize("preset", ["mnrl", "mnrl_dual"])
+def test_without_in_batch_negatives_only_the_own_positive_and_hard_negatives_remain(preset):
+    """ANCE's objective: the positive against the row's own hard negative, nothing else."""
+    from twotower.losses import EmbeddingBatch
+
+    torch.manual_seed(0)
+    q, p, h, nq = (torch.randn(3, 6, dtype=torch.float64) for _ in range(4))
+    batch = EmbeddingBatch(
+        queries=q, positives=p, hard_negatives=h.unsqueeze(1), negative_queries=nq.unsqueeze(1)
+    )
+    loss = ContrastiveLoss(
+        preset=preset,
+        dual_weight=0.1,
+        share_hard_negatives=False,
+        in_batch_negatives=False,
+        temperature=0.05,
+    )
+
+    def pair(anchor, positive, negative):
+        cos = torch.nn.functional.cosine_similarity
+        pos, neg = cos(anchor, positive, dim=-1) / 0.05, cos(anchor, negative, dim=-1) / 0.05
+        return (torch.logsumexp(torch.stack([pos, neg]), 0) - pos).mean()
+
+    expected = pair(q, p, h)
+    if preset == "mnrl_dual":
+        expected = expected + 0.1 * pair(p, q, nq)
+    assert loss.compute_loss_from_embeddings(batch).item() == pytest.approx(expected.item())
+    with_batch = ContrastiveLoss(preset=preset, dual_weight=0.1, share_hard_negatives=False)
+    assert with_batch.compute_loss_from_embeddings(batch).item() > expected.item()

@@ -19,7 +19,7 @@ from twotower.cli.common import (
     write_json,
 )
 from twotower.data import load_collection
-from twotower.evaluation import DEFAULT_METRICS, evaluate_systems
+from twotower.evaluation import DEFAULT_METRICS, evaluate_dual, evaluate_systems
 from twotower.evaluation.metrics import parse_metric
 from twotower.evaluation.report import print_results
 from twotower.models import Encoder
@@ -63,6 +63,13 @@ def eval_command(
         bool, typer.Option("--cache/--no-cache", help="reuse cached corpus embeddings")
     ] = True,
     device: DeviceOpt = None,
+    task: Annotated[
+        str,
+        typer.Option(
+            help="retrieval (queries rank documents) or dual (DANCE: relevant documents rank the"
+            " split's queries; dense models only)"
+        ),
+    ] = "retrieval",
 ) -> None:
     """Evaluate retrievers with trec_eval metrics (pytrec_eval) on judged queries."""
     metric_list = [m.strip() for m in metrics.split(",") if m.strip()]
@@ -70,6 +77,10 @@ def eval_command(
         parse_metric(name)
     if fusion not in (None, "linear", "rrf"):
         raise typer.BadParameter("--fusion must be linear or rrf")
+    if task not in ("retrieval", "dual"):
+        raise typer.BadParameter("--task must be retrieval or dual", param_hint="--task")
+    if task == "dual" and (fusion or any(m.lower() == "bm25" for m in model)):
+        raise typer.BadParameter("the dual task takes dense models only", param_hint="--task")
     if precision not in ("fp32", "bf16", "auto"):
         raise typer.BadParameter("--precision must be fp32, bf16 or auto")
     dense_names = [m for m in model if m.lower() != "bm25"]
@@ -84,6 +95,9 @@ def eval_command(
     results = []
     for name in data:
         collection = load_collection(name, split, data_dir)
+        if task == "dual":
+            results += evaluate_dual(collection, encoders, metrics=metric_list, use_cache=cache)
+            continue
         results += evaluate_systems(
             collection,
             encoders=encoders,

@@ -88,8 +88,12 @@ def dense_run(
     return run
 
 
-def score(run: Run, collection: Collection, system: str, metrics, timings, **details) -> EvalResult:
-    judged = {q: collection.qrels[q] for q in collection.judged_query_ids}
+def score(
+    run: Run, collection: Collection, system: str, metrics, timings, *, judged=None, **details
+) -> EvalResult:
+    """Metrics of ``run`` against the collection's qrels (or ``judged``, e.g. reversed ones)."""
+    if judged is None:
+        judged = {q: collection.qrels[q] for q in collection.judged_query_ids}
     means, per_query = evaluate_run(run, judged, metrics)
     return EvalResult(
         system,
@@ -101,6 +105,55 @@ def score(run: Run, collection: Collection, system: str, metrics, timings, **det
         timings,
         details,
     )
+
+
+def reversed_qrels(collection: Collection) -> dict[str, dict[str, int]]:
+    """Document id → {query id: grade} for every relevant document in the corpus (the dual
+    task's qrels: each relevant document retrieves the queries that judge it relevant)."""
+    out: dict[str, dict[str, int]] = {}
+    for query_id in collection.judged_query_ids:
+        for doc_id, grade in collection.qrels[query_id].items():
+            if grade > 0 and doc_id in collection.corpus.index:
+                out.setdefault(doc_id, {})[query_id] = grade
+    return out
+
+
+def evaluate_dual(
+    collection: Collection,
+    encoders: list[Encoder],
+    *,
+    metrics: tuple[str, ...] | list[str] = DEFAULT_METRICS,
+    use_cache: bool = True,
+) -> list[EvalResult]:
+    """DANCE's dual task (Li et al. 2021): each relevant document, embedded by the document
+    tower, ranks all of the split's judged queries (query tower) for the queries that judge it
+    relevant; the same metrics, over documents."""
+    judged = reversed_qrels(collection)
+    doc_ids = list(judged)
+    query_ids, texts = judged_queries(collection)
+    depth = max(MIN_DEPTH, max_cutoff(metrics))
+    results = []
+    for encoder in encoders:
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        documents, _ = encode_corpus(encoder, collection.corpus, use_cache=use_cache)
+        queries, _ = encode_queries(encoder, texts, use_cache=use_cache)
+        rows = [collection.corpus.index[d] for d in doc_ids]
+        run = exact_run(doc_ids, documents[rows], query_ids, queries, min(depth, len(query_ids)))
+        timings["total_s"] = time.perf_counter() - start
+        details = {"task": "dual", "model": encoder.name, "fingerprint": encoder.fingerprint}
+        results.append(
+            score(
+                run,
+                collection,
+                f"{encoder.name} (dual)",
+                metrics,
+                timings,
+                judged=judged,
+                **details,
+            )
+        )
+    return results
 
 
 def evaluate_systems(

@@ -22,6 +22,9 @@ Candidates:
   copies of those documents are then left out of d_i's d2d block too.)
 * ``mask_false_negatives`` (default True): when the batch carries ids, copies of the anchor's
   positives leave the denominator (the rules are in :mod:`twotower.losses.false_negatives`).
+* ``in_batch_negatives`` (default True): False leaves the other rows' texts out of every softmax,
+  so an anchor sees its positive and the hard negatives only (ANCE's objective, Xiong et al.
+  2021: the positive against one refreshed negative, with ``share_hard_negatives: false``).
 """
 
 from __future__ import annotations
@@ -175,6 +178,7 @@ class ContrastiveLoss(EmbeddingLoss):
         share_negative_queries: bool = False,
         d2d_own_hard_negatives: bool = False,
         mask_false_negatives: bool = True,
+        in_batch_negatives: bool = True,
         layout: BatchLayout | None = None,
     ) -> None:
         super().__init__()
@@ -191,6 +195,7 @@ class ContrastiveLoss(EmbeddingLoss):
         self.share_negative_queries = bool(share_negative_queries)
         self.d2d_own_hard_negatives = bool(d2d_own_hard_negatives)
         self.mask_false_negatives = bool(mask_false_negatives)
+        self.in_batch_negatives = bool(in_batch_negatives)
         self.blocks = tuple(b for b in BLOCKS if any(b in g.blocks for g in self.groups))
         if layout is not None:
             self.check_layout(layout)
@@ -282,10 +287,12 @@ class ContrastiveLoss(EmbeddingLoss):
         s_pos = A @ P.T  # (n, R); column idx[i] is d_i
         pos = s_pos[ar, idx]
         own_col: Tensor | None = None
-        if is_d2d or ids is not None:  # plain MNRL needs no mask at all
+        if is_d2d or ids is not None or not self.in_batch_negatives:  # plain MNRL: no mask
             own_col = torch.zeros(n, r, dtype=torch.bool, device=A.device)
             own_col[ar, idx] = True  # the positive slot (q2d) / self (d2d)
         drop_pos: Tensor | None = own_col if is_d2d else None
+        if not self.in_batch_negatives:  # only the anchor's own positive stays (q2d)
+            drop_pos = torch.ones_like(own_col) if is_d2d else ~own_col
         parts_h: _Part | None = None
         hmask = batch.hard_negatives_mask
         if H is not None and H.shape[1] > 0:
@@ -319,9 +326,11 @@ class ContrastiveLoss(EmbeddingLoss):
         s_q = A @ Q.T  # (n, R); column idx[i] is q_i
         pos = s_q[ar, idx]
         drop_q: Tensor | None = None
-        if not is_d2q:  # q2q: q_i is no candidate of itself
-            drop_q = torch.zeros(n, r, dtype=torch.bool, device=A.device)
-            drop_q[ar, idx] = True
+        if not is_d2q or not self.in_batch_negatives:
+            own = torch.zeros(n, r, dtype=torch.bool, device=A.device)
+            own[ar, idx] = True
+            # q2q: q_i is no candidate of itself; without in-batch negatives only d2q's q_i stays.
+            drop_q = own if self.in_batch_negatives else (~own if is_d2q else torch.ones_like(own))
         part_nq: _Part | None = None
         nqmask = batch.negative_queries_mask
         if is_d2q and NQ is not None and NQ.shape[1] > 0:
@@ -359,6 +368,7 @@ class ContrastiveLoss(EmbeddingLoss):
             "share_negative_queries": self.share_negative_queries,
             "d2d_own_hard_negatives": self.d2d_own_hard_negatives,
             "mask_false_negatives": self.mask_false_negatives,
+            "in_batch_negatives": self.in_batch_negatives,
         }
 
     def extra_repr(self) -> str:

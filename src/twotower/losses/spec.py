@@ -13,7 +13,7 @@ valid one):
   one of ``preset`` (mnrl, mnrl_dual, samtone_query, samtone_both, gte_joint), ``directions`` (+
   ``partition``: by_anchor | joint, ``dual_weight``) or ``groups`` (``[{blocks: [q2d, q2q],
   weight: 1}, ...]``); plus temperature, similarity, share_hard_negatives, share_negative_queries,
-  d2d_own_hard_negatives, mask_false_negatives.
+  d2d_own_hard_negatives, mask_false_negatives, in_batch_negatives.
 * ``margin_mse`` — :class:`~twotower.losses.margin_mse.MarginMSELoss`: similarity, dual_weight,
   dual_negatives (mined | in_batch).
 * ``listwise_kl`` — :class:`~twotower.losses.listwise.ListwiseKLLoss`: student_temperature,
@@ -92,6 +92,7 @@ class ContrastiveSpec(_Spec):
     share_negative_queries: bool = False
     d2d_own_hard_negatives: bool = False
     mask_false_negatives: bool = True
+    in_batch_negatives: bool = True
 
     def options(self) -> dict[str, Any]:
         if self.partition != "by_anchor" and self.directions is None:

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from twotower.data.collection import Collection
+from twotower.data.collection import Collection, load_collection, load_corpus
 from twotower.data.jsonl import iter_jsonl, require_string
+from twotower.data.synthetic import load_synthetic_queries
 from twotower.errors import InputError
+
+if TYPE_CHECKING:  # the recipe module needs no examples; only the type is wanted here
+    from twotower.training.recipe import TrainDataConfig
 
 NEGATIVE_QUERY_COLUMN = "negative_query_"
 
@@ -71,6 +76,26 @@ def examples_from_jsonl(path: str | Path, max_examples: int | None = None) -> li
     if not examples:
         raise InputError("no training examples", path=path)
     return examples
+
+
+def training_collection(train: TrainDataConfig, info: dict[str, Any] | None = None) -> Collection:
+    """The collection whose queries train (a recipe's ``train`` section): ``train.data``'s
+    split, its corpus with synthetic queries, or both."""
+    if not train.synthetic_queries:
+        return load_collection(train.data, train.split)
+    base = (
+        load_collection(train.data, train.split) if train.include_split else load_corpus(train.data)
+    )
+    collection, types = load_synthetic_queries(
+        train.synthetic_queries, base, types=train.query_types, include_split=train.include_split
+    )
+    if info is not None:
+        info["synthetic_queries"] = {
+            "file": train.synthetic_queries,
+            "types": types,
+            "labelled_queries": len(base.queries),
+        }
+    return collection
 
 
 def is_query_column(name: str) -> bool:

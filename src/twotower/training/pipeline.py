@@ -11,8 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from twotower.data.collection import Collection, load_collection, load_corpus
-from twotower.data.synthetic import load_synthetic_queries
+from twotower.data.collection import Collection
 from twotower.errors import ConfigError
 from twotower.negatives.io import read_negatives
 from twotower.negatives.mine import RankWindow, mine_negatives
@@ -20,7 +19,11 @@ from twotower.negatives.queries import mine_negative_queries
 from twotower.negatives.retrievers import make_retriever
 from twotower.teachers.normalize import keep_queries, normalize_percentile, percentile_bounds
 from twotower.teachers.spec import build_teacher
-from twotower.training.examples import examples_from_collection, examples_from_jsonl
+from twotower.training.examples import (
+    examples_from_collection,
+    examples_from_jsonl,
+    training_collection,
+)
 from twotower.training.recipe import Recipe, recipe_to_yaml
 from twotower.training.rows import TrainingRows, query_key, teacher_scores_for
 from twotower.training.trainer import FINISHED, train_model
@@ -51,28 +54,6 @@ def _teacher(recipe: Recipe, collection: Collection | None, device: str | None):
         alpha=recipe.teacher.alpha,
         device=device,
     )
-
-
-def training_collection(recipe: Recipe, info: dict[str, Any] | None = None) -> Collection:
-    """The collection whose queries train: ``train.data``'s split, its corpus with synthetic
-    queries, or both."""
-
-    train = recipe.train
-    if not train.synthetic_queries:
-        return load_collection(train.data, train.split)
-    base = (
-        load_collection(train.data, train.split) if train.include_split else load_corpus(train.data)
-    )
-    collection, types = load_synthetic_queries(
-        train.synthetic_queries, base, types=train.query_types, include_split=train.include_split
-    )
-    if info is not None:
-        info["synthetic_queries"] = {
-            "file": train.synthetic_queries,
-            "types": types,
-            "labelled_queries": len(base.queries),
-        }
-    return collection
 
 
 def _retriever(recipe: Recipe, source: str, device: str | None):
@@ -109,7 +90,7 @@ def prepare_rows(recipe: Recipe, *, device: str | None = None) -> PreparedData:
             )
         count = _file_width(examples, neg.count, info)
     else:
-        collection = training_collection(recipe, info)
+        collection = training_collection(recipe.train, info)
         examples = examples_from_collection(collection, recipe.train.max_examples)
         count = 0 if neg.source == "none" else (1 if neg.count is None else neg.count)
     teacher = _teacher(recipe, collection, device)

@@ -154,6 +154,57 @@ class OptimConfig(Section):
     wise_ft: float | None = Field(None, gt=0, le=1)
 
 
+class RefreshConfig(Section):
+    """ANCE/DANCE: hard negatives (and negative queries) re-mined from the weights being trained,
+    beside the trainer (twotower.training.refresh). ``async``: training never waits; ``sync``:
+    training waits for each round (the baseline for the overhead); ``off``: mined once."""
+
+    mode: Literal["off", "async", "sync"] = "off"
+    # A round every N optimizer steps; None (async only): a new round as soon as one finishes.
+    every_steps: int | None = Field(None, gt=0)
+    # Share of the training queries a round refreshes (ANCE refreshes in chunks); 1: all.
+    fraction: float = Field(1.0, gt=0, le=1)
+    depth: int = Field(200, gt=0)  # exact search depth of a round
+    # Candidates kept per query / per positive document; None: 4 x negatives.count / max(20, M).
+    negatives_per_query: int | None = Field(None, gt=0)
+    negative_queries_per_document: int | None = Field(None, gt=0)
+    # Rank windows of a round; None: negatives.rank_window / negatives.negative_query_window.
+    rank_window: tuple[int, int] | None = None
+    negative_query_window: tuple[int, int] | None = None
+    device: str | None = None  # where a round encodes (cpu, cuda:1, ...); None: best available
+    threads: int | None = Field(None, gt=0)  # torch threads of a round on a CPU
+    precision: Literal["fp32", "bf16", "auto"] = "auto"  # encoding precision of a round
+    max_length: int | None = Field(None, gt=0)  # tokens per text in a round; None: the model's
+
+    @field_validator("rank_window", "negative_query_window")
+    @classmethod
+    def _window(cls, value, info):
+        if value is not None and not 1 <= value[0] <= value[1]:
+            raise ValueError(
+                f"{info.field_name} must be [first, last] with 1 <= first <= last, got {list(value)}"
+            )
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str | None) -> str | None:
+        if value is not None and value != "cpu":
+            import torch  # only when a device is named
+
+            kind = value.split(":")[0]
+            if kind == "cuda" and not torch.cuda.is_available():
+                raise ValueError(f"{value!r} is not available on this machine")
+            if kind not in ("cuda", "mps"):
+                raise ValueError(f"expected cpu, cuda, cuda:N or mps, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _cadence(self) -> RefreshConfig:
+        if self.mode == "sync" and self.every_steps is None:
+            raise ValueError("mode sync needs every_steps (training waits for each round)")
+        return self
+
+
 class EvalConfig(Section):
     collections: list[str] = Field(default_factory=lambda: ["scifact"])
     split: str = "test"
@@ -164,6 +215,9 @@ class EvalConfig(Section):
     base_model: bool = True
     batch_size: int = Field(64, gt=0)
     probe: bool = True
+    # retrieval: queries rank documents; dual: relevant documents rank the split's queries
+    # (DANCE's dual task, Li et al. 2021), reported beside the first.
+    tasks: list[Literal["retrieval", "dual"]] = Field(default_factory=lambda: ["retrieval"])
 
 
 class Recipe(Section):
@@ -180,6 +234,7 @@ class Recipe(Section):
         default_factory=lambda: parse_loss_specs([{"loss": "contrastive", "preset": "mnrl"}])
     )
     optim: OptimConfig = Field(default_factory=OptimConfig)
+    refresh: RefreshConfig = Field(default_factory=RefreshConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     output_dir: str | None = None
 
@@ -221,7 +276,37 @@ class Recipe(Section):
                 " document tower only queries are encoded and a large batch already fits"
             )
         self._check_negative_queries()
+        self._check_refresh()
         return self
+
+    def _check_refresh(self) -> None:
+        refresh, negatives = self.refresh, self.negatives
+        if refresh.mode == "off":
+            return
+        if not self.train.data or self.train.pairs:
+            raise ValueError(
+                "refresh.mode: a round re-mines a collection's corpus: set train.data, not train.pairs"
+            )
+        if negatives.source in ("none", "file") and negatives.count != 0:
+            raise ValueError(
+                "refresh.mode: the first negatives come from mining: set negatives.source"
+                " (bm25, dense or fusion; ANCE starts from BM25)"
+            )
+        if negatives.count == 0 and negatives.negative_queries == 0:
+            raise ValueError(
+                "refresh.mode: nothing to refresh (negatives.count and negative_queries are 0)"
+            )
+        if {spec.loss for spec in self.loss} & {"margin_mse", "listwise_kl"}:
+            raise ValueError(
+                "refresh.mode: a teacher loss is not supported with refresh yet: a round would need the"
+                " teacher's scores of its new negatives"
+            )
+        window = refresh.rank_window or negatives.rank_window
+        if window[1] > refresh.depth:
+            raise ValueError(
+                f"refresh.rank_window ends at rank {window[1]}, deeper than refresh.depth"
+                f" ({refresh.depth})"
+            )
 
     def _check_negative_queries(self) -> None:
         for spec in self.loss:
@@ -283,7 +368,12 @@ def _explain(exc: ValidationError, source: str, lines: KeyLines) -> ConfigError:
     if isinstance(err.get("ctx", {}).get("error"), ConfigError):
         message = str(err["ctx"]["error"])
     entry = re.match(r"loss\[(\d+)\]", message) if loc == ("loss",) else None
-    line = line_of(lines, ("loss", int(entry.group(1))) if entry else loc)
+    # A check across sections names its key first ("refresh.mode: ..."): point at that key.
+    named = re.match(r"([a-z_]+(?:\.[a-z_]+)+):", message) if not loc else None
+    if entry:
+        line = line_of(lines, ("loss", int(entry.group(1))))
+    else:
+        line = line_of(lines, tuple(named.group(1).split(".")) if named else loc)
     where = f"{source}:{line}" if line else source
     dotted = ".".join(str(p) for p in loc) or "recipe"
     if err["type"] == "extra_forbidden":
@@ -294,7 +384,7 @@ def _explain(exc: ValidationError, source: str, lines: KeyLines) -> ConfigError:
         return ConfigError(
             f"{where}: unknown key '{dotted}'{hint}; valid keys here: {', '.join(valid)}"
         )
-    if loc == ("loss",):
+    if loc in ((), ("loss",)):
         return ConfigError(f"{where}: {message}")
     return ConfigError(f"{where}: {dotted}: {message}")
 

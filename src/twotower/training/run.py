@@ -12,7 +12,7 @@ from typing import Any
 from twotower.analysis import run_probe
 from twotower.analysis.encode import tower_embeddings
 from twotower.data.collection import load_collection
-from twotower.evaluation.evaluate import EvalResult, evaluate_systems
+from twotower.evaluation.evaluate import EvalResult, evaluate_dual, evaluate_systems
 from twotower.evaluation.report import markdown_table
 from twotower.models.build import build_model
 from twotower.models.encoder import Encoder
@@ -86,13 +86,21 @@ def run_recipe(
     results: list[EvalResult] = []
 
     collections = [load_collection(name, recipe.eval.split) for name in recipe.eval.collections]
+    dual: list[EvalResult] = []
     for collection in collections:
-        results += evaluate_systems(
-            collection, encoders=encoders, bm25=recipe.eval.bm25, metrics=recipe.eval.metrics
-        )
+        if "retrieval" in recipe.eval.tasks:
+            results += evaluate_systems(
+                collection, encoders=encoders, bm25=recipe.eval.bm25, metrics=recipe.eval.metrics
+            )
+        if "dual" in recipe.eval.tasks:
+            dual += evaluate_dual(collection, encoders, metrics=recipe.eval.metrics)
     timings["eval_s"] = time.perf_counter() - start
 
-    rows = comparison_rows(results, BASE, TRAINED)
+    rows = comparison_rows(results, BASE, TRAINED) + [
+        {**row, "data": f"{row['data']} (dual)"}
+        for row in comparison_rows(dual, f"{BASE} (dual)", f"{TRAINED} (dual)")
+    ]
+    results += dual
     probe_md = ""
     if probe if probe is not None else recipe.eval.probe:
         start = time.perf_counter()

@@ -19,6 +19,7 @@ from twotower.models.embedding_cache import encode_corpus
 from twotower.models.encoder import Encoder, bf16_supported, route_modules
 from twotower.training.examples import is_query_column
 from twotower.training.recipe import Recipe
+from twotower.training.refresh import RefreshCallback, Refresher
 from twotower.training.rows import RowsCollator, TrainingRows
 
 log = logging.getLogger(__name__)
@@ -264,15 +265,21 @@ def train_model(
         raise ConfigError("no training example has the requested number of negatives")
     base_weights = _trainable_copy(model) if recipe.optim.wise_ft is not None else None
     args = _training_arguments(recipe, checkpoints, device_type, len(dataset), columns)
+    callbacks = [_loss_log_callback(run_dir / "train_log.jsonl")]
+    refresher = None
+    if recipe.refresh.mode != "off":
+        frozen = None if recipe.model.train_document_tower else loss.documents.cpu().numpy()
+        refresher = Refresher(recipe, run_dir, rows, collection, frozen_documents=frozen)
+        callbacks.append(RefreshCallback(refresher))
     trainer = _trainer_class()(
-        model=model,
-        args=args,
-        train_dataset=dataset,
-        loss=loss,
-        callbacks=[_loss_log_callback(run_dir / "train_log.jsonl")],
+        model=model, args=args, train_dataset=dataset, loss=loss, callbacks=callbacks
     )
     started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=resume_from)
+    try:
+        trainer.train(resume_from_checkpoint=resume_from)
+    finally:  # no round process outlives training, whatever ended it
+        if refresher is not None:
+            refresher.stop()
     seconds = time.perf_counter() - started
     if trainer.state.global_step == 0:  # the trainer only warns, and the model would be the base
         raise ConfigError(

@@ -1,0 +1,257 @@
+"""ANCE/DANCE refresh beside the trainer: negatives re-mined from the weights being trained.
+
+ANCE (Xiong et al. 2021) refreshes its hard negatives from the model as it learns, so the
+negatives stay hard; DANCE (Li et al. 2021) refreshes its negative queries the same way. Here a
+:class:`Refresher` runs rounds beside sentence-transformers' trainer:
+
+* when a round is due it saves a snapshot of the weights and starts
+  :mod:`twotower.training.refresh_round` in a process of its own (``async``: training goes on;
+  ``sync``: training waits for the round, the baseline for the overhead);
+* before every step it adopts the newest published round: :meth:`TrainingRows.publish` hands
+  the new negatives to the rows, which draw from them from the next batch on;
+* a round that fails or is killed leaves training on the last good negatives (the log says
+  so); a half-written round is never read (rounds are renamed into place, manifest last);
+* no round process outlives the trainer: it is stopped at the end of training or on an
+  exception, and a round notices when its parent dies (SIGKILL) and exits;
+* ``--resume`` continues with the newest complete round.
+
+Every adopted round is a line of ``refresh_log.jsonl`` in the run folder (timings, the step of
+its weights, queries covered, overlap with the previous round, the positives' mean and median
+rank under the snapshot); failures are lines too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from transformers import TrainerCallback
+
+from twotower.data.collection import Collection
+from twotower.training.recipe import Recipe
+from twotower.training.refresh_round import (
+    RoundRequest,
+    complete_rounds,
+    read_round,
+)
+from twotower.training.rows import TrainingRows, query_key
+
+log = logging.getLogger(__name__)
+
+# Candidates a round keeps per query, per hard negative a row draws (as mining's pool).
+POOL_FACTOR = 4
+# Negative queries a round keeps per document, at least (DANCE samples 20).
+NEGATIVE_QUERY_POOL = 20
+
+
+class Refresher:
+    """Rounds of refresh for one training run (see the module docstring)."""
+
+    def __init__(
+        self,
+        recipe: Recipe,
+        run_dir: Path,
+        rows: TrainingRows,
+        collection: Collection,
+        *,
+        frozen_documents: np.ndarray | None = None,
+    ) -> None:
+        self.recipe = recipe
+        self.config = recipe.refresh
+        self.rows = rows
+        self.collection = collection
+        self.dir = run_dir / "refresh"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = run_dir / "refresh_log.jsonl"
+        self.recipe_path = run_dir / "recipe.yaml"
+        self.process: subprocess.Popen | None = None
+        self.running: RoundRequest | None = None
+        self.adopted = 0  # generation in use (0: the negatives mined before training)
+        self.launched = 0  # the last generation started (a failed one is not reused)
+        self.last_launch_step: int | None = None
+        self.frozen_documents_path: str | None = None
+        if frozen_documents is not None:
+            path = self.dir / "frozen_documents.npy"
+            np.save(path, np.asarray(frozen_documents, dtype=np.float32))
+            self.frozen_documents_path = str(path)
+            log.info("refresh: frozen document tower, each round re-encodes only the queries")
+        for stale in self.dir.glob(".round-*.tmp-*"):  # a round killed while it was writing
+            shutil.rmtree(stale, ignore_errors=True)
+        queries = list(dict.fromkeys(e.query_id for e in rows.examples if e.query_id))
+        chunks = max(1, math.ceil(1 / self.config.fraction))
+        self.chunks = [queries[i::chunks] for i in range(chunks)]
+
+    # --- rounds -------------------------------------------------------------------------------
+
+    @property
+    def next_generation(self) -> int:
+        published = complete_rounds(self.dir)
+        newest = int(published[-1].name.split("-")[-1]) if published else 0
+        return max(newest, self.adopted, self.launched) + 1
+
+    def due(self, step: int) -> bool:
+        if self.running is not None:
+            return False
+        every = self.config.every_steps
+        if every is None:  # async: a new round as soon as the last one is done
+            return True
+        return (
+            self.last_launch_step is None
+            and step >= every
+            or (self.last_launch_step is not None and step - self.last_launch_step >= every)
+        )
+
+    def launch(self, model: Any, step: int) -> RoundRequest:
+        """Snapshot the weights and start a round on them in a process of its own."""
+        generation = self.next_generation
+        snapshot = self.dir / f"snapshot-{generation:05d}"
+        shutil.rmtree(snapshot, ignore_errors=True)
+        model.save(str(snapshot))
+        published = complete_rounds(self.dir)
+        config, negatives = self.config, self.recipe.negatives
+        k, m = self.rows.num_negatives, self.rows.num_negative_queries
+        request = RoundRequest(
+            generation=generation,
+            step=step,
+            snapshot=str(snapshot),
+            recipe=str(self.recipe_path),
+            rounds_dir=str(self.dir),
+            query_ids=self.chunks[(generation - 1) % len(self.chunks)],
+            negatives=config.negatives_per_query or (POOL_FACTOR * k if k else 0),
+            negative_queries=config.negative_queries_per_document
+            or (max(NEGATIVE_QUERY_POOL, m) if m else 0),
+            window=tuple(config.rank_window or negatives.rank_window),
+            negative_query_window=tuple(
+                config.negative_query_window or negatives.negative_query_window
+            ),
+            depth=config.depth,
+            seed=negatives.seed + generation,
+            precision=config.precision,
+            max_length=config.max_length,
+            threads=config.threads,
+            device=config.device,
+            frozen_documents=self.frozen_documents_path,
+            previous=str(published[-1]) if published else None,
+        )
+        request_path = self.dir / f"request-{generation:05d}.json"
+        request_path.write_text(json.dumps(asdict(request), indent=2) + "\n")
+        output = (self.dir / f"round-{generation:05d}.log").open("w")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "twotower.training.refresh_round",
+                str(request_path),
+                str(os.getpid()),
+            ],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        output.close()
+        self.running, self.last_launch_step, self.launched = request, step, generation
+        log.info("refresh round %d started on the weights of step %d", generation, step)
+        return request
+
+    def collect(self, *, wait: bool = False) -> None:
+        """Notice that the running round ended (waiting for it with ``wait``)."""
+        if self.process is None or self.running is None:
+            return
+        code = self.process.wait() if wait else self.process.poll()
+        if code is None:
+            return
+        request, self.process, self.running = self.running, None, None
+        shutil.rmtree(request.snapshot, ignore_errors=True)
+        if code != 0:
+            log.warning(
+                "refresh round %d failed (exit status %d, see %s); training keeps the"
+                " negatives of round %d",
+                request.generation,
+                code,
+                self.dir / f"round-{request.generation:05d}.log",
+                self.adopted,
+            )
+            self._record({"generation": request.generation, "step": request.step, "failed": code})
+
+    def adopt_newest(self, step: int) -> bool:
+        """Publish the newest complete round into the rows, if it is newer than the one in use."""
+        self.collect()
+        published = complete_rounds(self.dir)
+        if not published:
+            return False
+        newest = published[-1]
+        generation = int(newest.name.split("-")[-1])
+        if generation <= self.adopted:
+            return False
+        manifest, documents, queries = read_round(newest, self.collection)
+        self.rows.publish(  # only what the rows draw
+            documents=documents if self.rows.num_negatives else None,
+            queries=queries if self.rows.num_negative_queries else None,
+        )
+        self.adopted = generation
+        stats = json.loads((newest / "stats.json").read_text())
+        self._record({**stats, "adopted_at_step": step})
+        log.info(
+            "refresh round %d (weights of step %d) in use from step %d: positives' mean rank %.1f",
+            generation,
+            manifest["step"],
+            step,
+            stats["positive_rank_mean"],
+        )
+        return True
+
+    def stop(self) -> None:
+        """End a running round (training is over or failed); its half-written files are never
+        read."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        if self.running is not None:
+            shutil.rmtree(self.running.snapshot, ignore_errors=True)
+        self.process = self.running = None
+
+    def _record(self, entry: dict) -> None:
+        with self.log_path.open("a") as handle:
+            handle.write(json.dumps({"time": time.time(), **entry}) + "\n")
+
+
+class RefreshCallback(TrainerCallback):
+    """Drives a :class:`Refresher` from the trainer's steps."""
+
+    def __init__(self, refresher: Refresher) -> None:
+        self.refresher = refresher
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.refresher.adopt_newest(state.global_step)  # --resume: the newest complete round
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.refresher.adopt_newest(state.global_step)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        refresher = self.refresher
+        if state.global_step >= state.max_steps or not refresher.due(state.global_step):
+            return
+        refresher.launch(model, state.global_step)
+        if refresher.config.mode == "sync":
+            refresher.collect(wait=True)
+            refresher.adopt_newest(state.global_step)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.refresher.stop()
+
+
+def negatives_in_use(rows: TrainingRows) -> dict[str, list[str]]:
+    """Each query's negatives as its first row draws them now (for tests and reports)."""
+    seen: dict[str, list[str]] = {}
+    for index, example in enumerate(rows.examples):
+        seen.setdefault(query_key(example), rows.drawn(index).negative_keys)
+    return seen

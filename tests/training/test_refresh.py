@@ -1,0 +1,279 @@
+"""ANCE/DANCE refresh beside the trainer, on a tiny model the tests build."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from tests.conftest import QRELS, write_collection
+from twotower.data.collection import load_collection
+from twotower.errors import ConfigError
+from twotower.training.pipeline import prepare_rows, write_recipe
+from twotower.training.recipe import load_recipe
+from twotower.training.refresh import Refresher, negatives_in_use
+from twotower.training.refresh_round import (
+    RoundRequest,
+    complete_rounds,
+    compute_round,
+    positive_ranks,
+    publish_round,
+    read_round,
+)
+from twotower.training.trainer import train_model
+
+
+@pytest.fixture
+def train_collection(tmp_path):
+    root = write_collection(tmp_path / "c")
+    (root / "qrels" / "train.tsv").write_text(QRELS)
+    return root
+
+
+def refresh_recipe(tmp_path, model, collection, *, refresh, loss="preset: mnrl", optim=None):
+    optim = {"batch_size": 2, "epochs": 1, "save_steps": 100, "precision": "fp32", **(optim or {})}
+    path = tmp_path / "refresh.yaml"
+    path.write_text(
+        f"model: {{name: {model}}}\n"
+        f"train: {{data: {collection}, split: train}}\n"
+        "negatives: {source: dense, count: 1, rank_window: [1, 5], negative_queries: 0}\n"
+        f"refresh: {json.dumps(refresh)}\n"
+        f"loss:\n  - {{loss: contrastive, {loss}}}\n"
+        f"optim: {json.dumps(optim)}\n"
+        f"eval: {{collections: [{collection}], probe: false}}\n"
+    )
+    return path
+
+
+def round_processes():
+    me = psutil.Process()
+    found = []
+    for child in me.children(recursive=True):
+        try:
+            if "twotower.training.refresh_round" in " ".join(child.cmdline()):
+                found.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
+def _train(path, run_dir):
+    recipe = load_recipe(path)
+    write_recipe(recipe, run_dir)
+    data = prepare_rows(recipe)
+    outcome = train_model(recipe, data.rows, run_dir, collection=data.collection)
+    return data, outcome
+
+
+def test_negatives_in_use_come_from_the_newest_round_and_never_a_positive(
+    tmp_path, tiny_model, train_collection
+):
+    refresh = {"mode": "sync", "every_steps": 1, "depth": 8}
+    path = refresh_recipe(
+        tmp_path, tiny_model, train_collection, refresh=refresh, optim={"epochs": 2}
+    )
+    data, outcome = _train(path, tmp_path / "run")
+    rounds = complete_rounds(tmp_path / "run" / "refresh")
+    assert outcome.steps == 4 and len(rounds) == 3  # after steps 1, 2 and 3; none after the last
+    _, newest, _ = read_round(rounds[-1], data.collection)
+    in_use = negatives_in_use(data.rows)
+    assert data.rows.generation == 3
+    for query_id, negatives in in_use.items():
+        assert set(negatives) <= set(newest[query_id])
+        assert not set(negatives) & data.collection.positives(query_id)
+    log = [json.loads(line) for line in (tmp_path / "run" / "refresh_log.jsonl").open()]
+    assert [entry["generation"] for entry in log] == [1, 2, 3]
+    assert [entry["step"] for entry in log] == [1, 2, 3]
+    assert all(entry["queries"] == 3 and entry["positive_rank_mean"] >= 1 for entry in log)
+    assert log[1]["overlap_with_previous"] is not None
+    assert not round_processes() and not list((tmp_path / "run" / "refresh").glob("snapshot-*"))
+
+
+def test_asynchronous_rounds_run_beside_training_and_leave_no_process(
+    tmp_path, tiny_model, train_collection
+):
+    refresh = {"mode": "async", "depth": 8, "threads": 1}
+    path = refresh_recipe(
+        tmp_path, tiny_model, train_collection, refresh=refresh, optim={"epochs": 200}
+    )
+    data, outcome = _train(path, tmp_path / "run")
+    assert outcome.steps == 400
+    log = [json.loads(line) for line in (tmp_path / "run" / "refresh_log.jsonl").open()]
+    assert data.rows.generation >= 1 and log  # rounds landed while the 400 steps ran
+    # Training went on while each round ran: a round is adopted steps after its weights' step.
+    assert all(entry["adopted_at_step"] > entry["step"] for entry in log)
+    assert not round_processes()
+
+
+def test_a_failing_round_does_not_stop_training(
+    tmp_path, tiny_model, train_collection, monkeypatch
+):
+    launch = Refresher.launch
+
+    def broken_launch(self, model, step):
+        self.recipe_path = tmp_path / "missing.yaml"  # the round process cannot start its work
+        return launch(self, model, step)
+
+    monkeypatch.setattr(Refresher, "launch", broken_launch)
+    refresh = {"mode": "sync", "every_steps": 1, "depth": 8}
+    path = refresh_recipe(tmp_path, tiny_model, train_collection, refresh=refresh)
+    data, outcome = _train(path, tmp_path / "run")
+    assert outcome.steps == 2 and data.rows.generation == 0  # still the mined negatives
+    log = [json.loads(line) for line in (tmp_path / "run" / "refresh_log.jsonl").open()]
+    assert log and all(entry["failed"] != 0 for entry in log)
+
+
+def test_an_exception_in_the_trainer_leaves_no_round_behind(
+    tmp_path, tiny_model, train_collection, monkeypatch
+):
+    from twotower.training.refresh import RefreshCallback
+
+    on_step_end = RefreshCallback.on_step_end
+
+    def failing(self, args, state, control, **kwargs):
+        on_step_end(self, args, state, control, **kwargs)
+        if self.refresher.running is not None:
+            assert round_processes()  # a round is running right now
+            raise RuntimeError("the trainer fails while a round runs")
+
+    monkeypatch.setattr(RefreshCallback, "on_step_end", failing)
+    path = refresh_recipe(
+        tmp_path, tiny_model, train_collection, refresh={"mode": "async", "depth": 8}
+    )
+    with pytest.raises(RuntimeError, match="while a round runs"):
+        _train(path, tmp_path / "run")
+    assert not round_processes()
+
+
+def test_a_round_leaves_when_the_trainer_is_killed(tmp_path, tiny_model, train_collection):
+    refresh = {"mode": "async", "depth": 8}
+    path = refresh_recipe(
+        tmp_path, tiny_model, train_collection, refresh=refresh, optim={"epochs": 400}
+    )
+    out = tmp_path / "killed"
+    command = [
+        sys.executable,
+        "-m",
+        "twotower.cli.main",
+        "train",
+        str(path),
+        "--output-dir",
+        str(out),
+    ]
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    trainer = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 120
+    rounds: list = []
+    while not rounds and time.time() < deadline and trainer.poll() is None:
+        rounds = [
+            p
+            for p in psutil.Process(trainer.pid).children()
+            if "twotower.training.refresh_round" in " ".join(p.cmdline())
+        ]
+        time.sleep(0.05)
+    assert rounds, "no round started"
+    trainer.send_signal(signal.SIGKILL)
+    trainer.wait()
+    gone, alive = psutil.wait_procs(rounds, timeout=10)
+    assert not alive, "a round outlived its trainer"
+
+
+def _request(tmp_path, collection_dir, model, generation, **extra):
+    collection = load_collection(str(collection_dir), "train")
+    recipe_path = refresh_recipe(tmp_path, model, collection_dir, refresh={"mode": "async"})
+    request = RoundRequest(
+        generation=generation,
+        step=generation * 10,
+        snapshot=str(model),
+        recipe=str(recipe_path),
+        rounds_dir=str(tmp_path / "rounds"),
+        query_ids=["q1", "q2", "q3"],
+        negatives=2,
+        negative_queries=1,
+        window=(1, 5),
+        negative_query_window=(1, 3),
+        depth=8,
+        seed=0,
+        **extra,
+    )
+    return request, collection
+
+
+def test_a_round_samples_from_its_windows_never_a_positive(tmp_path, tiny_model, train_collection):
+    request, collection = _request(tmp_path, train_collection, tiny_model, 1)
+    tables, stats = compute_round(request, collection)
+    documents, queries = tables["documents"], tables["queries"]
+    for qid in request.query_ids:
+        assert len(documents[qid]) == 2 and not set(documents[qid]) & collection.positives(qid)
+        assert all(1 <= rank <= 5 for rank in documents.ranks[qid])
+    for doc_id, negatives in queries.negatives.items():
+        assert all(doc_id not in collection.positives(q) for q in negatives)
+    assert stats.queries == 3 and stats.documents_encoded == len(collection.corpus.ids)
+    assert 1 <= stats.positive_rank_median <= len(collection.corpus.ids)
+
+
+def test_positive_ranks_count_the_documents_scored_above():
+    import numpy as np
+
+    queries = np.array([[1.0, 0.0]])
+    documents = np.array([[0.9, 0.1], [0.2, 0.8], [1.0, 0.0]])
+    assert positive_ranks(queries, documents, [[0, 1, 2]]) == [2, 3, 1]
+
+
+def test_a_killed_or_half_written_round_is_never_read_and_resume_takes_the_newest(
+    tmp_path, tiny_model, train_collection
+):
+    rounds = tmp_path / "rounds"
+    for generation in (1, 2):
+        request, collection = _request(tmp_path, train_collection, tiny_model, generation)
+        publish_round(request, *compute_round(request, collection))
+    (rounds / ".round-00003.tmp-123").mkdir()  # killed while writing
+    (rounds / "round-00004").mkdir()  # no manifest: never complete
+    (rounds / "round-00004" / "negatives.jsonl").write_text("{not json\n")
+    assert [p.name for p in complete_rounds(rounds)] == ["round-00001", "round-00002"]
+
+    recipe = load_recipe(
+        refresh_recipe(tmp_path, tiny_model, train_collection, refresh={"mode": "async"})
+    )
+    rows = prepare_rows(recipe).rows
+    run_dir = tmp_path / "run"
+    (run_dir / "refresh").parent.mkdir(parents=True, exist_ok=True)
+    rounds.rename(run_dir / "refresh")
+    refresher = Refresher(recipe, run_dir, rows, collection)
+    assert not list((run_dir / "refresh").glob(".round-*"))  # the killed round's files are gone
+    assert refresher.adopt_newest(step=20) and refresher.adopted == 2
+    _, newest, _ = read_round(run_dir / "refresh" / "round-00002", collection)
+    for query_id, negatives in negatives_in_use(rows).items():
+        assert set(negatives) <= set(newest[query_id])
+    assert refresher.next_generation == 3
+
+
+@pytest.mark.parametrize(
+    ("refresh", "extra", "message"),
+    [
+        ({"mode": "sync"}, "", r"refresh: mode sync needs every_steps"),
+        ({"mode": "async", "depth": 50}, "", r"refresh.rank_window ends at rank 100"),
+        ({"mode": "async", "device": "cuda:7"}, "", r"refresh.device: .*not available"),
+        ({"mode": "async"}, "train: {pairs: p.jsonl, data: null}\n", r"set train.data"),
+    ],
+)
+def test_a_refresh_that_cannot_work_is_refused_when_the_recipe_loads(
+    tmp_path, refresh, extra, message
+):
+    import torch
+
+    if "device" in refresh and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        "negatives: {source: bm25, count: 1, rank_window: [10, 100]}\n"
+        f"refresh: {json.dumps(refresh)}\n" + extra
+    )
+    with pytest.raises(ConfigError, match=message):
+        load_recipe(path)
