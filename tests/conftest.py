@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -106,3 +108,18 @@ def build_tiny_bert(folder: Path, *, hidden: int = 32, layers: int = 1, seed: in
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+def train_process(recipe: Path, out: Path, *extra: str, **popen) -> subprocess.Popen:
+    """``twotower train RECIPE --output-dir OUT`` in a process of its own (to kill it)."""
+    command = [
+        sys.executable,
+        "-m",
+        "twotower.cli.main",
+        "train",
+        str(recipe),
+        "--output-dir",
+        str(out),
+    ]
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    return subprocess.Popen([*command, *extra], env=env, **popen)

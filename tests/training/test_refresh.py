@@ -1,16 +1,14 @@
 """ANCE/DANCE refresh beside the trainer, on a tiny model the tests build."""
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 
 import psutil
 import pytest
 
-from tests.conftest import QRELS, write_collection
+from tests.conftest import QRELS, train_process, write_collection
 from twotower.data.collection import load_collection
 from twotower.errors import ConfigError
 from twotower.training.pipeline import prepare_rows, write_recipe
@@ -155,19 +153,7 @@ def test_a_round_leaves_when_the_trainer_is_killed(tmp_path, tiny_model, train_c
         tmp_path, tiny_model, train_collection, refresh=refresh, optim={"epochs": 400}
     )
     out = tmp_path / "killed"
-    command = [
-        sys.executable,
-        "-m",
-        "twotower.cli.main",
-        "train",
-        str(path),
-        "--output-dir",
-        str(out),
-    ]
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
-    trainer = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    trainer = train_process(path, out, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     rounds: list = []
     while not rounds and time.time() < deadline and trainer.poll() is None:
@@ -245,13 +231,16 @@ def test_a_killed_or_half_written_round_is_never_read_and_resume_takes_the_newes
     run_dir = tmp_path / "run"
     (run_dir / "refresh").parent.mkdir(parents=True, exist_ok=True)
     rounds.rename(run_dir / "refresh")
-    refresher = Refresher(recipe, run_dir, rows, collection)
+    refresher = Refresher(recipe, run_dir, rows, collection, resuming=True)
     assert not list((run_dir / "refresh").glob(".round-*"))  # the killed round's files are gone
     assert refresher.adopt_newest(step=20) and refresher.adopted == 2
     _, newest, _ = read_round(run_dir / "refresh" / "round-00002", collection)
     for query_id, negatives in negatives_in_use(rows).items():
         assert set(negatives) <= set(newest[query_id])
     assert refresher.next_generation == 3
+    # A fresh start (no checkpoint to resume) never adopts an earlier run's rounds.
+    fresh = Refresher(recipe, run_dir, prepare_rows(recipe).rows, collection)
+    assert not complete_rounds(run_dir / "refresh") and not fresh.adopt_newest(step=0)
 
 
 @pytest.mark.parametrize(
@@ -277,3 +266,9 @@ def test_a_refresh_that_cannot_work_is_refused_when_the_recipe_loads(
     )
     with pytest.raises(ConfigError, match=message):
         load_recipe(path)
+
+
+def test_a_bare_off_in_yaml_turns_refresh_off(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("refresh: {mode: off}\n")  # YAML reads `off` as false
+    assert load_recipe(path).refresh.mode == "off"

@@ -1,17 +1,15 @@
 """Training end to end on a tiny model the tests build; kill -9 and resume."""
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 from sentence_transformers import SentenceTransformer
 from typer.testing import CliRunner
 
-from tests.conftest import QRELS, write_collection
+from tests.conftest import QRELS, train_process, write_collection
 from twotower.cli.main import app
 
 
@@ -96,18 +94,8 @@ def test_sigkill_after_first_checkpoint_then_resume(tmp_path, tiny_model, train_
     # Long enough (80 steps, a checkpoint each) that it cannot end before the kill.
     path = recipe(tmp_path, tiny_model, train_collection, epochs=40)
     out = tmp_path / "killed"
-    command = [
-        sys.executable,
-        "-m",
-        "twotower.cli.main",
-        "train",
-        str(path),
-        "--output-dir",
-        str(out),
-    ]
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
     log = (tmp_path / "first.log").open("w")
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    process = train_process(path, out, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 240
     while (
         not list(out.glob("checkpoints/checkpoint-*/trainer_state.json"))
@@ -123,15 +111,16 @@ def test_sigkill_after_first_checkpoint_then_resume(tmp_path, tiny_model, train_
     assert not (out / "model" / "TRAINING_DONE").exists(), (
         "the run finished before it could be killed"
     )
-    resumed = subprocess.run(
-        [*command, "--resume"], env=env, capture_output=True, text=True, timeout=300
+    resumed = train_process(
+        path, out, "--resume", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    stderr = resumed.communicate(timeout=300)[1]
+    assert resumed.returncode == 0, stderr[-2000:]
     done = json.loads((out / "model" / "TRAINING_DONE").read_text())
     assert (
         done["steps"] == 80
     )  # 4 examples / batch 2 × 40 epochs: the full schedule, not a restart's remainder
-    assert "resuming from" in resumed.stderr
+    assert "resuming from" in stderr
 
 
 def test_frozen_document_tower_trains_queries_only(tmp_path, tiny_model, train_collection):

@@ -176,6 +176,11 @@ class RefreshConfig(Section):
     precision: Literal["fp32", "bf16", "auto"] = "auto"  # encoding precision of a round
     max_length: int | None = Field(None, gt=0)  # tokens per text in a round; None: the model's
 
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _unquoted_off(cls, value):
+        return "off" if value is False else value  # YAML 1.1 reads a bare `off` as false
+
     @field_validator("rank_window", "negative_query_window")
     @classmethod
     def _window(cls, value, info):

@@ -65,14 +65,18 @@ class Refresher:
         collection: Collection,
         *,
         frozen_documents: np.ndarray | None = None,
+        resuming: bool = False,
     ) -> None:
         self.recipe = recipe
         self.config = recipe.refresh
         self.rows = rows
         self.collection = collection
         self.dir = run_dir / "refresh"
-        self.dir.mkdir(parents=True, exist_ok=True)
         self.log_path = run_dir / "refresh_log.jsonl"
+        if not resuming:  # a fresh start never adopts an earlier run's rounds
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.log_path.unlink(missing_ok=True)
+        self.dir.mkdir(parents=True, exist_ok=True)
         self.recipe_path = run_dir / "recipe.yaml"
         self.process: subprocess.Popen | None = None
         self.running: RoundRequest | None = None
@@ -231,7 +235,7 @@ class RefreshCallback(TrainerCallback):
         self.refresher = refresher
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.refresher.adopt_newest(state.global_step)  # --resume: the newest complete round
+        self.refresher.adopt_newest(state.global_step)  # resuming: the newest complete round
 
     def on_step_begin(self, args, state, control, **kwargs):
         self.refresher.adopt_newest(state.global_step)

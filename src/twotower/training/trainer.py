@@ -269,7 +269,14 @@ def train_model(
     refresher = None
     if recipe.refresh.mode != "off":
         frozen = None if recipe.model.train_document_tower else loss.documents.cpu().numpy()
-        refresher = Refresher(recipe, run_dir, rows, collection, frozen_documents=frozen)
+        refresher = Refresher(
+            recipe,
+            run_dir,
+            rows,
+            collection,
+            frozen_documents=frozen,
+            resuming=resume_from is not None,
+        )
         callbacks.append(RefreshCallback(refresher))
     trainer = _trainer_class()(
         model=model, args=args, train_dataset=dataset, loss=loss, callbacks=callbacks
