@@ -13,7 +13,7 @@ from twotower.data.collection import load_collection
 from twotower.errors import ConfigError
 from twotower.training.pipeline import prepare_rows, write_recipe
 from twotower.training.recipe import load_recipe
-from twotower.training.refresh import Refresher, negatives_in_use
+from twotower.training.refresh import Refresher
 from twotower.training.refresh_round import (
     RoundRequest,
     complete_rounds,
@@ -22,6 +22,7 @@ from twotower.training.refresh_round import (
     publish_round,
     read_round,
 )
+from twotower.training.rows import query_key
 from twotower.training.trainer import train_model
 
 
@@ -45,6 +46,14 @@ def refresh_recipe(tmp_path, model, collection, *, refresh, loss="preset: mnrl",
         f"eval: {{collections: [{collection}], probe: false}}\n"
     )
     return path
+
+
+def negatives_in_use(rows):
+    """Each query's negatives as its first row draws them now."""
+    seen = {}
+    for index, example in enumerate(rows.examples):
+        seen.setdefault(query_key(example), rows.drawn(index).negative_keys)
+    return seen
 
 
 def round_processes():

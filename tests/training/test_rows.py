@@ -54,6 +54,9 @@ def test_a_partial_refresh_keeps_the_other_queries_candidates(collection):
     rows = TrainingRows(examples, collection, negatives=1, documents={"q1": ["d2"], "q3": ["d5"]})
     rows.publish(documents={"q1": ["d4"]})
     assert rows.drawn(0).negative_keys == ["d4"] and rows.drawn(1).negative_keys == ["d5"]
+    # A refreshed anchor that came back with no candidate keeps its old ones: rows stay drawable.
+    rows.publish(documents={"q1": [], "q3": ["d2"]})
+    assert rows.drawn(0).negative_keys == ["d4"] and rows.drawn(1).negative_keys == ["d2"]
 
 
 def _triples(tmp_path, rows):

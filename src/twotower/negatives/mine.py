@@ -190,6 +190,22 @@ def first_of_each(
     return {anchor: pool[:count] if count else list(pool) for anchor, pool in pools.items()}
 
 
+def table_from_kept(
+    kept: dict[str, list[tuple[int, str]]],
+    positives: dict[str, list[str]],
+    kind: Kind = "documents",
+    meta: dict | None = None,
+) -> NegativesTable:
+    """A table of the kept (rank, id) candidates of each anchor, in rank order."""
+    negatives: dict[str, list[str]] = {}
+    ranks: dict[str, list[int]] = {}
+    for anchor, chosen in kept.items():
+        chosen = sorted(chosen)
+        negatives[anchor] = [candidate for _, candidate in chosen]
+        ranks[anchor] = [rank for rank, _ in chosen]
+    return NegativesTable(negatives, ranks, positives, kind, meta or {})
+
+
 class MiningCacheEntry:
     """One mining's cache entry: the cached result if there is one, else :meth:`finish` builds
     the table from the kept candidates and stores it."""
@@ -221,22 +237,11 @@ class MiningCacheEntry:
         stats: MiningStats,
     ) -> tuple[NegativesTable, MiningStats]:
         """The table of ``kept`` (rank, id) per anchor, in rank order, and its statistics."""
-        negatives: dict[str, list[str]] = {}
-        ranks: dict[str, list[int]] = {}
-        for anchor, chosen in kept.items():
-            chosen = sorted(chosen)
-            negatives[anchor] = [candidate for _, candidate in chosen]
-            ranks[anchor] = [rank for rank, _ in chosen]
-        stats.negatives = sum(len(v) for v in negatives.values())
-        stats.short = sum(1 for v in negatives.values() if count and len(v) < count)
+        meta = {"settings": self.settings, "cache_key": self.key}
+        table = table_from_kept(kept, positives, self.kind, meta)
+        stats.negatives = table.total()
+        stats.short = sum(1 for v in table.negatives.values() if count and len(v) < count)
         stats.seconds = time.perf_counter() - self.started
-        table = NegativesTable(
-            negatives,
-            ranks,
-            positives,
-            self.kind,
-            {"settings": self.settings, "cache_key": self.key},
-        )
         if self.use_cache:
             stored = {k: v for k, v in stats.to_json().items() if k not in ("cached", "seconds")}
             mining_cache.store(self.key, table, stored)

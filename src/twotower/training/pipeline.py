@@ -25,15 +25,16 @@ from twotower.training.examples import (
     training_collection,
 )
 from twotower.training.recipe import Recipe, recipe_to_yaml
-from twotower.training.rows import TrainingRows, query_key, teacher_scores_for
+from twotower.training.rows import (
+    TrainingRows,
+    documents_to_mine,
+    queries_to_mine,
+    query_key,
+    teacher_scores_for,
+)
 from twotower.training.trainer import FINISHED, train_model
 
 log = logging.getLogger(__name__)
-
-# Mined candidates per hard negative a row draws, so each example of a query draws its own.
-POOL_FACTOR = 4
-# Negative queries mined per document: at least this many, to draw from (DANCE samples 20).
-NEGATIVE_QUERY_POOL = 20
 
 
 @dataclass
@@ -105,8 +106,7 @@ def prepare_rows(recipe: Recipe, *, device: str | None = None) -> PreparedData:
             }
         else:
             retriever = _retriever(recipe, neg.source, device)
-            # A frozen index takes the whole pool in rank order; else each row draws from it.
-            pool = POOL_FACTOR * count if recipe.model.train_document_tower else count
+            pool = documents_to_mine(count, frozen=not recipe.model.train_document_tower)
             documents, stats = mine_negatives(
                 collection,
                 retriever,
@@ -173,7 +173,7 @@ def _negative_queries(
 ):
     """DANCE's negative queries (Li et al. 2021): for each positive document, the training
     queries its embedding retrieves (ranks ``negative_query_window``, never a query with the
-    document as a positive), :data:`NEGATIVE_QUERY_POOL` sampled per document (or M if more),
+    document as a positive), :func:`queries_to_mine` sampled per document,
     then M drawn per row. ``retriever``: the one that mined the hard negatives, if any (else
     ``negatives.source``, or dense with the model)."""
 
@@ -190,7 +190,7 @@ def _negative_queries(
         collection,
         retriever,
         window=RankWindow(*neg.negative_query_window),
-        count=max(NEGATIVE_QUERY_POOL, neg.negative_queries),
+        count=queries_to_mine(neg.negative_queries),
         seed=neg.seed,
     )
     info["negative_query_mining"] = stats.to_json()

@@ -44,14 +44,9 @@ from twotower.training.refresh_round import (
     complete_rounds,
     read_round,
 )
-from twotower.training.rows import TrainingRows, query_key
+from twotower.training.rows import TrainingRows, documents_to_mine, queries_to_mine
 
 log = logging.getLogger(__name__)
-
-# Candidates a round keeps per query, per hard negative a row draws (as mining's pool).
-POOL_FACTOR = 4
-# Negative queries a round keeps per document, at least (DANCE samples 20).
-NEGATIVE_QUERY_POOL = 20
 
 
 class Refresher:
@@ -107,13 +102,8 @@ class Refresher:
         if self.running is not None:
             return False
         every = self.config.every_steps
-        if every is None:  # async: a new round as soon as the last one is done
-            return True
-        return (
-            self.last_launch_step is None
-            and step >= every
-            or (self.last_launch_step is not None and step - self.last_launch_step >= every)
-        )
+        # async without a cadence: a new round as soon as the last one is done
+        return every is None or step - (self.last_launch_step or 0) >= every
 
     def launch(self, model: Any, step: int) -> RoundRequest:
         """Snapshot the weights and start a round on them in a process of its own."""
@@ -131,9 +121,8 @@ class Refresher:
             recipe=str(self.recipe_path),
             rounds_dir=str(self.dir),
             query_ids=self.chunks[(generation - 1) % len(self.chunks)],
-            negatives=config.negatives_per_query or (POOL_FACTOR * k if k else 0),
-            negative_queries=config.negative_queries_per_document
-            or (max(NEGATIVE_QUERY_POOL, m) if m else 0),
+            negatives=config.negatives_per_query or documents_to_mine(k, frozen=self.rows.pool),
+            negative_queries=config.negative_queries_per_document or queries_to_mine(m),
             window=tuple(config.rank_window or negatives.rank_window),
             negative_query_window=tuple(
                 config.negative_query_window or negatives.negative_query_window
@@ -251,11 +240,3 @@ class RefreshCallback(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         self.refresher.stop()
-
-
-def negatives_in_use(rows: TrainingRows) -> dict[str, list[str]]:
-    """Each query's negatives as its first row draws them now (for tests and reports)."""
-    seen: dict[str, list[str]] = {}
-    for index, example in enumerate(rows.examples):
-        seen.setdefault(query_key(example), rows.drawn(index).negative_keys)
-    return seen

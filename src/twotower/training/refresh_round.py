@@ -41,6 +41,7 @@ from twotower.negatives.mine import (
     RankWindow,
     first_of_each,
     shuffled_candidates,
+    table_from_kept,
     training_query_ids,
 )
 from twotower.negatives.queries import positive_queries_by_document
@@ -194,7 +195,7 @@ def compute_round(request: RoundRequest, collection: Collection) -> tuple[dict, 
             q: shuffled_candidates(run.get(q, {}), window, collection.positives(q), request.seed, q)
             for q in request.query_ids
         }
-        tables["documents"] = _table(first_of_each(pools, request.negatives), positives)
+        tables["documents"] = table_from_kept(first_of_each(pools, request.negatives), positives)
         stats.negatives = tables["documents"].total()
     if request.negative_queries:
         window = RankWindow(*request.negative_query_window)
@@ -210,7 +211,7 @@ def compute_round(request: RoundRequest, collection: Collection) -> tuple[dict, 
             for d in doc_ids
         }
         query_positives = {d: list(positive_of.get(d, [])) for d in doc_ids}
-        tables["queries"] = _table(
+        tables["queries"] = table_from_kept(
             first_of_each(pools, request.negative_queries), query_positives, "queries"
         )
         stats.negative_queries = tables["queries"].total()
@@ -227,15 +228,6 @@ def compute_round(request: RoundRequest, collection: Collection) -> tuple[dict, 
         _, previous, _ = read_round(Path(request.previous), collection)
         stats.overlap_with_previous = _overlap(tables["documents"], previous)
     return tables, stats
-
-
-def _table(kept, positives, kind: str = "documents") -> NegativesTable:
-    negatives, ranks = {}, {}
-    for anchor, chosen in kept.items():
-        chosen = sorted(chosen)
-        negatives[anchor] = [c for _, c in chosen]
-        ranks[anchor] = [r for r, _ in chosen]
-    return NegativesTable(negatives, ranks, positives, kind)  # type: ignore[arg-type]
 
 
 def publish_round(request: RoundRequest, tables: dict, stats: RoundStats) -> Path:

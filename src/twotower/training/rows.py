@@ -33,8 +33,23 @@ from twotower.negatives.table import rng_for
 from twotower.training.examples import NEGATIVE_QUERY_COLUMN, Example
 
 IDS_COLUMN = "twotower_ids"
+# Candidates mined per hard negative a row draws, so each example of a query draws its own.
+POOL_FACTOR = 4
+# Negative queries mined per document, at least (DANCE samples 20).
+NEGATIVE_QUERY_POOL = 20
 # The teacher's score of a (query, document) pair, keyed by their ids (or texts without ids).
 PairScores = dict[tuple[str, str], float]
+
+
+def documents_to_mine(count: int, *, frozen: bool) -> int:
+    """Candidates to mine per query for rows that draw ``count`` (a frozen index takes its
+    ``count`` whole, in rank order)."""
+    return count if frozen else POOL_FACTOR * count
+
+
+def queries_to_mine(count: int) -> int:
+    """Negative queries to mine per document for rows that draw ``count``."""
+    return max(NEGATIVE_QUERY_POOL, count) if count else 0
 
 
 def query_key(example: Example) -> str:
@@ -58,6 +73,12 @@ def _as_dict(table) -> dict[str, Sequence[str]] | None:
     if table is None:
         return None
     return dict(getattr(table, "negatives", table))
+
+
+def _non_empty(table) -> dict[str, Sequence[str]]:
+    """The anchors of a new table that have candidates: one without any keeps its old ones (a
+    row must always be drawable)."""
+    return {anchor: found for anchor, found in _as_dict(table).items() if found}
 
 
 class _Interner:
@@ -182,17 +203,17 @@ class TrainingRows:
         teacher_scores: PairScores | None = None,
     ) -> int:
         """Replace the rows of the queries (documents) in ``documents`` (``queries``) from the
-        next read on; anchors left out keep their previous candidates (ANCE refreshes a part of
-        the queries at a time). Returns the new generation."""
+        next read on; anchors left out, or given no candidate, keep their previous candidates
+        (ANCE refreshes a part of the queries at a time). Returns the new generation."""
         with self._lock:
             if documents is not None:
                 if self._documents is None:
                     raise ConfigError("these rows draw no negatives from a table")
-                self._documents = {**self._documents, **_as_dict(documents)}
+                self._documents = {**self._documents, **_non_empty(documents)}
             if queries is not None:
                 if self._queries is None:
                     raise ConfigError("these rows draw no negative queries")
-                self._queries = {**self._queries, **_as_dict(queries)}
+                self._queries = {**self._queries, **_non_empty(queries)}
             if teacher_scores is not None:
                 self.teacher_scores = {**(self.teacher_scores or {}), **teacher_scores}
             self.generation += 1

@@ -95,8 +95,7 @@ def _wire_frozen_documents(recipe: Recipe, model, rows: TrainingRows, collection
         len(documents),
         "cached" if cached else "encoded",
     )
-    row_of = collection.corpus.index
-    rows.examples = [e for e in rows.examples if e.positive_id in row_of]
+    row_of = collection.corpus.index  # a collection's examples have their positive in it
     k = rows.num_negatives
     width = max(len(collection.positives(e.query_id)) for e in rows.examples)
 
