@@ -24,8 +24,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sections import markers, write_section
+
 ROOT = Path(__file__).resolve().parents[1]
-START, END = "<!-- recipes:start -->", "<!-- recipes:end -->"
+SECTION = "recipes"
+START, END = markers(SECTION)
 IN_DOMAIN = ("ndcg@10", "mrr@10", "map@100", "recall@10")
 METRIC_NAMES = {
     "ndcg@10": "NDCG@10",
@@ -208,23 +211,6 @@ def section(
     )
 
 
-def write_section(path: Path, text: str) -> None:
-    """Replace the text between the recipe markers (inclusive) or append it; keep everything else."""
-    if not text.startswith(START) or not text.rstrip().endswith(END):
-        raise ValueError("the section must open and close with the recipe markers")
-    old = path.read_text() if path.is_file() else "# Benchmarks\n"
-    start, end = old.find(START), old.find(END)
-    if start != -1 and end > start:
-        new = old[:start] + text.rstrip() + old[end + len(END) :]
-    else:
-        new = old.rstrip() + "\n\n" + text.rstrip() + "\n"
-    if not new.endswith("\n"):
-        new += "\n"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(new)
-    tmp.replace(path)
-
-
 def collect(
     paths: list[Path], runs_dir: Path, collections: list[str], failed: set[str]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -293,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
                 failed.add(path.stem)
     # The table always covers every recipe: --only limits what runs, not what is tabulated.
     rows, reference = collect(recipe_paths(args.recipes_dir), args.runs_dir, collections, failed)
-    write_section(args.benchmarks, section(rows, reference, collections))
+    write_section(args.benchmarks, section(rows, reference, collections), SECTION)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(
         json.dumps({"collections": collections, "baselines": reference, "recipes": rows}, indent=2)

@@ -51,9 +51,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+from sections import markers, write_section
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-START, END = "<!-- speed:start -->", "<!-- speed:end -->"
+SECTION = "speed"
+START, END = markers(SECTION)
 TARGETS = {
     "train": 1.5,
     "train_off": 1.0,
@@ -671,14 +674,7 @@ def markdown(report: dict) -> str:
 
 
 def write_markdown(section: str, path: Path) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        after = rest.split(END, 1)[1]
-        text = before + section + after
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
+    write_section(path, section, SECTION)
 
 
 def render(results: Path, page: Path, *, markdown_too: bool) -> None:

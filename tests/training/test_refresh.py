@@ -213,6 +213,26 @@ def test_a_round_samples_from_its_windows_never_a_positive(tmp_path, tiny_model,
     assert 1 <= stats.positive_rank_median <= len(collection.corpus.ids)
 
 
+def test_a_round_can_search_through_an_hnsw_index(tmp_path, tiny_model, train_collection):
+    pytest.importorskip("faiss")
+    request, collection = _request(tmp_path, train_collection, tiny_model, 1, index="hnsw")
+    tables, stats = compute_round(request, collection)
+    for qid in request.query_ids:
+        negatives = tables["documents"][qid]
+        assert len(negatives) == 2 and not set(negatives) & collection.positives(qid)
+    assert any("hnsw index" in note for note in stats.notes)
+
+
+def test_an_approximate_index_without_faiss_is_refused_naming_the_key(tmp_path, monkeypatch):
+    from twotower.training import recipe as recipe_module
+
+    monkeypatch.setattr(recipe_module, "faiss_available", lambda: False)
+    path = tmp_path / "r.yaml"
+    path.write_text("negatives: {source: bm25, count: 1}\nrefresh: {mode: async, index: ivf}\n")
+    with pytest.raises(ConfigError, match=r"refresh.index: .*pip install faiss-cpu"):
+        load_recipe(path)
+
+
 def test_positive_ranks_count_the_documents_scored_above():
     import numpy as np
 

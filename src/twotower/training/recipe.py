@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from twotower.data.yaml_file import KeyLines, line_of, read_yaml
 from twotower.errors import ConfigError, did_you_mean
 from twotower.losses.spec import LossSpec, build_loss, parse_loss_specs
+from twotower.retrieval.ann import faiss_available
 
 
 class Section(BaseModel):
@@ -164,7 +165,13 @@ class RefreshConfig(Section):
     every_steps: int | None = Field(None, gt=0)
     # Share of the training queries a round refreshes (ANCE refreshes in chunks); 1: all.
     fraction: float = Field(1.0, gt=0, le=1)
-    depth: int = Field(200, gt=0)  # exact search depth of a round
+    depth: int = Field(200, gt=0)  # search depth of a round
+    # exact (ANCE's own choice), or a FAISS index for large corpora: ivf (ivf_lists cells, ivf_probe
+    # visited per query) or hnsw (hnsw_neighbors links per node); see twotower.retrieval.ann.
+    index: Literal["exact", "ivf", "hnsw"] = "exact"
+    ivf_lists: int | None = Field(None, gt=0)  # None: 4·√(corpus size)
+    ivf_probe: int = Field(16, gt=0)
+    hnsw_neighbors: int = Field(32, ge=2)
     # Candidates kept per query / per positive document; None: 4 x negatives.count / max(20, M).
     negatives_per_query: int | None = Field(None, gt=0)
     negative_queries_per_document: int | None = Field(None, gt=0)
@@ -188,6 +195,13 @@ class RefreshConfig(Section):
             raise ValueError(
                 f"{info.field_name} must be [first, last] with 1 <= first <= last, got {list(value)}"
             )
+        return value
+
+    @field_validator("index")
+    @classmethod
+    def _index(cls, value: str) -> str:
+        if value != "exact" and not faiss_available():
+            raise ValueError(f"index {value} needs FAISS (pip install faiss-cpu)")
         return value
 
     @field_validator("device")

@@ -135,6 +135,10 @@ class Refresher:
             device=config.device,
             frozen_documents=self.frozen_documents_path,
             previous=str(published[-1]) if published else None,
+            index=config.index,
+            ivf_lists=config.ivf_lists,
+            ivf_probe=config.ivf_probe,
+            hnsw_neighbors=config.hnsw_neighbors,
         )
         request_path = self.dir / f"request-{generation:05d}.json"
         request_path.write_text(json.dumps(asdict(request), indent=2) + "\n")

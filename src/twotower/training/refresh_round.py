@@ -46,6 +46,7 @@ from twotower.negatives.mine import (
 )
 from twotower.negatives.queries import positive_queries_by_document
 from twotower.negatives.table import NegativesTable
+from twotower.retrieval.ann import IndexSettings, search_run
 from twotower.retrieval.dense import exact_run
 from twotower.training.examples import training_collection
 from twotower.training.recipe import load_recipe
@@ -77,6 +78,10 @@ class RoundRequest:
     device: str | None = None
     frozen_documents: str | None = None  # .npy of a frozen index's corpus embeddings
     previous: str | None = None  # the previous round's folder (for the overlap)
+    index: str = "exact"  # exact, ivf or hnsw (twotower.retrieval.ann)
+    ivf_lists: int | None = None
+    ivf_probe: int = 16
+    hnsw_neighbors: int = 32
 
 
 @dataclass
@@ -190,7 +195,17 @@ def compute_round(request: RoundRequest, collection: Collection) -> tuple[dict, 
     }
     if request.negatives:
         window = RankWindow(*request.window)
-        run = exact_run(request.query_ids, queries[subset], corpus.ids, documents, request.depth)
+        index = IndexSettings(
+            request.index,  # type: ignore[arg-type]
+            lists=request.ivf_lists,
+            probe=request.ivf_probe,
+            neighbors=request.hnsw_neighbors,
+        )
+        run = search_run(
+            request.query_ids, queries[subset], corpus.ids, documents, request.depth, index
+        )
+        if index.type != "exact":
+            stats.notes.append(f"{index.type} index (FAISS): the candidates are approximate")
         pools = {
             q: shuffled_candidates(run.get(q, {}), window, collection.positives(q), request.seed, q)
             for q in request.query_ids

@@ -1,9 +1,13 @@
-"""The run report: base → trained per collection and metric, BM25 beside them."""
+"""The run report: base → trained per collection and metric, BM25 beside them, and the
+refresh rounds of an ANCE/DANCE run."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 
+from twotower.analysis.plots import plot_refresh_rounds
 from twotower.evaluation.evaluate import EvalResult
 
 
@@ -75,3 +79,46 @@ def rich_comparison(rows: Sequence[dict], title: str):
             "–" if delta is None else f"[{colour}]{delta:+.4f}[/]",
         )
     return table
+
+
+def read_refresh_log(path: Path) -> tuple[list[dict], list[dict]]:
+    """The adopted rounds of a run's refresh_log.jsonl, in order, and its failed rounds."""
+    adopted, failed = [], []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            entry = json.loads(line)
+            (failed if "failed" in entry else adopted).append(entry)
+    return adopted, failed
+
+
+def refresh_section(run_dir: Path) -> str:
+    """report.md's account of the refresh rounds: a table and a figure against the training step."""
+    adopted, failed = read_refresh_log(run_dir / "refresh_log.jsonl")
+    if not adopted and not failed:
+        return ""
+    lines = [
+        "## Refresh rounds",
+        "",
+        "| round | weights of step | in use from step | queries | positives' rank mean / median "
+        "| negatives shared with previous | encoding s | round s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in adopted:
+        overlap = r.get("overlap_with_previous")
+        lines.append(
+            f"| {r['generation']} | {r['step']} | {r.get('adopted_at_step', '')} | {r['queries']} "
+            f"| {r['positive_rank_mean']:.1f} / {r['positive_rank_median']:.0f} "
+            f"| {'' if overlap is None else f'{overlap:.1%}'} | {r['encode_s']:.0f} "
+            f"| {r['finished'] - r['started']:.0f} |"
+        )
+    notes = sorted({note for r in adopted for note in r.get("notes", [])})
+    lines += [""] + [f"- {note}" for note in notes]
+    lines += [
+        f"- round {r['generation']} (weights of step {r['step']}) failed with exit status"
+        f" {r['failed']}; training kept the previous negatives"
+        for r in failed
+    ]
+    if adopted:
+        plot_refresh_rounds(adopted, run_dir / "refresh_rounds.png")
+        lines += ["", "![refresh rounds](refresh_rounds.png)"]
+    return "\n".join(lines) + "\n"
