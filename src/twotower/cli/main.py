@@ -6,6 +6,7 @@ import typer
 
 from twotower.cli.common import OneLineErrors, setup_logging
 from twotower.cli.eval_cmd import eval_command
+from twotower.cli.filter_cmd import filter_command
 from twotower.cli.mine_cmd import mine_command
 from twotower.cli.probe_cmd import probe_command
 from twotower.cli.teach_cmd import teach_command
@@ -32,6 +33,7 @@ app.command("train")(train_command)
 app.command("mine")(mine_command)
 app.command("teach")(teach_command)
 app.command("run")(run_command)
+app.command("filter")(filter_command)
 
 if __name__ == "__main__":
     app()

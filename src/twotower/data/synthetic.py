@@ -107,3 +107,14 @@ def load_synthetic_queries(
         warnings=list(collection.warnings),
     )
     return synthetic, dict(per_type)
+
+
+def query_types(path: str | Path, query_ids: set[str] | None = None) -> dict[str, str]:
+    """Query id → type of a synthetic-queries file (``untyped`` where a line has none), for the
+    ids of ``query_ids`` (all when None); ids default as in :func:`load_synthetic_queries`."""
+    types = {}
+    for line, obj in iter_jsonl(Path(path)):
+        query_id = obj.get("query_id") or f"synthetic-{line}"
+        if query_ids is None or query_id in query_ids:
+            types[query_id] = obj.get("type") or "untyped"
+    return types

@@ -42,12 +42,12 @@ def linear_fusion(first: Run, second: Run, alpha: float = 0.5, k: int | None = N
     return fused
 
 
-def rrf_fusion(first: Run, second: Run, k_rrf: int = 60, k: int | None = None) -> Run:
-    """Reciprocal rank fusion (Cormack et al. 2009): sum of 1 / (k_rrf + rank)."""
+def rrf_fusion(*runs: Run, k_rrf: int = 60, k: int | None = None) -> Run:
+    """Reciprocal rank fusion (Cormack et al. 2009) of any number of runs: sum of 1 / (k_rrf + rank)."""
     fused: Run = {}
-    for query_id in first.keys() | second.keys():
+    for query_id in set().union(*(run.keys() for run in runs)):
         scores: dict[str, float] = {}
-        for run in (first, second):
+        for run in runs:
             ranked = sorted(run.get(query_id, {}).items(), key=lambda item: -item[1])
             for rank, (doc_id, _) in enumerate(ranked, start=1):
                 scores[doc_id] = scores.get(doc_id, 0.0) + 1.0 / (k_rrf + rank)

@@ -1,0 +1,156 @@
+"""``twotower filter``: round-trip filtering of generated queries (twotower.generation.roundtrip)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from twotower.cli.common import (
+    BatchSizeOpt,
+    DataDirOpt,
+    DeviceOpt,
+    MaxLengthOpt,
+    user_errors,
+    write_json,
+)
+from twotower.data.collection import load_corpus
+from twotower.data.synthetic import load_synthetic_queries, query_types
+from twotower.errors import ConfigError
+from twotower.generation.roundtrip import examples_by_reason, roundtrip_filter, write_filtered
+from twotower.negatives import make_retriever
+
+DEFAULT_RETRIEVERS = ["bm25", "dense:all-MiniLM-L6-v2"]
+
+
+def parse_retriever(spec: str) -> tuple[str, str | None]:
+    """``bm25`` | ``dense:MODEL`` | ``fusion:MODEL`` (BM25 + MODEL, linear) → (kind, model)."""
+    kind, _, model = spec.partition(":")
+    kind = kind.strip().lower()
+    if kind not in ("bm25", "dense", "fusion") or (kind != "bm25") != bool(model.strip()):
+        raise ConfigError(f"--retriever '{spec}': expected bm25, dense:MODEL or fusion:MODEL")
+    return kind, model.strip() or None
+
+
+@user_errors
+def filter_command(
+    queries: Annotated[Path, typer.Argument(help="generated queries (twotower generate's JSONL)")],
+    data: Annotated[
+        str, typer.Option("--data", "-d", help="the collection (corpus) they were generated from")
+    ],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            help="kept queries JSONL; OUTPUT.dropped.jsonl and OUTPUT.report.json beside it",
+        ),
+    ],
+    retriever: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="first stage, repeatable: bm25, dense:MODEL, fusion:MODEL; several are fused by RRF (k 60)"
+            f" [default: {', '.join(DEFAULT_RETRIEVERS)}]"
+        ),
+    ] = None,
+    top_k: Annotated[
+        int, typer.Option(min=1, help="keep a query whose source passage ranks within the top K")
+    ] = 20,
+    teacher: Annotated[
+        str | None,
+        typer.Option(
+            help="rerank the top K with cross-encoder:NAME, bi-encoder:NAME or fusion:NAME; keep a query"
+            " only if its source comes first"
+        ),
+    ] = None,
+    percentile: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            max=99.999,
+            help="then drop queries whose teacher score is below this percentile (needs --teacher)",
+        ),
+    ] = None,
+    types: Annotated[
+        str | None,
+        typer.Option(help="comma-separated query types to filter (default: all in the file)"),
+    ] = None,
+    batch_size: BatchSizeOpt = 64,
+    max_length: MaxLengthOpt = None,
+    device: DeviceOpt = None,
+    data_dir: DataDirOpt = None,
+    cache: Annotated[
+        bool, typer.Option("--cache/--no-cache", help="reuse cached embeddings and teacher scores")
+    ] = True,
+) -> None:
+    """Keep generated queries that retrieve their own passage (round-trip consistency)."""
+    if percentile is not None and teacher is None:
+        raise ConfigError("--percentile cuts on the teacher's scores: give --teacher too")
+    specs = [parse_retriever(s) for s in (retriever or DEFAULT_RETRIEVERS)]
+    corpus = load_corpus(data, data_dir)
+    wanted = [t.strip() for t in types.split(",") if t.strip()] if types else None
+    collection, _ = load_synthetic_queries(queries, corpus, types=wanted)
+    by_type = query_types(queries, set(collection.queries))
+    retrievers = [
+        make_retriever(
+            kind,
+            model,
+            use_cache=cache,
+            device=device,
+            batch_size=batch_size,
+            max_length=max_length,
+        )
+        for kind, model in specs
+    ]
+    scorer = None
+    if teacher is not None:
+        from twotower.teachers import load_teacher
+
+        scorer = load_teacher(
+            teacher,
+            collection=collection,
+            device=device,
+            batch_size=batch_size,
+            max_length=max_length,
+            use_cache=cache,
+        )
+    verdicts, report = roundtrip_filter(
+        collection, by_type, retrievers, top_k=top_k, teacher=scorer, percentile=percentile
+    )
+    kept_path, dropped_path = write_filtered(queries, verdicts, output)
+    rows = report.table()
+    write_json(
+        output.with_name(output.stem + ".report.json"),
+        {
+            "queries": str(queries),
+            "retrievers": [r.name for r in retrievers],
+            "top_k": top_k,
+            "teacher": teacher,
+            "percentile": percentile,
+            "percentile_threshold": report.threshold,
+            "keep_rates": rows,
+            "examples": examples_by_reason(collection, verdicts, by_type),
+        },
+    )
+    table = Table(title=f"round-trip filter: {' + '.join(r.name for r in retrievers)}, top {top_k}")
+    table.add_column("type")
+    table.add_column("generated", justify="right")
+    for step in report.passed:
+        table.add_column(f"after {step}", justify="right")
+    for row in rows:
+        table.add_row(
+            row["type"],
+            str(row["generated"]),
+            *(f"{row[step]} ({row[f'{step}_rate']:.0%})" for step in report.passed),
+        )
+    console = Console(stderr=True)
+    console.print(table)
+    kept = sum(v.kept for v in verdicts.values())
+    console.print(
+        f"kept {kept} of {len(verdicts)} → {kept_path}; dropped with reasons → {dropped_path}",
+        highlight=False,
+        soft_wrap=True,
+    )

@@ -1,0 +1,203 @@
+"""Round-trip filtering of synthetic queries: keep a query only if it finds its own passage.
+
+A generated query is kept when its source passage ranks within the top ``top_k`` of a first-stage
+retriever (one, or several fused by reciprocal rank fusion, k 60), then, optionally, when a
+teacher reranking those candidates puts the source first, and then, optionally, when the
+teacher's best score is not below the ``percentile``-th percentile of the kept queries' best
+scores. Round-trip consistency is Alberti et al. (2019)'s and Promptagator's (Dai et al. 2022);
+the three steps with their defaults (top 20 of three fused retrievers, a cross-encoder ranking
+the source first, the 25th percentile) are Tamber et al. (2025)'s.
+
+Every query gets a verdict: kept, or the step that dropped it and why (the source's rank, the
+document the teacher preferred, the score against the threshold), so a user can audit the
+filter; keep rates are reported per query type after each step.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from twotower.data.collection import Collection
+from twotower.data.jsonl import iter_jsonl
+from twotower.errors import ConfigError
+from twotower.negatives.retrievers import Retriever
+from twotower.retrieval import Run
+from twotower.retrieval.fusion import rrf_fusion
+from twotower.teachers.base import Teacher
+
+log = logging.getLogger(__name__)
+
+STEPS = ("retrieval", "teacher", "percentile")
+
+
+@dataclass
+class Verdict:
+    query_id: str
+    kept: bool = True
+    step: str | None = None  # the step that dropped it
+    reason: str | None = None
+    source_rank: int | None = None  # the source passage's rank in the first stage
+    teacher_score: float | None = None  # the teacher's score of the source passage
+    teacher_first: str | None = None  # the document the teacher ranked first
+
+
+@dataclass
+class FilterReport:
+    """Queries in and kept per step and per query type."""
+
+    types: dict[str, str]  # query id → type
+    passed: dict[str, Counter] = field(default_factory=dict)  # step → type → kept after it
+    threshold: float | None = None
+
+    def table(self) -> list[dict]:
+        total = Counter(self.types.values())
+        rows = []
+        for kind in sorted(total):
+            row = {"type": kind, "generated": total[kind]}
+            for step, counts in self.passed.items():
+                row[step] = counts[kind]
+                row[f"{step}_rate"] = counts[kind] / total[kind]
+            rows.append(row)
+        all_row = {"type": "all", "generated": sum(total.values())}
+        for step, counts in self.passed.items():
+            all_row[step] = sum(counts.values())
+            all_row[f"{step}_rate"] = all_row[step] / max(1, all_row["generated"])
+        return rows + [all_row]
+
+
+def first_stage(
+    collection: Collection, query_ids: Sequence[str], retrievers: Sequence[Retriever], depth: int
+) -> Run:
+    """Each retriever's top ``depth``, fused by reciprocal rank fusion when there are several."""
+    if not retrievers:
+        raise ConfigError("round-trip filtering needs at least one retriever")
+    runs = [r.run(collection, query_ids, depth) for r in retrievers]
+    return runs[0] if len(runs) == 1 else rrf_fusion(*runs, k=depth)
+
+
+def roundtrip_filter(
+    collection: Collection,
+    types: dict[str, str],
+    retrievers: Sequence[Retriever],
+    *,
+    top_k: int = 20,
+    teacher: Teacher | None = None,
+    percentile: float | None = None,
+) -> tuple[dict[str, Verdict], FilterReport]:
+    """Verdicts for every query of ``collection`` (synthetic queries, each judging its source
+    passage relevant; ``types``: query id → type); see the module docstring."""
+    if top_k < 1:
+        raise ConfigError(f"top_k must be positive, got {top_k}")
+    if percentile is not None and not 0 <= percentile < 100:
+        raise ConfigError(f"percentile must be in [0, 100), got {percentile}")
+    if percentile is not None and teacher is None:
+        raise ConfigError("a percentile cut needs a teacher (it cuts on the teacher's best score)")
+    query_ids = list(collection.queries)
+    source = {q: next(iter(collection.qrels[q])) for q in query_ids}
+    verdicts = {q: Verdict(q) for q in query_ids}
+    report = FilterReport(types={q: types.get(q, "untyped") for q in query_ids})
+
+    run = first_stage(collection, query_ids, retrievers, top_k)
+    for q in query_ids:
+        ranked = list(run.get(q, {}))
+        if source[q] in ranked:
+            verdicts[q].source_rank = ranked.index(source[q]) + 1
+        else:
+            _drop(verdicts[q], "retrieval", f"source passage not in the top {top_k}")
+    report.passed["retrieval"] = _kept(verdicts, report)
+
+    if teacher is not None:
+        survivors = [q for q in query_ids if verdicts[q].kept]
+        pairs = [(q, d) for q in survivors for d in run[q]]
+        scores = teacher.score_pairs(
+            [collection.queries[q] for q, _ in pairs],
+            [collection.corpus.text_of(d) for _, d in pairs],
+        )
+        by_query: dict[str, dict[str, float]] = {}
+        for (q, d), s in zip(pairs, scores.tolist(), strict=True):
+            by_query.setdefault(q, {})[d] = float(s)
+        for q in survivors:
+            scored = by_query[q]
+            best = max(scored, key=lambda d: (scored[d], d == source[q]))
+            verdicts[q].teacher_score, verdicts[q].teacher_first = scored[source[q]], best
+            if best != source[q]:
+                _drop(
+                    verdicts[q],
+                    "teacher",
+                    f"teacher ranked {best} first ({scored[best]:.4g} > {scored[source[q]]:.4g})",
+                )
+        report.passed["teacher"] = _kept(verdicts, report)
+
+    if percentile is not None:
+        kept = [q for q in query_ids if verdicts[q].kept]
+        if kept:
+            threshold = float(np.percentile([verdicts[q].teacher_score for q in kept], percentile))
+            report.threshold = threshold
+            for q in kept:
+                if verdicts[q].teacher_score < threshold:
+                    _drop(
+                        verdicts[q],
+                        "percentile",
+                        f"teacher score {verdicts[q].teacher_score:.4g} below the"
+                        f" {percentile:g}th percentile {threshold:.4g}",
+                    )
+        report.passed["percentile"] = _kept(verdicts, report)
+    return verdicts, report
+
+
+def _drop(verdict: Verdict, step: str, reason: str) -> None:
+    verdict.kept, verdict.step, verdict.reason = False, step, reason
+
+
+def _kept(verdicts: dict[str, Verdict], report: FilterReport) -> Counter:
+    return Counter(report.types[q] for q, v in verdicts.items() if v.kept)
+
+
+def write_filtered(
+    queries_path: Path, verdicts: dict[str, Verdict], kept_path: Path
+) -> tuple[Path, Path]:
+    """The kept lines of ``queries_path`` (each with its filter record) to ``kept_path``, the
+    dropped ones with their step and reason beside it (``*.dropped.jsonl``); both written to
+    temporary files and renamed, so a failed run leaves no half file."""
+    dropped_path = kept_path.with_name(kept_path.stem + ".dropped.jsonl")
+    kept_tmp = kept_path.with_name(kept_path.name + ".tmp")
+    dropped_tmp = dropped_path.with_name(dropped_path.name + ".tmp")
+    with kept_tmp.open("w") as kept, dropped_tmp.open("w") as dropped:
+        for line, obj in iter_jsonl(queries_path):
+            query_id = obj.get("query_id") or f"synthetic-{line}"
+            verdict = verdicts.get(query_id)
+            if verdict is None:  # not in the filtered set (another type)
+                continue
+            record = {
+                k: v
+                for k, v in vars(verdict).items()
+                if v is not None and k not in ("query_id", "kept")
+            }
+            out = kept if verdict.kept else dropped
+            out.write(json.dumps({**obj, "query_id": query_id, "filter": record}) + "\n")
+    kept_tmp.replace(kept_path)
+    dropped_tmp.replace(dropped_path)
+    return kept_path, dropped_path
+
+
+def examples_by_reason(
+    collection: Collection, verdicts: dict[str, Verdict], types: dict[str, str], per_type: int = 2
+) -> dict[str, dict[str, list[str]]]:
+    """A few kept and dropped queries of each type, for a report."""
+    out: dict[str, dict[str, list[str]]] = {}
+    for q, verdict in verdicts.items():
+        bucket = out.setdefault(types.get(q, "untyped"), {"kept": [], "dropped": []})
+        key = "kept" if verdict.kept else "dropped"
+        if len(bucket[key]) < per_type:
+            text = collection.queries[q]
+            bucket[key].append(
+                text if verdict.kept else f"{text}  [{verdict.step}: {verdict.reason}]"
+            )
+    return out
