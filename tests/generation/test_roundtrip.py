@@ -137,7 +137,7 @@ def test_the_filter_command_writes_kept_dropped_and_a_report(synthetic, tiny_col
     [
         (
             ["--retriever", "dense"],
-            "--retriever 'dense': expected bm25, dense:MODEL or fusion:MODEL",
+            "retriever 'dense': expected bm25, dense:MODEL or fusion:MODEL",
         ),
         (
             ["--retriever", "bm25", "--percentile", "25"],

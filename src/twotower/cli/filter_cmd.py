@@ -21,18 +21,9 @@ from twotower.data.collection import load_corpus
 from twotower.data.synthetic import load_synthetic_queries, query_types
 from twotower.errors import ConfigError
 from twotower.generation.roundtrip import examples_by_reason, roundtrip_filter, write_filtered
-from twotower.negatives import make_retriever
+from twotower.negatives.retrievers import parse_retriever_spec, retriever_from_spec
 
 DEFAULT_RETRIEVERS = ["bm25", "dense:all-MiniLM-L6-v2"]
-
-
-def parse_retriever(spec: str) -> tuple[str, str | None]:
-    """``bm25`` | ``dense:MODEL`` | ``fusion:MODEL`` (BM25 + MODEL, linear) → (kind, model)."""
-    kind, _, model = spec.partition(":")
-    kind = kind.strip().lower()
-    if kind not in ("bm25", "dense", "fusion") or (kind != "bm25") != bool(model.strip()):
-        raise ConfigError(f"--retriever '{spec}': expected bm25, dense:MODEL or fusion:MODEL")
-    return kind, model.strip() or None
 
 
 @user_errors
@@ -89,21 +80,18 @@ def filter_command(
     """Keep generated queries that retrieve their own passage (round-trip consistency)."""
     if percentile is not None and teacher is None:
         raise ConfigError("--percentile cuts on the teacher's scores: give --teacher too")
-    specs = [parse_retriever(s) for s in (retriever or DEFAULT_RETRIEVERS)]
+    specs = retriever or DEFAULT_RETRIEVERS
+    for spec in specs:  # refused before anything loads
+        parse_retriever_spec(spec)
     corpus = load_corpus(data, data_dir)
     wanted = [t.strip() for t in types.split(",") if t.strip()] if types else None
     collection, _ = load_synthetic_queries(queries, corpus, types=wanted)
     by_type = query_types(queries, set(collection.queries))
     retrievers = [
-        make_retriever(
-            kind,
-            model,
-            use_cache=cache,
-            device=device,
-            batch_size=batch_size,
-            max_length=max_length,
+        retriever_from_spec(
+            spec, use_cache=cache, device=device, batch_size=batch_size, max_length=max_length
         )
-        for kind, model in specs
+        for spec in specs
     ]
     scorer = None
     if teacher is not None:

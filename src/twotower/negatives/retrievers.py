@@ -199,3 +199,17 @@ def make_retriever(
     if kind == "dense":
         return DenseRetriever(encoder, use_cache=use_cache)
     return FusionRetriever(encoder, alpha=alpha, use_cache=use_cache)
+
+
+def parse_retriever_spec(spec: str) -> tuple[str, str | None]:
+    """``bm25`` | ``dense:MODEL`` | ``fusion:MODEL`` (BM25 + MODEL, linear) → (kind, model)."""
+    kind, _, model = spec.partition(":")
+    kind = kind.strip().lower()
+    if kind not in ("bm25", "dense", "fusion") or (kind != "bm25") != bool(model.strip()):
+        raise ConfigError(f"retriever '{spec}': expected bm25, dense:MODEL or fusion:MODEL")
+    return kind, model.strip() or None
+
+
+def retriever_from_spec(spec: str, **options) -> Retriever:
+    """The retriever a ``KIND[:MODEL]`` spec names; ``options`` as :func:`make_retriever`'s."""
+    return make_retriever(*parse_retriever_spec(spec), **options)

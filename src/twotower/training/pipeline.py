@@ -32,6 +32,7 @@ from twotower.training.rows import (
     query_key,
     teacher_scores_for,
 )
+from twotower.training.synthetic_step import ensure_synthetic_queries
 from twotower.training.trainer import FINISHED, train_model
 
 log = logging.getLogger(__name__)
@@ -251,7 +252,10 @@ def train_recipe(
 ):
 
     write_recipe(recipe, run_dir)
+    synthetic = ensure_synthetic_queries(recipe, device=device)
     data = prepare_rows(recipe, device=device)
+    if synthetic:
+        data.info["synthetic_step"] = synthetic
     (run_dir / "data.json").write_text(json.dumps(data.info, indent=2, default=str) + "\n")
     log.info("training on %d examples", len(data.rows))
     return train_model(

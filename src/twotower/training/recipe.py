@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from twotower.data.yaml_file import KeyLines, line_of, read_yaml
 from twotower.errors import ConfigError, did_you_mean
 from twotower.losses.spec import LossSpec, build_loss, parse_loss_specs
+from twotower.negatives.retrievers import parse_retriever_spec
 from twotower.retrieval.ann import faiss_available
 
 
@@ -224,6 +225,66 @@ class RefreshConfig(Section):
         return self
 
 
+class SyntheticFilterConfig(Section):
+    """Round-trip filtering of the generated queries (twotower.generation.roundtrip)."""
+
+    # bm25, dense:MODEL, fusion:MODEL; several are fused by reciprocal rank fusion (k 60).
+    retrievers: list[str] = Field(default_factory=lambda: ["bm25", "dense:all-MiniLM-L6-v2"])
+    top_k: int = Field(20, gt=0)  # the source passage must rank within the top K
+    teacher: str | None = None  # KIND:NAME; then the teacher must rank the source first
+    percentile: float | None = Field(None, ge=0, lt=100)  # then a cut on the teacher's score
+
+    @field_validator("retrievers")
+    @classmethod
+    def _retrievers(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("round-trip filtering needs at least one retriever")
+        for spec in value:
+            try:
+                parse_retriever_spec(spec)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _percentile_needs_teacher(self) -> SyntheticFilterConfig:
+        if self.percentile is not None and self.teacher is None:
+            raise ValueError("percentile cuts on the teacher's scores: set teacher too")
+        return self
+
+
+class SyntheticConfig(Section):
+    """Write ``train.synthetic_queries`` before training when it is not there yet: queries
+    generated for ``train.data``'s passages (twotower.generation), then round-trip filtered.
+    The file is reused by every recipe naming it with the same settings (its manifest,
+    FILE.settings.json, records them); generation resumes where an interrupted run stopped."""
+
+    generator: str | None = (
+        None  # ict, crop, smollm2, gemma3-270m, a folder/.gguf, a URL; None: off
+    )
+    model_name: str | None = None  # the served model of an HTTP endpoint
+    types: list[str] = Field(
+        default_factory=lambda: ["questions", "claims", "titles", "keywords", "search", "msmarco"]
+    )
+    per_doc: int = Field(1, gt=0)  # queries of each type per passage
+    # Passages: a uniform random sample of the corpus (seeded), the first `limit`, or all.
+    sample: int | None = Field(None, gt=0)
+    limit: int | None = Field(None, gt=0)
+    seed: int = Field(0, ge=0)
+    temperature: float = Field(0.8, ge=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_new_tokens: int = Field(50, gt=0)
+    max_passage_words: int = Field(300, gt=0)
+    batch_size: int | None = Field(None, gt=0)
+    filter: SyntheticFilterConfig | None = Field(default_factory=SyntheticFilterConfig)
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> SyntheticConfig:
+        if self.sample is not None and self.limit is not None:
+            raise ValueError("give sample or limit, not both")
+        return self
+
+
 class EvalConfig(Section):
     collections: list[str] = Field(default_factory=lambda: ["scifact"])
     split: str = "test"
@@ -240,7 +301,8 @@ class EvalConfig(Section):
 
 
 class Recipe(Section):
-    """A whole run. Sections: model, train, negatives, teacher, loss, optim, eval, output_dir."""
+    """A whole run. Sections: model, train, negatives, teacher, loss, optim, refresh, synthetic,
+    eval, output_dir."""
 
     name: str = "recipe"
     description: str = ""
@@ -254,6 +316,7 @@ class Recipe(Section):
     )
     optim: OptimConfig = Field(default_factory=OptimConfig)
     refresh: RefreshConfig = Field(default_factory=RefreshConfig)
+    synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     output_dir: str | None = None
 
@@ -296,6 +359,10 @@ class Recipe(Section):
             )
         self._check_negative_queries()
         self._check_refresh()
+        if self.synthetic.generator and not self.train.synthetic_queries:
+            raise ValueError(
+                "synthetic.generator: it writes train.synthetic_queries; set that to the file to write"
+            )
         return self
 
     def _check_refresh(self) -> None:

@@ -1,0 +1,136 @@
+"""A recipe's ``synthetic`` step: generate queries for the training corpus, round-trip filter them,
+and leave the kept ones in ``train.synthetic_queries`` for training (Tamber et al. 2025's
+pipeline; docs/methods.md §6).
+
+Files, beside ``train.synthetic_queries`` (FILE.jsonl):
+
+- ``FILE.generated.jsonl``: every generated query (resumable: an interrupted run goes on from
+  where it stopped), with ``FILE.generated.dropped.jsonl`` for the junk dropped and why;
+- ``FILE.jsonl``: the queries kept by the round-trip filter, ``FILE.dropped.jsonl`` the others
+  with their step and reason, ``FILE.report.json`` the keep rates per type and step;
+- ``FILE.settings.json``: the synthetic section that made them, written last. A recipe naming
+  FILE with the same settings reuses it as it is; other settings are refused with one line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from twotower.data.collection import load_corpus
+from twotower.data.synthetic import load_synthetic_queries, query_types
+from twotower.errors import ConfigError
+from twotower.generation.base import SamplingSettings
+from twotower.generation.job import generate_queries, select_documents
+from twotower.generation.roundtrip import examples_by_reason, roundtrip_filter, write_filtered
+from twotower.generation.spec import build_generator
+from twotower.negatives.retrievers import retriever_from_spec
+from twotower.teachers.spec import load_teacher
+from twotower.training.recipe import Recipe
+
+log = logging.getLogger(__name__)
+
+
+def generated_path(kept: Path) -> Path:
+    return kept.with_name(kept.stem + ".generated.jsonl")
+
+
+def settings_path(kept: Path) -> Path:
+    return kept.with_name(kept.stem + ".settings.json")
+
+
+def _section(recipe: Recipe) -> dict[str, Any]:
+    return {"data": recipe.train.data, **recipe.synthetic.model_dump(mode="json")}
+
+
+def ensure_synthetic_queries(recipe: Recipe, *, device: str | None = None) -> dict[str, Any]:
+    """Make ``train.synthetic_queries`` from the recipe's ``synthetic`` section unless a file
+    made with the same settings is there; what was done, for the run's data.json."""
+    config = recipe.synthetic
+    if not config.generator:
+        return {}
+    kept = Path(recipe.train.synthetic_queries or "")
+    wanted = _section(recipe)
+    manifest = settings_path(kept)
+    if kept.is_file() and manifest.is_file():
+        made_with = json.loads(manifest.read_text())
+        if made_with == wanted:
+            log.info("%s: synthetic queries made with these settings; reused", kept)
+            return {"reused": str(kept)}
+        differ = sorted(
+            k for k in wanted.keys() | made_with.keys() if wanted.get(k) != made_with.get(k)
+        )
+        raise ConfigError(
+            f"train.synthetic_queries: {kept} was made with other synthetic settings"
+            f" ({', '.join(differ)}); delete it or name another file"
+        )
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    info: dict[str, Any] = {}
+    corpus = load_corpus(recipe.train.data)
+    generator = build_generator(
+        config.generator,
+        model_name=config.model_name,
+        sampling=SamplingSettings(
+            temperature=config.temperature,
+            top_p=config.top_p,
+            max_new_tokens=config.max_new_tokens,
+            seed=config.seed,
+        ),
+        batch_size=config.batch_size,
+        device=device,
+        max_passage_words=config.max_passage_words,
+    )
+    doc_ids = select_documents(
+        corpus.corpus.ids, limit=config.limit, sample=config.sample, seed=config.seed
+    )
+    texts = dict(zip(corpus.corpus.ids, corpus.corpus.texts, strict=True))
+    generated = generated_path(kept)
+    types = None if generator.fixed_type is not None else config.types
+    try:
+        report = generate_queries(
+            texts,
+            doc_ids,
+            types,
+            config.per_doc,
+            generator,
+            generated,
+            batch_size=config.batch_size,
+        )
+    finally:
+        generator.close()
+    info["generation"] = report.as_dict()
+    if config.filter is None:
+        shutil.copyfile(generated, kept)
+        info["filter"] = None
+    else:
+        started = time.perf_counter()
+        collection, _ = load_synthetic_queries(generated, corpus)
+        by_type = query_types(generated, set(collection.queries))
+        retrievers = [retriever_from_spec(s, device=device) for s in config.filter.retrievers]
+        teacher = (
+            load_teacher(config.filter.teacher, collection=collection, device=device)
+            if config.filter.teacher
+            else None
+        )
+        verdicts, filter_report = roundtrip_filter(
+            collection,
+            by_type,
+            retrievers,
+            top_k=config.filter.top_k,
+            teacher=teacher,
+            percentile=config.filter.percentile,
+        )
+        write_filtered(generated, verdicts, kept)
+        info["filter"] = {
+            "keep_rates": filter_report.table(),
+            "percentile_threshold": filter_report.threshold,
+            "seconds": time.perf_counter() - started,
+            "examples": examples_by_reason(collection, verdicts, by_type),
+        }
+        kept.with_name(kept.stem + ".report.json").write_text(json.dumps(info, indent=2) + "\n")
+    manifest.write_text(json.dumps(wanted, indent=2) + "\n")  # last: the file is complete
+    return info
