@@ -9,6 +9,7 @@ from tests.conftest import DOCS
 from twotower.errors import ConfigError, ResolutionError
 from twotower.generation import GenerationTask, PromptBuilder, SamplingSettings, build_generator
 from twotower.generation.causal_lm import CausalLMGenerator, newline_stop
+from twotower.models.encoder import bf16_supported
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<s> {{ m['role'] }} {{ m['content'] }} </s>\n{% endfor %}"
@@ -92,8 +93,19 @@ def test_a_base_model_gets_few_shot_prompts_and_one_completion_per_task(base_mod
         "kind": "causal-lm",
         "name": str(base_model),
         "prompting": "few-shot",
+        "precision": generator.precision,
         "prompt": {"version": "v1", "shots": 3, "max_passage_words": 300},
     }
+    assert generator.precision == ("bf16" if bf16_supported(generator.device) else "fp32")
+
+
+def test_precision_fp32_keeps_full_precision_weights(base_model):
+    generator = build_generator(str(base_model), precision="fp32")
+    assert (
+        generator.precision == "fp32" and next(generator.model.parameters()).dtype == torch.float32
+    )
+    with pytest.raises(ConfigError, match="precision must be one of"):
+        build_generator(str(base_model), precision="fp16")
 
 
 def test_an_instruction_model_gets_its_chat_template(chat_model):

@@ -108,10 +108,16 @@ def generate_command(
     batch_size: Annotated[
         int | None,
         typer.Option(
-            min=1, help="tasks per generation batch (default: 8 for a model, 256 for ict/crop)"
+            min=1, help="tasks per generation batch (default: 16 for a model, 256 for ict/crop)"
         ),
     ] = None,
     device: DeviceOpt = None,
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="a local model's weights: auto (bf16 where the CPU or GPU has it), bf16 or fp32"
+        ),
+    ] = "auto",
     api: Annotated[
         str,
         typer.Option(help="endpoint API: chat (/v1/chat/completions) or completions (base models)"),
@@ -182,6 +188,7 @@ def generate_command(
         requests_per_second=requests_per_second,
         concurrency=concurrency,
         remove_sentence=remove_sentence,
+        precision=precision,
     )
     try:
         result = generate_queries(

