@@ -38,7 +38,7 @@ STEPS = ("retrieval", "teacher", "percentile")
 
 
 @dataclass
-class Verdict:
+class RoundTripVerdict:
     query_id: str
     kept: bool = True
     step: str | None = None  # the step that dropped it
@@ -90,7 +90,7 @@ def roundtrip_filter(
     top_k: int = 20,
     teacher: Teacher | None = None,
     percentile: float | None = None,
-) -> tuple[dict[str, Verdict], FilterReport]:
+) -> tuple[dict[str, RoundTripVerdict], FilterReport]:
     """Verdicts for every query of ``collection`` (synthetic queries, each judging its source
     passage relevant; ``types``: query id → type); see the module docstring."""
     if top_k < 1:
@@ -101,7 +101,7 @@ def roundtrip_filter(
         raise ConfigError("a percentile cut needs a teacher (it cuts on the teacher's best score)")
     query_ids = list(collection.queries)
     source = {q: next(iter(collection.qrels[q])) for q in query_ids}
-    verdicts = {q: Verdict(q) for q in query_ids}
+    verdicts = {q: RoundTripVerdict(q) for q in query_ids}
     report = FilterReport(types={q: types.get(q, "untyped") for q in query_ids})
 
     run = first_stage(collection, query_ids, retrievers, top_k)
@@ -152,16 +152,16 @@ def roundtrip_filter(
     return verdicts, report
 
 
-def _drop(verdict: Verdict, step: str, reason: str) -> None:
+def _drop(verdict: RoundTripVerdict, step: str, reason: str) -> None:
     verdict.kept, verdict.step, verdict.reason = False, step, reason
 
 
-def _kept(verdicts: dict[str, Verdict], report: FilterReport) -> Counter:
+def _kept(verdicts: dict[str, RoundTripVerdict], report: FilterReport) -> Counter:
     return Counter(report.types[q] for q, v in verdicts.items() if v.kept)
 
 
 def write_filtered(
-    queries_path: Path, verdicts: dict[str, Verdict], kept_path: Path
+    queries_path: Path, verdicts: dict[str, RoundTripVerdict], kept_path: Path
 ) -> tuple[Path, Path]:
     """The kept lines of ``queries_path`` (each with its filter record) to ``kept_path``, the
     dropped ones with their step and reason beside it (``*.dropped.jsonl``); both written to
@@ -188,7 +188,10 @@ def write_filtered(
 
 
 def examples_by_reason(
-    collection: Collection, verdicts: dict[str, Verdict], types: dict[str, str], per_type: int = 2
+    collection: Collection,
+    verdicts: dict[str, RoundTripVerdict],
+    types: dict[str, str],
+    per_type: int = 2,
 ) -> dict[str, dict[str, list[str]]]:
     """A few kept and dropped queries of each type, for a report."""
     out: dict[str, dict[str, list[str]]] = {}
