@@ -37,3 +37,29 @@ def test_the_report_tabulates_and_plots_the_rounds_and_names_the_failed_ones(tmp
 
 def test_a_run_without_refresh_has_no_refresh_section(tmp_path):
     assert refresh_section(tmp_path) == ""
+
+
+def test_the_report_gives_the_synthetic_steps_keep_rates():
+    from twotower.training.report import synthetic_section
+
+    info = {
+        "synthetic_step": {
+            "generation": {
+                "tasks": 12,
+                "documents": 2,
+                "seconds": 60.0,
+                "tokens_per_second": 9.5,
+                "written": 8,
+                "dropped": {"prompt_echo": 4},
+            },
+            "filter": {
+                "keep_rates": [
+                    {"type": "all", "generated": 8, "retrieval": 6, "retrieval_rate": 0.75}
+                ]
+            },
+        }
+    }
+    text = synthetic_section(info)
+    assert "12 completions for 2 passages in 1.0 min (9.5 tokens/s); 8 passed" in text
+    assert "| all | 8 | 6 (75%) |" in text
+    assert synthetic_section({}) == ""

@@ -122,3 +122,33 @@ def refresh_section(run_dir: Path) -> str:
         plot_refresh_rounds(adopted, run_dir / "refresh_rounds.png")
         lines += ["", "![refresh rounds](refresh_rounds.png)"]
     return "\n".join(lines) + "\n"
+
+
+def synthetic_section(train_info: dict) -> str:
+    """report.md's account of a recipe's synthetic step: generation and the filter's keep rates."""
+    step = train_info.get("synthetic_step") or {}
+    if "generation" not in step:
+        return f"## Synthetic queries\n\nReused {step['reused']}.\n" if "reused" in step else ""
+    generation = step["generation"]
+    lines = [
+        "## Synthetic queries",
+        "",
+        f"{generation['tasks']} completions for {generation['documents']} passages in"
+        f" {generation['seconds'] / 60:.1f} min ({generation['tokens_per_second']:.1f} tokens/s);"
+        f" {generation['written']} passed the junk filter (dropped: {generation['dropped']}).",
+    ]
+    rates = (step.get("filter") or {}).get("keep_rates") or []
+    if rates:
+        steps = [k for k in rates[0] if k not in ("type", "generated") and not k.endswith("_rate")]
+        lines += [
+            "",
+            "| type | after junk filter | " + " | ".join(f"after {s}" for s in steps) + " |",
+            "|---|---:|" + "---:|" * len(steps),
+        ]
+        lines += [
+            f"| {r['type']} | {r['generated']} | "
+            + " | ".join(f"{r[s]} ({r[f'{s}_rate']:.0%})" for s in steps)
+            + " |"
+            for r in rates
+        ]
+    return "\n".join(lines) + "\n\n"

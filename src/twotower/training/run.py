@@ -18,7 +18,12 @@ from twotower.models.build import build_model
 from twotower.models.encoder import Encoder
 from twotower.training.pipeline import finished_model, train_recipe, write_recipe
 from twotower.training.recipe import Recipe, recipe_to_yaml
-from twotower.training.report import comparison_rows, markdown_comparison, refresh_section
+from twotower.training.report import (
+    comparison_rows,
+    markdown_comparison,
+    refresh_section,
+    synthetic_section,
+)
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +122,14 @@ def run_recipe(
     }
     (run_dir / "results.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
     (run_dir / "report.md").write_text(
-        _report(recipe, rows, results, train_info, timings, probe_md + refresh_section(run_dir))
+        _report(
+            recipe,
+            rows,
+            results,
+            train_info,
+            timings,
+            synthetic_section(train_info) + probe_md + refresh_section(run_dir),
+        )
     )
     return payload
 
