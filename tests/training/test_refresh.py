@@ -279,6 +279,12 @@ def test_a_killed_or_half_written_round_is_never_read_and_resume_takes_the_newes
         ({"mode": "async", "depth": 50}, "", r"refresh.rank_window ends at rank 100"),
         ({"mode": "async", "device": "cuda:7"}, "", r"refresh.device: .*not available"),
         ({"mode": "async"}, "train: {pairs: p.jsonl, data: null}\n", r"set train.data"),
+        (
+            {"mode": "async"},
+            "teacher: {kind: fusion, model: m}\n"
+            "negatives: {source: bm25, count: 1, rank_window: [10, 100], false_negative_margin: 0.1}\n",
+            r"false_negative_margin is not applied to refreshed negatives",
+        ),
     ],
 )
 def test_a_refresh_that_cannot_work_is_refused_when_the_recipe_loads(
@@ -289,10 +295,12 @@ def test_a_refresh_that_cannot_work_is_refused_when_the_recipe_loads(
     if "device" in refresh and torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     path = tmp_path / "r.yaml"
-    path.write_text(
-        "negatives: {source: bm25, count: 1, rank_window: [10, 100]}\n"
-        f"refresh: {json.dumps(refresh)}\n" + extra
+    negatives = (
+        ""
+        if "negatives:" in extra
+        else "negatives: {source: bm25, count: 1, rank_window: [10, 100]}\n"
     )
+    path.write_text(negatives + f"refresh: {json.dumps(refresh)}\n" + extra)
     with pytest.raises(ConfigError, match=message):
         load_recipe(path)
 

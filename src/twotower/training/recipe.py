@@ -388,6 +388,11 @@ class Recipe(Section):
                 "refresh.mode: a teacher loss is not supported with refresh yet: a round would need the"
                 " teacher's scores of its new negatives"
             )
+        if negatives.false_negative_margin is not None:
+            raise ValueError(
+                "refresh.mode: negatives.false_negative_margin is not applied to refreshed negatives"
+                " yet (a round would need the teacher's scores of its candidates); unset one of them"
+            )
         window = refresh.rank_window or negatives.rank_window
         if window[1] > refresh.depth:
             raise ValueError(
