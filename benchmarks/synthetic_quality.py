@@ -62,10 +62,8 @@ def comparisons(found: dict) -> list[tuple[str, str]]:
         ("synthetic-listwise", "bm25"),
         ("synthetic-contrastive", "base"),
     ]
-    pairs += [
-        ("synthetic-contrastive", name)
-        for name in found
-        if name.startswith("synthetic-contrastive-")
+    pairs += [  # the mix of types against one type (the paper's second claim)
+        (recipe, name) for recipe in RUNS for name in found if name.startswith(f"{recipe}-")
     ]
     return [(a, b) for a, b in pairs if a in found and b in found]
 
