@@ -23,6 +23,9 @@ from twotower.generation import (
     select_documents,
 )
 from twotower.generation.job import EMPTY_PASSAGE, GenerationReport
+from twotower.generation.prompts import DEFAULT_MAX_PASSAGE_WORDS, DEFAULT_SHOTS
+
+SAMPLING = SamplingSettings()  # the defaults of the paper's released code (Tamber et al. 2025)
 
 
 def _positive(option: str, value: float | None) -> None:
@@ -82,22 +85,22 @@ def generate_command(
     ] = 0,
     temperature: Annotated[
         float, typer.Option(min=0.0, help="sampling temperature (0: greedy decoding)")
-    ] = 0.8,
+    ] = SAMPLING.temperature,
     top_p: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="nucleus sampling: top-p in (0, 1]")
-    ] = 0.95,
+    ] = SAMPLING.top_p,
     max_new_tokens: Annotated[
         int, typer.Option(min=1, help="most tokens generated per query")
-    ] = 50,
+    ] = SAMPLING.max_new_tokens,
     max_passage_words: Annotated[
         int, typer.Option(min=1, help="passages are cut to this many words in prompts")
-    ] = 300,
+    ] = DEFAULT_MAX_PASSAGE_WORDS,
     shots: Annotated[
         int, typer.Option(min=0, help="few-shot examples drawn per prompt ('search' has none)")
-    ] = 3,
+    ] = DEFAULT_SHOTS,
     max_query_words: Annotated[
         int, typer.Option(min=1, help="drop a query longer than this many words (too_long)")
-    ] = 32,
+    ] = JunkFilter.max_words,
     chat: Annotated[
         bool | None,
         typer.Option(

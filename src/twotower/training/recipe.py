@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from twotower.data.yaml_file import KeyLines, line_of, read_yaml
 from twotower.errors import ConfigError, did_you_mean
+from twotower.generation.base import SamplingSettings
+from twotower.generation.prompts import DEFAULT_MAX_PASSAGE_WORDS, QUERY_TYPES
 from twotower.losses.spec import LossSpec, build_loss, parse_loss_specs
 from twotower.negatives.retrievers import parse_retriever_spec
 from twotower.retrieval.ann import faiss_available
@@ -263,18 +265,16 @@ class SyntheticConfig(Section):
         None  # ict, crop, smollm2, gemma3-270m, a folder/.gguf, a URL; None: off
     )
     model_name: str | None = None  # the served model of an HTTP endpoint
-    types: list[str] = Field(
-        default_factory=lambda: ["questions", "claims", "titles", "keywords", "search", "msmarco"]
-    )
+    types: list[str] = Field(default_factory=lambda: list(QUERY_TYPES))
     per_doc: int = Field(1, gt=0)  # queries of each type per passage
     # Passages: a uniform random sample of the corpus (seeded), the first `limit`, or all.
     sample: int | None = Field(None, gt=0)
     limit: int | None = Field(None, gt=0)
     seed: int = Field(0, ge=0)
-    temperature: float = Field(0.8, ge=0)
-    top_p: float = Field(0.95, gt=0, le=1)
-    max_new_tokens: int = Field(50, gt=0)
-    max_passage_words: int = Field(300, gt=0)
+    temperature: float = Field(SamplingSettings.temperature, ge=0)
+    top_p: float = Field(SamplingSettings.top_p, gt=0, le=1)
+    max_new_tokens: int = Field(SamplingSettings.max_new_tokens, gt=0)
+    max_passage_words: int = Field(DEFAULT_MAX_PASSAGE_WORDS, gt=0)
     batch_size: int | None = Field(None, gt=0)
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # a local model's weights
     filter: SyntheticFilterConfig | None = Field(default_factory=SyntheticFilterConfig)
