@@ -49,6 +49,7 @@ def test_the_step_generates_filters_and_the_rows_train_on_the_kept_queries(
         ({"generator": "ict", "filter": {"retrievers": ["dense"]}}, "", r"retriever 'dense'"),
         ({"generator": "ict", "filter": {"percentile": 25}}, "", r"percentile cuts on the teacher"),
         ({"generator": "ict", "sample": 2, "limit": 2}, "", r"sample or limit"),
+        ({"generator": "smollm2", "types": ["questions", "clams"]}, "", r"did you mean 'claims'"),
     ],
 )
 def test_a_synthetic_section_that_cannot_work_is_refused_when_the_recipe_loads(

@@ -16,7 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from twotower.data.yaml_file import KeyLines, line_of, read_yaml
 from twotower.errors import ConfigError, did_you_mean
 from twotower.generation.base import SamplingSettings
-from twotower.generation.prompts import DEFAULT_MAX_PASSAGE_WORDS, QUERY_TYPES
+from twotower.generation.prompts import (
+    DEFAULT_MAX_PASSAGE_WORDS,
+    QUERY_TYPES,
+    parse_query_types,
+)
 from twotower.losses.spec import LossSpec, build_loss, parse_loss_specs
 from twotower.negatives.retrievers import parse_retriever_spec
 from twotower.retrieval.ann import faiss_available
@@ -278,6 +282,14 @@ class SyntheticConfig(Section):
     batch_size: int | None = Field(None, gt=0)
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # a local model's weights
     filter: SyntheticFilterConfig | None = Field(default_factory=SyntheticFilterConfig)
+
+    @field_validator("types")
+    @classmethod
+    def _types(cls, value: list[str]) -> list[str]:
+        try:
+            return parse_query_types(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
 
     @model_validator(mode="after")
     def _one_selection(self) -> SyntheticConfig:
