@@ -42,6 +42,7 @@ from torch import Tensor, nn
 from twotower.errors import ConfigError, check_integer
 from twotower.losses.base import EmbeddingLoss
 from twotower.losses.batch import BatchLayout, BatchShapeError, EmbeddingBatch
+from twotower.losses.distributed import gather_across_ranks
 from twotower.losses.spec import build_loss
 
 # The keys of a mapping label: teacher scores and the id tensors of EmbeddingBatch.
@@ -67,6 +68,9 @@ class SentenceTransformerLoss(nn.Module):
         num_hard_negative_columns: if given, the exact number of hard-negative document columns (K),
             checked at construction against what the loss needs and on every batch.
         document_anchors: whether the positive column may anchor a softmax (see BatchLayout).
+        gather_across_devices: under distributed training, every rank's rows are candidates of
+            every rank's anchors, with gradients (twotower.losses.distributed); no effect in
+            one process.
     """
 
     def __init__(
@@ -77,6 +81,7 @@ class SentenceTransformerLoss(nn.Module):
         num_negative_query_columns: int = 0,
         num_hard_negative_columns: int | None = None,
         document_anchors: bool = True,
+        gather_across_devices: bool = True,
     ) -> None:
         super().__init__()
         self.model = model
@@ -85,6 +90,7 @@ class SentenceTransformerLoss(nn.Module):
             "num_hard_negative_columns", num_hard_negative_columns, minimum=0, optional=True
         )
         self.num_negative_query_columns = num_negative_query_columns
+        self.gather_across_devices = gather_across_devices
         self.num_hard_negative_columns = num_hard_negative_columns
         self.layout = BatchLayout(
             hard_negatives=num_hard_negative_columns is None or num_hard_negative_columns > 0,
@@ -173,9 +179,10 @@ class SentenceTransformerLoss(nn.Module):
 
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Labels) -> Tensor:
         """sentence-transformers' signature: per-column embeddings + labels."""
-        return self.loss.compute_loss_from_embeddings(
-            self.embeddings_to_batch(list(embeddings), labels)
-        )
+        batch = self.embeddings_to_batch(list(embeddings), labels)
+        if self.gather_across_devices:
+            batch = gather_across_ranks(batch)
+        return self.loss.compute_loss_from_embeddings(batch)
 
     def get_config_dict(self) -> dict[str, Any]:
         cfg = self.loss.get_config_dict()

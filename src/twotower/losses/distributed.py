@@ -1,0 +1,103 @@
+"""In-batch negatives across processes: every rank's rows become candidates of every rank's anchors.
+
+Under ``torch.distributed`` (torchrun), :func:`gather_across_ranks` gathers each row tensor of an
+:class:`~twotower.losses.batch.EmbeddingBatch` from all ranks — embeddings with
+``torch.distributed.nn.functional.all_gather``, whose backward sends each rank's gradient back
+to the rank that computed the embedding — and keeps this rank's rows as the anchors
+(``anchor_offset = rank · local rows``), as sentence-transformers' ``gather_across_devices``
+does. Each rank then averages its loss over its own anchors and DDP averages the gradients over
+ranks, so the gradient equals that of one process on the combined batch: no factor of the world
+size too many (gathering with gradients and also multiplying the loss, open_clip#616) or too few
+(gathering without gradients, so a rank's negatives get no gradient from other ranks). Ids
+travel with their rows, so false-negative masks and same-tower self-exclusion hold across
+ranks.
+
+Every rank must bring the same number of rows (the trainer drops the last, uneven batch under
+distributed training); a mismatch is a :class:`~twotower.losses.batch.BatchShapeError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from twotower.losses.batch import BatchShapeError, EmbeddingBatch
+
+# Row tensors that carry gradients back to their rank; the other row tensors are data.
+_WITH_GRAD = ("queries", "positives", "hard_negatives", "negative_queries", "candidates")
+_DATA = (
+    "hard_negatives_mask",
+    "negative_queries_mask",
+    "query_ids",
+    "positive_ids",
+    "hard_negative_ids",
+    "negative_query_ids",
+    "query_positive_ids",
+    "teacher_positive_scores",
+    "teacher_negative_scores",
+    "teacher_negative_query_scores",
+    "candidates_mask",
+    "candidate_ids",
+    "candidate_teacher_scores",
+)
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size) of this process; (0, 1) outside distributed training."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def all_gather_with_grad(tensor: Tensor) -> Tensor:
+    """Rows of ``tensor`` from every rank, concatenated in rank order; differentiable."""
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(tensor.contiguous()), dim=0)
+
+
+def all_gather_data(tensor: Tensor) -> Tensor:
+    """Rows of ``tensor`` from every rank, concatenated in rank order; no gradient."""
+    flag = tensor.dtype == torch.bool  # not every backend gathers booleans
+    local = tensor.to(torch.uint8) if flag else tensor.contiguous()
+    parts = [torch.empty_like(local) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, local)
+    out = torch.cat(parts, dim=0)
+    return out.bool() if flag else out
+
+
+def _check_same_rows(rows: int, device: torch.device) -> None:
+    sizes = all_gather_data(torch.tensor([rows], device=device))
+    if not bool((sizes == rows).all()):
+        raise BatchShapeError(
+            f"ranks bring {sizes.tolist()} rows: gathering negatives across processes needs the same"
+            " batch size on every rank (drop the last, uneven batch: dataloader_drop_last)"
+        )
+
+
+def gather_across_ranks(batch: EmbeddingBatch) -> EmbeddingBatch:
+    """``batch`` with the rows of every rank, this rank's rows as anchors (see the module
+    docstring); ``batch`` itself outside distributed training or with one process."""
+    rank, size = world()
+    if size == 1:
+        return batch
+    if batch.anchor_offset != 0 or batch.num_anchors is not None:
+        raise BatchShapeError("gather_across_ranks takes a local batch (every row an anchor)")
+    if batch.teacher_pair_scores is not None:
+        raise BatchShapeError(
+            "teacher_pair_scores (every query of the batch against every positive) cannot be gathered"
+            " across processes: the teacher never scored pairs of different ranks"
+        )
+    rows = batch.num_rows
+    _check_same_rows(rows, batch.queries.device)
+    gathered = {}
+    for name in _WITH_GRAD + _DATA:
+        value = getattr(batch, name)
+        if value is not None:
+            gathered[name] = (all_gather_with_grad if name in _WITH_GRAD else all_gather_data)(
+                value
+            )
+    return dataclasses.replace(batch, **gathered, anchor_offset=rank * rows, num_anchors=rows)

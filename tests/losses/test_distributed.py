@@ -1,0 +1,128 @@
+"""Negatives gathered across processes: a 2-process step (gloo, CPU) against one process on the
+combined batch. The loss and every parameter's gradient must agree to 1e-5 (DDP averages the
+gradients over ranks; each rank averages its loss over its own anchors)."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+
+from twotower.losses.batch import EmbeddingBatch
+from twotower.losses.contrastive import ContrastiveLoss
+from twotower.losses.distributed import gather_across_ranks
+
+WORLD, ROWS, K, M, DIM = 2, 3, 2, 1, 8  # ROWS per rank
+LOSSES = {
+    "mnrl with hard negatives": {"preset": "mnrl"},
+    "mnrl_dual (d2q) with negative queries": {"preset": "mnrl_dual", "dual_weight": 0.5},
+    "samtone_both (q2q, d2d self-excluded)": {"preset": "samtone_both"},
+    "gte_joint": {"preset": "gte_joint"},
+}
+
+
+def _data(seed: int = 0):
+    """Inputs of the combined batch (WORLD * ROWS rows) and its ids, with false negatives across
+    ranks: row 4's hard negative is row 1's positive, and query 5 repeats query 0."""
+    g = torch.Generator().manual_seed(seed)
+    n = WORLD * ROWS
+    x = {
+        "queries": torch.randn(n, 16, generator=g),
+        "positives": torch.randn(n, 16, generator=g),
+        "hard_negatives": torch.randn(n, K, 16, generator=g),
+        "negative_queries": torch.randn(n, M, 16, generator=g),
+    }
+    x["hard_negatives"][4, 0] = x["positives"][1]
+    x["queries"][5] = x["queries"][0]
+    ids = {
+        "query_ids": torch.tensor([0, 1, 2, 3, 4, 0]),
+        "positive_ids": torch.tensor([10, 11, 12, 13, 14, 15]),
+        "hard_negative_ids": torch.tensor(
+            [[20, 21], [22, 23], [24, 25], [26, 27], [11, 28], [29, 30]]
+        ),
+        "negative_query_ids": torch.tensor([[3], [4], [0], [1], [2], [3]]),
+        "query_positive_ids": torch.tensor(
+            [[10, 15], [11, -1], [12, -1], [13, -1], [14, -1], [10, 15]]
+        ),
+    }
+    return x, ids
+
+
+def _encoder() -> torch.nn.Linear:
+    torch.manual_seed(1)
+    return torch.nn.Linear(16, DIM)
+
+
+def _batch(encoder, x, ids, rows: slice) -> EmbeddingBatch:
+    def embed(t):
+        return F.normalize(encoder(t[rows]), dim=-1)
+
+    return EmbeddingBatch(
+        queries=embed(x["queries"]),
+        positives=embed(x["positives"]),
+        hard_negatives=embed(x["hard_negatives"]),
+        negative_queries=embed(x["negative_queries"]),
+        **{name: value[rows] for name, value in ids.items()},
+    )
+
+
+def _single_process(options: dict) -> tuple[float, list[torch.Tensor]]:
+    encoder = _encoder()
+    x, ids = _data()
+    loss = ContrastiveLoss(**options).compute_loss_from_embeddings(
+        _batch(encoder, x, ids, slice(None))
+    )
+    loss.backward()
+    return loss.item(), [p.grad.clone() for p in encoder.parameters()]
+
+
+def _worker(rank: int, port: int, options: dict, out: dict) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    try:
+        encoder = _encoder()
+        x, ids = _data()
+        local = _batch(encoder, x, ids, slice(rank * ROWS, (rank + 1) * ROWS))
+        loss = ContrastiveLoss(**options).compute_loss_from_embeddings(gather_across_ranks(local))
+        loss.backward()
+        # What DistributedDataParallel does: the mean of the ranks' gradients (and losses).
+        grads = [p.grad.clone() for p in encoder.parameters()]
+        for g in grads:
+            dist.all_reduce(g)
+            g /= WORLD
+        value = loss.detach().clone()
+        dist.all_reduce(value)
+        if rank == 0:
+            out["loss"] = value.item() / WORLD
+            out["grads"] = grads
+    finally:
+        dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("options", list(LOSSES.values()), ids=list(LOSSES))
+def test_two_processes_equal_one_process_on_the_combined_batch(options):
+    expected_loss, expected_grads = _single_process(options)
+    with mp.Manager() as manager:
+        out = manager.dict()
+        mp.spawn(_worker, args=(_free_port(), options, out), nprocs=WORLD, join=True)
+        loss, grads = out["loss"], out["grads"]
+    assert loss == pytest.approx(expected_loss, abs=1e-5)
+    for got, want in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
+def test_one_process_is_left_as_it_is():
+    x, ids = _data()
+    batch = _batch(_encoder(), x, ids, slice(None))
+    assert gather_across_ranks(batch) is batch
