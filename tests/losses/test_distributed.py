@@ -13,6 +13,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
+from tests.losses.test_losses_sentence_transformers import TEXTS, model  # noqa: F401 (a fixture)
+from twotower.losses import SentenceTransformerLoss
 from twotower.losses.batch import EmbeddingBatch
 from twotower.losses.contrastive import ContrastiveLoss
 from twotower.losses.distributed import gather_across_ranks
@@ -126,3 +128,56 @@ def test_one_process_is_left_as_it_is():
     x, ids = _data()
     batch = _batch(_encoder(), x, ids, slice(None))
     assert gather_across_ranks(batch) is batch
+
+
+def _cached_worker(rank: int, port: int, path: str, out: dict) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    from twotower.losses import CachedSentenceTransformerLoss
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    try:
+        model = SentenceTransformer(path, device="cpu")
+        model.eval()  # no dropout: the passes are comparable
+        loss = CachedSentenceTransformerLoss(
+            model, [{"loss": "contrastive", "preset": "mnrl"}], mini_batch_size=1
+        )
+        half = len(TEXTS["anchor"]) // WORLD
+        rows = slice(rank * half, (rank + 1) * half)
+        features = [model.tokenize(TEXTS[c][rows]) for c in ("anchor", "positive", "negative_1")]
+        value = loss(features, None)
+        value.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        for g in grads.values():
+            dist.all_reduce(g)
+            g /= WORLD
+        total = value.detach().clone()
+        dist.all_reduce(total)
+        if rank == 0:
+            out["loss"] = total.item() / WORLD
+            out["grads"] = grads
+    finally:
+        dist.destroy_process_group()
+
+
+def test_the_gradient_cached_loss_gathers_across_processes_too(model, tmp_path):  # noqa: F811
+    st = model
+    path = str(tmp_path / "st")
+    st.save(path)
+    full = SentenceTransformerLoss(st, [{"loss": "contrastive", "preset": "mnrl"}])
+    value = full([st.tokenize(TEXTS[c]) for c in ("anchor", "positive", "negative_1")], None)
+    value.backward()
+    expected = {n: p.grad.clone() for n, p in st.named_parameters() if p.grad is not None}
+    st.zero_grad()  # the model is a module fixture
+    with mp.Manager() as manager:
+        out = manager.dict()
+        mp.spawn(_cached_worker, args=(_free_port(), path, out), nprocs=WORLD, join=True)
+        loss, grads = out["loss"], dict(out["grads"])
+    assert loss == pytest.approx(value.item(), rel=1e-5)
+    assert grads.keys() == expected.keys()
+    scale = max(g.abs().max().item() for g in expected.values())
+    for name, grad in expected.items():
+        torch.testing.assert_close(
+            grads[name], grad, rtol=1e-4, atol=1e-4 * scale, msg=lambda m, n=name: f"{n}: {m}"
+        )
