@@ -1,4 +1,5 @@
-"""Settings read from the environment: where caches live and whether to stay offline.
+"""Settings read from the environment: where caches live, whether to stay offline, and which
+process of a torchrun launch this is.
 
 One definition of each, used by data, models, negatives and teachers alike.
 """
@@ -23,3 +24,13 @@ def cache_root() -> Path:
 def offline() -> bool:
     """Whether downloads are off: ``TWOTOWER_OFFLINE=1``, or Hugging Face's own offline flags."""
     return any(os.environ.get(name) == "1" for name in OFFLINE_VARIABLES)
+
+
+def process_rank() -> int:
+    """This process's rank under torchrun (``$RANK``); 0 in a plain run."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def world_size() -> int:
+    """How many processes torchrun started (``$WORLD_SIZE``); 1 in a plain run."""
+    return int(os.environ.get("WORLD_SIZE", "1"))

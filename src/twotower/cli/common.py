@@ -22,6 +22,7 @@ except ImportError:  # pragma: no cover - older typer on click
     from click import exceptions as click_errors
 
 from twotower.errors import TwotowerError
+from twotower.settings import process_rank
 
 console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -67,8 +68,10 @@ class OneLineErrors(TyperGroup):
 
 
 def setup_logging(verbose: bool = False) -> None:
+    # Under torchrun only rank 0 reports progress; the other ranks say only what goes wrong.
+    quiet = process_rank() != 0
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
+        level=logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",
         handlers=[RichHandler(console=console, show_path=False, show_time=False)],
         force=True,

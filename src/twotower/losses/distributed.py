@@ -19,6 +19,7 @@ distributed training); a mismatch is a :class:`~twotower.losses.batch.BatchShape
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import torch
 import torch.distributed as dist
@@ -56,7 +57,10 @@ def all_gather_with_grad(tensor: Tensor) -> Tensor:
     """Rows of ``tensor`` from every rank, concatenated in rank order; differentiable."""
     from torch.distributed.nn.functional import all_gather
 
-    return torch.cat(all_gather(tensor.contiguous()), dim=0)
+    with warnings.catch_warnings():  # deprecated in torch 2.13 for a private module's function
+        warnings.simplefilter("ignore", FutureWarning)
+        parts = all_gather(tensor.contiguous())
+    return torch.cat(parts, dim=0)
 
 
 def all_gather_data(tensor: Tensor) -> Tensor:

@@ -19,6 +19,7 @@ from twotower.negatives.queries import mine_negative_queries
 from twotower.negatives.retrievers import make_retriever
 from twotower.teachers.normalize import keep_queries, normalize_percentile, percentile_bounds
 from twotower.teachers.spec import build_teacher
+from twotower.training.distributed import is_main_process, main_process_first
 from twotower.training.examples import (
     examples_from_collection,
     examples_from_jsonl,
@@ -251,12 +252,16 @@ def train_recipe(
     recipe: Recipe, run_dir: Path, *, resume: bool | None = None, device: str | None = None
 ):
 
-    write_recipe(recipe, run_dir)
-    synthetic = ensure_synthetic_queries(recipe, device=device)
-    data = prepare_rows(recipe, device=device)
+    main = is_main_process()
+    if main:
+        write_recipe(recipe, run_dir)
+    with main_process_first(device):  # rank 0 mines and scores; the others read its caches
+        synthetic = ensure_synthetic_queries(recipe, device=device)
+        data = prepare_rows(recipe, device=device)
     if synthetic:
         data.info["synthetic_step"] = synthetic
-    (run_dir / "data.json").write_text(json.dumps(data.info, indent=2, default=str) + "\n")
+    if main:
+        (run_dir / "data.json").write_text(json.dumps(data.info, indent=2, default=str) + "\n")
     log.info("training on %d examples", len(data.rows))
     return train_model(
         recipe, data.rows, run_dir, resume=resume, device=device, collection=data.collection

@@ -16,6 +16,7 @@ from twotower.evaluation.evaluate import EvalResult, evaluate_dual, evaluate_sys
 from twotower.evaluation.report import markdown_table
 from twotower.models.build import build_model
 from twotower.models.encoder import Encoder
+from twotower.training.distributed import is_main_process
 from twotower.training.pipeline import finished_model, train_recipe, write_recipe
 from twotower.training.recipe import Recipe, recipe_to_yaml
 from twotower.training.report import (
@@ -76,6 +77,8 @@ def run_recipe(
             "resumed_from": outcome.resumed_from,
             **data.info,
         }
+    if not is_main_process():  # evaluation, the report and results are rank 0's
+        return {"model_dir": str(model_dir), "train": train_info}
     write_recipe(recipe, run_dir)
     timings["train_s"] = time.perf_counter() - started
 

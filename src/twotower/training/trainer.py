@@ -17,6 +17,7 @@ from twotower.losses.st_loss import SentenceTransformerLoss
 from twotower.models.build import build_model
 from twotower.models.embedding_cache import encode_corpus
 from twotower.models.encoder import Encoder, bf16_supported, route_modules
+from twotower.settings import world_size
 from twotower.training.examples import is_query_column
 from twotower.training.recipe import Recipe
 from twotower.training.refresh import RefreshCallback, Refresher
@@ -266,6 +267,11 @@ def train_model(
     args = _training_arguments(recipe, checkpoints, device_type, len(dataset), columns)
     callbacks = [_loss_log_callback(run_dir / "train_log.jsonl")]
     refresher = None
+    if recipe.refresh.mode != "off" and world_size() > 1:
+        raise ConfigError(
+            "refresh.mode: refresh under torchrun is not supported yet (every rank would need the"
+            " same rounds); train in one process or set refresh.mode: off"
+        )
     if recipe.refresh.mode != "off":
         frozen = None if recipe.model.train_document_tower else loss.documents.cpu().numpy()
         refresher = Refresher(
@@ -297,7 +303,8 @@ def train_model(
     if recipe.train.max_document_length:  # training-only truncation: save the evaluation length
         _set_max_length(model, recipe.model.max_document_length)
     model_dir = run_dir / "model"
-    model.save(str(model_dir))
     done = {"steps": trainer.state.global_step, "seconds": seconds, "examples": len(dataset)}
-    (model_dir / FINISHED).write_text(json.dumps(done) + "\n")
+    if trainer.is_world_process_zero():  # one model, written once
+        model.save(str(model_dir))
+        (model_dir / FINISHED).write_text(json.dumps(done) + "\n")
     return TrainOutcome(model_dir, trainer.state.global_step, seconds, len(dataset), resume_from)

@@ -1,0 +1,47 @@
+"""Rank-0 discipline under torchrun: work that writes shared files (mining, teacher scores, caches,
+the model, evaluation, the report) happens once, on rank 0, while the other ranks wait at a
+barrier and then read what rank 0 wrote (the caches are keyed by every input, so they hit).
+Tevatron's driver and sentence-transformers' trainer save on rank 0 the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.distributed as dist
+
+from twotower.settings import process_rank, world_size
+
+log = logging.getLogger(__name__)
+
+
+def is_main_process() -> bool:
+    return process_rank() == 0
+
+
+def ensure_process_group(device: str | None = None) -> None:
+    """Join torchrun's process group now (the trainer would later) so ranks can wait for each
+    other before training; NCCL on CUDA, gloo otherwise. No-op in a plain run."""
+    if world_size() == 1 or dist.is_initialized():
+        return
+    cuda = torch.cuda.is_available() and (device is None or device.startswith("cuda"))
+    dist.init_process_group("nccl" if cuda else "gloo")
+
+
+@contextmanager
+def main_process_first(device: str | None = None) -> Iterator[None]:
+    """Rank 0 runs the block first; the others run it after rank 0 finished (reading its caches)."""
+    if world_size() == 1:
+        yield
+        return
+    ensure_process_group(device)
+    if not is_main_process():
+        dist.barrier()
+    try:
+        yield
+    finally:
+        if is_main_process():
+            dist.barrier()

@@ -1,0 +1,42 @@
+"""A 2-process torchrun (gloo, CPU) of `twotower run`: rank 0 mines, saves, evaluates and
+reports once; the other rank reads rank 0's caches and only trains."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import QRELS, write_collection
+
+
+def test_a_two_process_run_writes_one_model_one_cache_entry_and_one_report(tmp_path, tiny_model):
+    root = write_collection(tmp_path / "c")
+    (root / "qrels" / "train.tsv").write_text(QRELS)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        f"name: dist\nmodel: {{name: {tiny_model}}}\n"
+        f"train: {{data: {root}, split: train}}\n"
+        "negatives: {source: dense, count: 1, rank_window: [1, 5]}\n"
+        "loss:\n  - {loss: contrastive, preset: mnrl}\n"
+        "optim: {batch_size: 2, epochs: 2, save_steps: 100, precision: fp32}\n"
+        f"eval: {{collections: [{root}], split: test, probe: false}}\n"
+    )
+    cache = tmp_path / "cache"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    twotower = Path(sys.executable).with_name("twotower")
+    result = subprocess.run(
+        [str(torchrun), "--nproc_per_node", "2", str(twotower), "run", str(recipe)]
+        + ["--output-dir", str(tmp_path / "run")],
+        env={**os.environ, "TWOTOWER_CACHE": str(cache), "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = result.stdout + result.stderr
+    assert log.count("training on 4 examples") == 1  # rank 1 logs warnings only
+    run = tmp_path / "run"
+    assert (run / "model" / "TRAINING_DONE").is_file()
+    assert (run / "report.md").is_file() and (run / "results.json").is_file()
+    assert len(list((cache / "negatives").glob("*.jsonl"))) == 1
+    assert log.count("base → trained") == 1  # one evaluation table, from rank 0
