@@ -23,9 +23,8 @@ def test_a_two_process_run_writes_one_model_one_cache_entry_and_one_report(tmp_p
     )
     cache = tmp_path / "cache"
     torchrun = Path(sys.executable).with_name("torchrun")
-    twotower = Path(sys.executable).with_name("twotower")
-    result = subprocess.run(
-        [str(torchrun), "--nproc_per_node", "2", str(twotower), "run", str(recipe)]
+    result = subprocess.run(  # the module form, as a launcher takes it
+        [str(torchrun), "--nproc_per_node", "2", "-m", "twotower.cli", "run", str(recipe)]
         + ["--output-dir", str(tmp_path / "run")],
         env={**os.environ, "TWOTOWER_CACHE": str(cache), "OMP_NUM_THREADS": "1"},
         capture_output=True,
@@ -40,3 +39,10 @@ def test_a_two_process_run_writes_one_model_one_cache_entry_and_one_report(tmp_p
     assert (run / "report.md").is_file() and (run / "results.json").is_file()
     assert len(list((cache / "negatives").glob("*.jsonl"))) == 1
     assert log.count("base → trained") == 1  # one evaluation table, from rank 0
+
+
+def test_the_command_runs_as_a_module():
+    result = subprocess.run(
+        [sys.executable, "-m", "twotower.cli", "--help"], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and "Usage: twotower" in result.stdout
