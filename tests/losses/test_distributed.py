@@ -181,3 +181,81 @@ def test_the_gradient_cached_loss_gathers_across_processes_too(model, tmp_path):
         torch.testing.assert_close(
             grads[name], grad, rtol=1e-4, atol=1e-4 * scale, msg=lambda m, n=name: f"{n}: {m}"
         )
+
+
+class _QueryTower(torch.nn.Module):
+    """A stand-in for a SentenceTransformer: features {"x"} → {"sentence_embedding"}."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = _encoder()
+
+    def forward(self, features):
+        return {"sentence_embedding": F.normalize(self.linear(features["x"]), dim=-1)}
+
+
+def _frozen_data():
+    g = torch.Generator().manual_seed(3)
+    documents = F.normalize(torch.randn(10, DIM, generator=g), dim=-1)
+    x = torch.randn(WORLD * ROWS, 16, generator=g)
+    # (positive row, 2 hard-negative rows, 2 known-positive rows); row 4's negative 7 is the
+    # positive of row 1, and row 1 lists it as a known positive.
+    labels = torch.tensor(
+        [
+            [0, 5, 6, 0, -1],
+            [7, 8, 9, 7, -1],
+            [1, 2, 3, 1, -1],
+            [2, 4, 5, 2, -1],
+            [3, 7, 6, 3, -1],
+            [4, 0, 1, 4, -1],
+        ]
+    )
+    return documents, x, labels
+
+
+def _frozen_loss(documents):
+    from twotower.losses.frozen_documents import FrozenDocumentsLoss
+
+    return FrozenDocumentsLoss(
+        _QueryTower(),
+        documents,
+        [{"loss": "contrastive", "preset": "mnrl"}],
+        num_negatives=2,
+        num_positive_ids=2,
+    )
+
+
+def _frozen_worker(rank: int, port: int, out: dict) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    try:
+        documents, x, labels = _frozen_data()
+        loss_fn = _frozen_loss(documents)
+        rows = slice(rank * ROWS, (rank + 1) * ROWS)
+        loss = loss_fn([{"x": x[rows]}], labels[rows])
+        loss.backward()
+        grads = [p.grad.clone() for p in loss_fn.model.parameters()]
+        for g in grads:
+            dist.all_reduce(g)
+            g /= WORLD
+        value = loss.detach().clone()
+        dist.all_reduce(value)
+        if rank == 0:
+            out["loss"], out["grads"] = value.item() / WORLD, grads
+    finally:
+        dist.destroy_process_group()
+
+
+def test_the_frozen_document_index_path_gathers_across_processes():
+    documents, x, labels = _frozen_data()
+    loss_fn = _frozen_loss(documents)
+    expected = loss_fn([{"x": x}], labels)
+    expected.backward()
+    expected_grads = [p.grad.clone() for p in loss_fn.model.parameters()]
+    with mp.Manager() as manager:
+        out = manager.dict()
+        mp.spawn(_frozen_worker, args=(_free_port(), out), nprocs=WORLD, join=True)
+        loss, grads = out["loss"], out["grads"]
+    assert loss == pytest.approx(expected.item(), abs=1e-5)
+    for got, want in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from twotower.losses.batch import BatchLayout, BatchShapeError, EmbeddingBatch
+from twotower.losses.distributed import gather_across_ranks
 from twotower.losses.spec import LossSpec, build_loss
 
 
@@ -37,6 +38,8 @@ class FrozenDocumentsLoss(nn.Module):
             parsed specs).
         num_negatives: K, the hard-negative rows in each label row.
         num_positive_ids: L, the known-positive rows in each label row.
+        gather_across_devices: under torchrun, every rank's queries and index rows are candidates
+            of every rank's anchors (twotower.losses.distributed).
 
     References:
         - Lee et al. 2021, "Learning Dense Representations of Phrases at Scale" (query-side
@@ -67,8 +70,10 @@ class FrozenDocumentsLoss(nn.Module):
         *,
         num_negatives: int,
         num_positive_ids: int,
+        gather_across_devices: bool = True,
     ):
         super().__init__()
+        self.gather_across_devices = gather_across_devices
         self.model = model
         self.documents = documents.detach()
         self.num_negatives = num_negatives
@@ -85,7 +90,10 @@ class FrozenDocumentsLoss(nn.Module):
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor) -> Tensor:
         features = list(sentence_features)
         queries = self.model(features[0])["sentence_embedding"]
-        return self.loss.compute_loss_from_embeddings(self.batch(queries, labels))
+        batch = self.batch(queries, labels)
+        if self.gather_across_devices:  # every rank's queries and index rows are candidates
+            batch = gather_across_ranks(batch)
+        return self.loss.compute_loss_from_embeddings(batch)
 
     def batch(self, queries: Tensor, labels: Tensor) -> EmbeddingBatch:
         """The embedding batch of ``queries`` and the document rows named by ``labels``."""
