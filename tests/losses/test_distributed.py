@@ -73,14 +73,14 @@ def _batch(encoder, x, ids, rows: slice) -> EmbeddingBatch:
     )
 
 
-def _single_process(options: dict) -> tuple[float, list[torch.Tensor]]:
+def _single_process(options: dict) -> tuple[float, dict[str, torch.Tensor]]:
     encoder = _encoder()
     x, ids = _data()
     loss = ContrastiveLoss(**options).compute_loss_from_embeddings(
         _batch(encoder, x, ids, slice(None))
     )
     loss.backward()
-    return loss.item(), [p.grad.clone() for p in encoder.parameters()]
+    return loss.item(), {n: p.grad.clone() for n, p in encoder.named_parameters()}
 
 
 def _worker(rank: int, port: int, options: dict, out: dict) -> None:
@@ -92,18 +92,22 @@ def _worker(rank: int, port: int, options: dict, out: dict) -> None:
         local = _batch(encoder, x, ids, slice(rank * ROWS, (rank + 1) * ROWS))
         loss = ContrastiveLoss(**options).compute_loss_from_embeddings(gather_across_ranks(local))
         loss.backward()
-        # What DistributedDataParallel does: the mean of the ranks' gradients (and losses).
-        grads = [p.grad.clone() for p in encoder.parameters()]
-        for g in grads:
-            dist.all_reduce(g)
-            g /= WORLD
-        value = loss.detach().clone()
-        dist.all_reduce(value)
-        if rank == 0:
-            out["loss"] = value.item() / WORLD
-            out["grads"] = grads
+        _report_mean(rank, loss, encoder.named_parameters(), out)
     finally:
         dist.destroy_process_group()
+
+
+def _report_mean(rank: int, loss, named_parameters, out: dict) -> None:
+    """What DistributedDataParallel does: the mean of the ranks' gradients (and losses), put in
+    ``out`` by rank 0 (name → gradient)."""
+    grads = {n: p.grad.clone() for n, p in named_parameters if p.grad is not None}
+    for g in grads.values():
+        dist.all_reduce(g)
+        g /= WORLD
+    value = loss.detach().clone()
+    dist.all_reduce(value)
+    if rank == 0:
+        out["loss"], out["grads"] = value.item() / WORLD, grads
 
 
 def _free_port() -> int:
@@ -118,10 +122,11 @@ def test_two_processes_equal_one_process_on_the_combined_batch(options):
     with mp.Manager() as manager:
         out = manager.dict()
         mp.spawn(_worker, args=(_free_port(), options, out), nprocs=WORLD, join=True)
-        loss, grads = out["loss"], out["grads"]
+        loss, grads = out["loss"], dict(out["grads"])
     assert loss == pytest.approx(expected_loss, abs=1e-5)
-    for got, want in zip(grads, expected_grads, strict=True):
-        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+    assert grads.keys() == expected_grads.keys()
+    for name, want in expected_grads.items():
+        torch.testing.assert_close(grads[name], want, atol=1e-5, rtol=1e-4)
 
 
 def test_one_process_is_left_as_it_is():
@@ -148,15 +153,7 @@ def _cached_worker(rank: int, port: int, path: str, out: dict) -> None:
         features = [model.tokenize(TEXTS[c][rows]) for c in ("anchor", "positive", "negative_1")]
         value = loss(features, None)
         value.backward()
-        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-        for g in grads.values():
-            dist.all_reduce(g)
-            g /= WORLD
-        total = value.detach().clone()
-        dist.all_reduce(total)
-        if rank == 0:
-            out["loss"] = total.item() / WORLD
-            out["grads"] = grads
+        _report_mean(rank, value, model.named_parameters(), out)
     finally:
         dist.destroy_process_group()
 
@@ -234,14 +231,7 @@ def _frozen_worker(rank: int, port: int, out: dict) -> None:
         rows = slice(rank * ROWS, (rank + 1) * ROWS)
         loss = loss_fn([{"x": x[rows]}], labels[rows])
         loss.backward()
-        grads = [p.grad.clone() for p in loss_fn.model.parameters()]
-        for g in grads:
-            dist.all_reduce(g)
-            g /= WORLD
-        value = loss.detach().clone()
-        dist.all_reduce(value)
-        if rank == 0:
-            out["loss"], out["grads"] = value.item() / WORLD, grads
+        _report_mean(rank, loss, loss_fn.model.named_parameters(), out)
     finally:
         dist.destroy_process_group()
 
@@ -251,11 +241,12 @@ def test_the_frozen_document_index_path_gathers_across_processes():
     loss_fn = _frozen_loss(documents)
     expected = loss_fn([{"x": x}], labels)
     expected.backward()
-    expected_grads = [p.grad.clone() for p in loss_fn.model.parameters()]
+    expected_grads = {n: p.grad.clone() for n, p in loss_fn.model.named_parameters()}
     with mp.Manager() as manager:
         out = manager.dict()
         mp.spawn(_frozen_worker, args=(_free_port(), out), nprocs=WORLD, join=True)
-        loss, grads = out["loss"], out["grads"]
+        loss, grads = out["loss"], dict(out["grads"])
     assert loss == pytest.approx(expected.item(), abs=1e-5)
-    for got, want in zip(grads, expected_grads, strict=True):
-        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+    assert grads.keys() == expected_grads.keys()
+    for name, want in expected_grads.items():
+        torch.testing.assert_close(grads[name], want, atol=1e-5, rtol=1e-4)
