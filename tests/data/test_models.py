@@ -135,3 +135,30 @@ def test_one_definition_of_offline_stops_model_and_dataset_downloads(
         resolve_model("someone/not-a-model-xyz")
     with pytest.raises(ResolutionError, match="not found"):
         locate_collection("nfcorpus")
+
+
+@pytest.mark.parametrize("damage", ["flip 64 bytes", "truncate", "no checksum"])
+def test_a_damaged_cache_entry_is_reported_and_rebuilt_never_used(
+    tiny_model, tiny_collection, damage, caplog
+):
+    import twotower.models.embedding_cache as cache
+
+    corpus = load_collection(tiny_collection).corpus
+    encoder = Encoder.from_name(str(tiny_model), device="cpu", show_progress=False)
+    first, _ = encode_corpus(encoder, corpus)
+    (entry,) = cache.embedding_cache_dir().glob("*.npy")
+    data = bytearray(entry.read_bytes())
+    if damage == "flip 64 bytes":  # the middle of the vectors: still a valid .npy file
+        middle = len(data) // 2
+        data[middle : middle + 64] = bytes(b ^ 0xFF for b in data[middle : middle + 64])
+        entry.write_bytes(bytes(data))
+    elif damage == "truncate":
+        entry.write_bytes(bytes(data[: len(data) // 2]))
+    else:
+        entry.with_name(entry.name + ".sha256").unlink()
+    with caplog.at_level("WARNING"):
+        again, hit = encode_corpus(encoder, corpus)
+    assert hit is False and "encoding again" in caplog.text
+    np.testing.assert_array_equal(again, first)
+    _, hit = encode_corpus(encoder, corpus)  # rebuilt with a valid checksum
+    assert hit is True

@@ -2,6 +2,11 @@
 
 Corpora are keyed by their content fingerprint; query sets by a hash of their texts. A second
 evaluation (or mining run) of the same model on the same data then encodes nothing.
+
+Every entry is written atomically (a temporary file, then a rename) with a SHA-256 of its bytes
+beside it (``NAME.npy.sha256``); an entry whose bytes do not match (a flipped byte, a truncated
+copy, a write cut short) or that has no checksum is reported in one line and encoded again,
+never used. Verifying reads the entry once more (about a second per GB).
 """
 
 from __future__ import annotations
@@ -39,13 +44,47 @@ def texts_fingerprint(texts: Sequence[str]) -> str:
 RESUME_CHUNK = 20_000
 
 
+def _checksum_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 24), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _save(path: Path, embeddings: np.ndarray) -> None:
-    """Write atomically: a kill mid-write leaves no truncated file under the final name."""
+    """Write atomically with its checksum: a kill mid-write leaves no truncated file under the
+    final name, and an entry renamed without its checksum is detected on load."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
     with tmp.open("wb") as handle:
         np.save(handle, embeddings)
+        handle.flush()
+        os.fsync(handle.fileno())
+    checksum = _checksum_path(path)
+    checksum_tmp = checksum.with_name(checksum.name + f".{os.getpid()}.tmp")
+    checksum_tmp.write_text(_digest(tmp) + "\n")
     tmp.replace(path)
+    checksum_tmp.replace(checksum)
+
+
+def _load_verified(path: Path) -> np.ndarray | None:
+    """The entry at ``path`` if its bytes match its checksum; None (after one warning) if not."""
+    checksum = _checksum_path(path)
+    expected = checksum.read_text().strip() if checksum.is_file() else None
+    if expected is None or _digest(path) != expected:
+        why = "has no checksum" if expected is None else "does not match its checksum"
+        log.warning("%s %s (corrupted or cut short): encoding again", path, why)
+        return None
+    try:
+        return np.load(path)
+    except (ValueError, OSError) as exc:  # a checksummed file numpy cannot read: never used
+        log.warning("%s cannot be read (%s): encoding again", path, exc)
+        return None
 
 
 def _encode_in_chunks(
@@ -60,8 +99,9 @@ def _encode_in_chunks(
     chunks = []
     for number, (start, end) in enumerate(ranges, start=1):
         part = parts / f"{start}-{end}.npy"
-        if part.is_file():
-            chunks.append(np.load(part))
+        saved_chunk = _load_verified(part) if part.is_file() else None
+        if saved_chunk is not None and saved_chunk.shape[0] == end - start:
+            chunks.append(saved_chunk)
             continue
         embeddings = encoder.encode(
             texts[start:end], task=task, desc=f"Encoding {name} ({number}/{len(ranges)})"
@@ -77,10 +117,11 @@ def encode_cached(
     """Embeddings of ``texts`` in order, and whether they came from the cache."""
     path = embedding_cache_dir() / f"{encoder.fingerprint_for(task)}-{content_key[:24]}.npy"
     if use_cache and path.is_file():
-        embeddings = np.load(path)
-        if embeddings.shape[0] == len(texts):
+        embeddings = _load_verified(path)
+        if embeddings is not None and embeddings.shape[0] == len(texts):
             return embeddings, True
-        log.warning("%s: stale cache entry (shape %s), re-encoding", path, embeddings.shape)
+        if embeddings is not None:
+            log.warning("%s: stale cache entry (shape %s), re-encoding", path, embeddings.shape)
     if not use_cache or len(texts) <= RESUME_CHUNK:
         embeddings = encoder.encode(texts, task=task)
         if use_cache:
