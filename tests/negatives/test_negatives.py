@@ -115,6 +115,21 @@ def test_mining_cache_is_keyed_by_every_input(synthetic):
         assert not stats.cached
 
 
+def test_a_damaged_cached_table_is_mined_again_never_used(synthetic):
+    from twotower.negatives.cache import negatives_cache_dir
+
+    collection, retriever = synthetic
+    table, _ = mine_negatives(collection, retriever, count=4, seed=1)
+    (entry,) = negatives_cache_dir().glob("*.jsonl")
+    lines = entry.read_text().splitlines()
+    swapped = lines[0].replace(table.negatives[next(iter(table.negatives))][0], "d-none", 1)
+    entry.write_text("\n".join([swapped, *lines[1:]]) + "\n")  # still valid JSONL, wrong table
+    again, stats = mine_negatives(collection, retriever, count=4, seed=1)
+    assert not stats.cached and retriever.calls == 2 and again.negatives == table.negatives
+    _, stats = mine_negatives(collection, retriever, count=4, seed=1)
+    assert stats.cached
+
+
 def test_false_negative_mask_is_exact():
     negatives = np.array([0.95, 0.9, 0.85, 0.2, 0.91])
     # positive 1.0, margin 0.1: drop scores > 0.9 exactly

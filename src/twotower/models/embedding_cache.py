@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from twotower.data.beir import Corpus
+from twotower.data.files import file_sha256
 from twotower.models.encoder import Encoder, Task
 from twotower.settings import cache_root
 
@@ -48,14 +49,6 @@ def _checksum_path(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
-def _digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 24), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _save(path: Path, embeddings: np.ndarray) -> None:
     """Write atomically with its checksum: a kill mid-write leaves no truncated file under the
     final name, and an entry renamed without its checksum is detected on load."""
@@ -67,7 +60,7 @@ def _save(path: Path, embeddings: np.ndarray) -> None:
         os.fsync(handle.fileno())
     checksum = _checksum_path(path)
     checksum_tmp = checksum.with_name(checksum.name + f".{os.getpid()}.tmp")
-    checksum_tmp.write_text(_digest(tmp) + "\n")
+    checksum_tmp.write_text(file_sha256(tmp) + "\n")
     tmp.replace(path)
     checksum_tmp.replace(checksum)
 
@@ -76,7 +69,7 @@ def _load_verified(path: Path) -> np.ndarray | None:
     """The entry at ``path`` if its bytes match its checksum; None (after one warning) if not."""
     checksum = _checksum_path(path)
     expected = checksum.read_text().strip() if checksum.is_file() else None
-    if expected is None or _digest(path) != expected:
+    if expected is None or file_sha256(path) != expected:
         why = "has no checksum" if expected is None else "does not match its checksum"
         log.warning("%s %s (corrupted or cut short): encoding again", path, why)
         return None

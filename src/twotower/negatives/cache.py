@@ -1,4 +1,5 @@
-"""On-disk cache of mined tables, keyed by every input of the mining.
+"""On-disk cache of mined tables, keyed by every input of the mining; the statistics file, written
+last, holds the table's SHA-256, so a damaged or half-written table is mined again, never used.
 
 ``<cache_root>/negatives/<key>.jsonl`` (the table, in the negatives file format) and
 ``<key>.json`` (the statistics of the run that mined it).
@@ -8,17 +9,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from twotower.data.collection import Collection
+from twotower.data.files import file_sha256
 from twotower.errors import InputError
 from twotower.negatives.io import read_negatives, write_negatives
 from twotower.negatives.table import Kind, NegativesTable
 from twotower.settings import cache_root
 
+log = logging.getLogger(__name__)
+
+TABLE_SHA256 = "table_sha256"  # the key of the table's checksum in the statistics file
 FORMAT_VERSION = 2  # 2: negative queries are the first of a per-document shuffle
 
 
@@ -47,9 +53,15 @@ def load_cached(key: str, kind: Kind) -> tuple[NegativesTable, dict[str, Any]] |
         return None
     try:
         stats = json.loads(stats_path.read_text())
+        if stats.get(TABLE_SHA256) != file_sha256(table_path):
+            log.warning(
+                "%s does not match its checksum (corrupted or cut short): mining again", table_path
+            )
+            return None
         table = read_negatives(table_path, kind=kind)
     except (OSError, ValueError, InputError):
         return None
+    stats.pop(TABLE_SHA256)
     return table, stats
 
 
@@ -58,5 +70,6 @@ def store(key: str, table: NegativesTable, stats: Mapping[str, Any]) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     write_negatives(directory / f"{key}.jsonl", table)
     tmp = directory / f"{key}.json.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(dict(stats), default=str))
+    checked = {**stats, TABLE_SHA256: file_sha256(directory / f"{key}.jsonl")}
+    tmp.write_text(json.dumps(checked, default=str))
     tmp.replace(directory / f"{key}.json")
