@@ -18,9 +18,8 @@ from twotower.cli.common import (
     write_json,
 )
 from twotower.data.collection import load_corpus
-from twotower.data.synthetic import load_synthetic_queries, query_types
 from twotower.errors import ConfigError
-from twotower.generation.roundtrip import examples_by_reason, roundtrip_filter, write_filtered
+from twotower.generation.roundtrip import filter_file
 from twotower.negatives.retrievers import parse_retriever_spec, retriever_from_spec
 
 DEFAULT_RETRIEVERS = ["bm25", "dense:all-MiniLM-L6-v2"]
@@ -84,45 +83,30 @@ def filter_command(
     for spec in specs:  # refused before anything loads
         parse_retriever_spec(spec)
     corpus = load_corpus(data, data_dir)
-    wanted = [t.strip() for t in types.split(",") if t.strip()] if types else None
-    collection, _ = load_synthetic_queries(queries, corpus, types=wanted)
-    by_type = query_types(queries, set(collection.queries))
     retrievers = [
         retriever_from_spec(
             spec, use_cache=cache, device=device, batch_size=batch_size, max_length=max_length
         )
         for spec in specs
     ]
-    scorer = None
-    if teacher is not None:
-        from twotower.teachers import load_teacher
-
-        scorer = load_teacher(
-            teacher,
-            collection=collection,
-            device=device,
-            batch_size=batch_size,
-            max_length=max_length,
-            use_cache=cache,
-        )
-    verdicts, report = roundtrip_filter(
-        collection, by_type, retrievers, top_k=top_k, teacher=scorer, percentile=percentile
-    )
-    kept_path, dropped_path = write_filtered(queries, verdicts, output)
-    rows = report.table()
-    write_json(
-        output.with_name(output.stem + ".report.json"),
-        {
-            "queries": str(queries),
-            "retrievers": [r.name for r in retrievers],
-            "top_k": top_k,
-            "teacher": teacher,
-            "percentile": percentile,
-            "percentile_threshold": report.threshold,
-            "keep_rates": rows,
-            "examples": examples_by_reason(collection, verdicts, by_type),
+    summary, report = filter_file(
+        queries,
+        corpus,
+        retrievers,
+        output,
+        top_k=top_k,
+        teacher=teacher,
+        teacher_options={
+            "device": device,
+            "batch_size": batch_size,
+            "max_length": max_length,
+            "use_cache": cache,
         },
+        percentile=percentile,
+        types=[t.strip() for t in types.split(",") if t.strip()] if types else None,
     )
+    write_json(output.with_name(output.stem + ".report.json"), summary)
+    rows = summary["keep_rates"]
     table = Table(title=f"round-trip filter: {' + '.join(r.name for r in retrievers)}, top {top_k}")
     table.add_column("type")
     table.add_column("generated", justify="right")
@@ -136,9 +120,9 @@ def filter_command(
         )
     console = Console(stderr=True)
     console.print(table)
-    kept = sum(v.kept for v in verdicts.values())
     console.print(
-        f"kept {kept} of {len(verdicts)} → {kept_path}; dropped with reasons → {dropped_path}",
+        f"kept {summary['kept']} of {rows[-1]['generated']} → {output};"
+        f" dropped with reasons → {summary['dropped_file']}",
         highlight=False,
         soft_wrap=True,
     )

@@ -17,20 +17,24 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from twotower.data.collection import Collection
 from twotower.data.jsonl import iter_jsonl
+from twotower.data.synthetic import load_synthetic_queries, query_types
 from twotower.errors import ConfigError
 from twotower.negatives.retrievers import Retriever
 from twotower.retrieval import Run
 from twotower.retrieval.fusion import rrf_fusion
 from twotower.teachers.base import Teacher
+from twotower.teachers.spec import load_teacher
 
 log = logging.getLogger(__name__)
 
@@ -204,3 +208,44 @@ def examples_by_reason(
                 text if verdict.kept else f"{text}  [{verdict.step}: {verdict.reason}]"
             )
     return out
+
+
+def filter_file(
+    queries_path: Path,
+    corpus: Collection,
+    retrievers: Sequence[Retriever],
+    kept_path: Path,
+    *,
+    top_k: int = 20,
+    teacher: str | None = None,
+    teacher_options: Mapping[str, Any] | None = None,
+    percentile: float | None = None,
+    types: Sequence[str] | None = None,
+) -> tuple[dict[str, Any], FilterReport]:
+    """Round-trip filter a generated-queries file of ``corpus``'s passages (``types`` only, when
+    given) into ``kept_path`` and its ``.dropped.jsonl``; a summary for a report, and the
+    report. ``teacher`` is a ``KIND:NAME`` spec, loaded with ``teacher_options``."""
+    started = time.perf_counter()
+    collection, _ = load_synthetic_queries(queries_path, corpus, types=types)
+    by_type = query_types(queries_path, set(collection.queries))
+    scorer = (
+        load_teacher(teacher, collection=collection, **(teacher_options or {})) if teacher else None
+    )
+    verdicts, report = roundtrip_filter(
+        collection, by_type, retrievers, top_k=top_k, teacher=scorer, percentile=percentile
+    )
+    _, dropped = write_filtered(queries_path, verdicts, kept_path)
+    summary = {
+        "queries": str(queries_path),
+        "retrievers": [r.name for r in retrievers],
+        "top_k": top_k,
+        "teacher": teacher,
+        "percentile": percentile,
+        "percentile_threshold": report.threshold,
+        "keep_rates": report.table(),
+        "kept": sum(v.kept for v in verdicts.values()),
+        "dropped_file": str(dropped),
+        "seconds": time.perf_counter() - started,
+        "examples": examples_by_reason(collection, verdicts, by_type),
+    }
+    return summary, report

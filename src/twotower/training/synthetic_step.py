@@ -17,19 +17,16 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
 from twotower.data.collection import load_corpus
-from twotower.data.synthetic import load_synthetic_queries, query_types
 from twotower.errors import ConfigError
 from twotower.generation.base import SamplingSettings
 from twotower.generation.job import generate_queries, select_documents
-from twotower.generation.roundtrip import examples_by_reason, roundtrip_filter, write_filtered
+from twotower.generation.roundtrip import filter_file
 from twotower.generation.spec import build_generator
 from twotower.negatives.retrievers import retriever_from_spec
-from twotower.teachers.spec import load_teacher
 from twotower.training.recipe import Recipe
 
 log = logging.getLogger(__name__)
@@ -108,30 +105,17 @@ def ensure_synthetic_queries(recipe: Recipe, *, device: str | None = None) -> di
         shutil.copyfile(generated, kept)
         info["filter"] = None
     else:
-        started = time.perf_counter()
-        collection, _ = load_synthetic_queries(generated, corpus)
-        by_type = query_types(generated, set(collection.queries))
         retrievers = [retriever_from_spec(s, device=device) for s in config.filter.retrievers]
-        teacher = (
-            load_teacher(config.filter.teacher, collection=collection, device=device)
-            if config.filter.teacher
-            else None
-        )
-        verdicts, filter_report = roundtrip_filter(
-            collection,
-            by_type,
+        info["filter"], _ = filter_file(
+            generated,
+            corpus,
             retrievers,
+            kept,
             top_k=config.filter.top_k,
-            teacher=teacher,
+            teacher=config.filter.teacher,
+            teacher_options={"device": device},
             percentile=config.filter.percentile,
         )
-        write_filtered(generated, verdicts, kept)
-        info["filter"] = {
-            "keep_rates": filter_report.table(),
-            "percentile_threshold": filter_report.threshold,
-            "seconds": time.perf_counter() - started,
-            "examples": examples_by_reason(collection, verdicts, by_type),
-        }
         kept.with_name(kept.stem + ".report.json").write_text(json.dumps(info, indent=2) + "\n")
     manifest.write_text(json.dumps(wanted, indent=2) + "\n")  # last: the file is complete
     return info
