@@ -34,3 +34,8 @@ def process_rank() -> int:
 def world_size() -> int:
     """How many processes torchrun started (``$WORLD_SIZE``); 1 in a plain run."""
     return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    """Rank 0 (or a plain run): the process that writes shared files, evaluates and reports."""
+    return process_rank() == 0

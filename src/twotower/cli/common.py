@@ -22,7 +22,7 @@ except ImportError:  # pragma: no cover - older typer on click
     from click import exceptions as click_errors
 
 from twotower.errors import TwotowerError
-from twotower.settings import process_rank
+from twotower.settings import is_main_process
 
 console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -69,7 +69,7 @@ class OneLineErrors(TyperGroup):
 
 def setup_logging(verbose: bool = False) -> None:
     # Under torchrun only rank 0 reports progress; the other ranks say only what goes wrong.
-    quiet = process_rank() != 0
+    quiet = not is_main_process()
     logging.basicConfig(
         level=logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from twotower.cli.common import DeviceOpt, user_errors
-from twotower.settings import process_rank
+from twotower.settings import is_main_process
 from twotower.training.pipeline import default_run_dir, train_recipe
 from twotower.training.recipe import load_recipe
 from twotower.training.report import rich_comparison
@@ -44,7 +44,7 @@ def train_command(
     loaded = load_recipe(recipe, set_ or [])
     run_dir = output_dir or default_run_dir(loaded)
     outcome, _ = train_recipe(loaded, run_dir, resume=resume, device=device)
-    if process_rank() != 0:  # under torchrun, rank 0 reports
+    if not is_main_process():  # under torchrun, rank 0 reports
         return
     Console().print(
         f"trained {outcome.steps} steps in {outcome.seconds:.0f} s → {outcome.model_dir}"
@@ -76,7 +76,7 @@ def run_command(
     payload = run_recipe(
         loaded, run_dir, resume=resume, device=device, probe=probe, retrain=retrain
     )
-    if process_rank() != 0:  # under torchrun, rank 0 evaluates and reports
+    if not is_main_process():  # under torchrun, rank 0 evaluates and reports
         return
     console = Console()
     console.print(rich_comparison(payload["comparison"], f"{loaded.name}: base → trained"))

@@ -13,13 +13,9 @@ from contextlib import contextmanager
 import torch
 import torch.distributed as dist
 
-from twotower.settings import process_rank, world_size
+from twotower.settings import is_main_process, world_size
 
 log = logging.getLogger(__name__)
-
-
-def is_main_process() -> bool:
-    return process_rank() == 0
 
 
 def ensure_process_group(device: str | None = None) -> None:

@@ -17,9 +17,10 @@ from twotower.negatives.io import read_negatives
 from twotower.negatives.mine import RankWindow, mine_negatives
 from twotower.negatives.queries import mine_negative_queries
 from twotower.negatives.retrievers import make_retriever
+from twotower.settings import is_main_process
 from twotower.teachers.normalize import keep_queries, normalize_percentile, percentile_bounds
 from twotower.teachers.spec import build_teacher
-from twotower.training.distributed import is_main_process, main_process_first
+from twotower.training.distributed import main_process_first
 from twotower.training.examples import (
     examples_from_collection,
     examples_from_jsonl,

@@ -16,7 +16,7 @@ from twotower.evaluation.evaluate import EvalResult, evaluate_dual, evaluate_sys
 from twotower.evaluation.report import markdown_table
 from twotower.models.build import build_model
 from twotower.models.encoder import Encoder
-from twotower.training.distributed import is_main_process
+from twotower.settings import is_main_process
 from twotower.training.pipeline import finished_model, train_recipe, write_recipe
 from twotower.training.recipe import Recipe, recipe_to_yaml
 from twotower.training.report import (
