@@ -74,7 +74,9 @@ def _load_verified(path: Path) -> np.ndarray | None:
         log.warning("%s %s (corrupted or cut short): encoding again", path, why)
         return None
     try:
-        return np.load(path)
+        # Copy-on-write mapping: the pages are read as search touches them and shared with other
+        # processes mapping the same entry, and callers may still write to the array.
+        return np.load(path, mmap_mode="c")
     except (ValueError, OSError) as exc:  # a checksummed file numpy cannot read: never used
         log.warning("%s cannot be read (%s): encoding again", path, exc)
         return None
@@ -104,11 +106,17 @@ def _encode_in_chunks(
     return np.concatenate(chunks)
 
 
+def cache_path(encoder: Encoder, task: Task, content_key: str) -> Path:
+    """Where the embeddings of ``encoder`` for ``task`` of the texts keyed ``content_key`` live."""
+    return embedding_cache_dir() / f"{encoder.fingerprint_for(task)}-{content_key[:24]}.npy"
+
+
 def encode_cached(
     encoder: Encoder, texts: Sequence[str], task: Task, content_key: str, *, use_cache: bool = True
 ) -> tuple[np.ndarray, bool]:
-    """Embeddings of ``texts`` in order, and whether they came from the cache."""
-    path = embedding_cache_dir() / f"{encoder.fingerprint_for(task)}-{content_key[:24]}.npy"
+    """Embeddings of ``texts`` in order, and whether they came from the cache (memory-mapped
+    then: a corpus of 8.8M passages is not read into memory whole)."""
+    path = cache_path(encoder, task, content_key)
     if use_cache and path.is_file():
         embeddings = _load_verified(path)
         if embeddings is not None and embeddings.shape[0] == len(texts):
