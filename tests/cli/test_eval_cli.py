@@ -119,3 +119,42 @@ def test_dual_task_reverses_the_qrels(tiny_collection, tiny_model, tmp_path, mon
     assert cli.exit_code == 0 and "(dual)" in cli.output, cli.output
     refused = invoke("eval", "-m", "bm25", "-d", str(tiny_collection), "--task", "dual")
     assert refused.exit_code == 2 and "dense models only" in refused.output
+
+
+def test_eval_through_faiss_indexes_reports_recall_against_exact(
+    tiny_collection, tiny_model, tmp_path
+):
+    pytest.importorskip("faiss")
+    payloads = {}
+    for index in ("exact", "flat", "hnsw"):
+        out = tmp_path / f"{index}.json"
+        result = invoke("eval", "-m", str(tiny_model), "-d", str(tiny_collection), "-o", str(out))
+        if index != "exact":
+            result = invoke(
+                "eval",
+                "-m",
+                str(tiny_model),
+                "-d",
+                str(tiny_collection),
+                "--index",
+                index,
+                "-o",
+                str(out),
+            )
+        assert result.exit_code == 0, result.output
+        payloads[index] = json.loads(out.read_text())["results"][0]
+    exact, flat, hnsw = payloads["exact"], payloads["flat"], payloads["hnsw"]
+    assert flat["metrics"] == pytest.approx(exact["metrics"])
+    assert flat["details"]["index"] == "flat" and "index_recall" not in flat["timings"]
+    # Six documents: the graph holds them all, so nothing is lost, and the metrics are exact's.
+    assert hnsw["details"]["index"].startswith("hnsw(") and hnsw["timings"]["index_recall"] == 1.0
+    assert hnsw["metrics"] == pytest.approx(exact["metrics"])
+
+
+def test_an_index_needs_faiss_and_a_known_type(tiny_collection, tiny_model, monkeypatch):
+    result = invoke("eval", "-m", str(tiny_model), "-d", str(tiny_collection), "--index", "annoy")
+    assert result.exit_code == 2 and "--index" in result.output
+    monkeypatch.setattr("twotower.retrieval.ann.faiss_available", lambda: False)
+    result = invoke("eval", "-m", str(tiny_model), "-d", str(tiny_collection), "--index", "ivf")
+    assert result.exit_code == 2, result.output
+    assert "--index: a FAISS index needs FAISS (pip install faiss-cpu)" in result.output

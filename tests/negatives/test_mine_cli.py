@@ -118,3 +118,26 @@ def test_mine_bad_collection_file_reports_the_line(tmp_path):
         and "queries.jsonl:5 field 'text': missing required field"
         in result.output.replace("\n", "")
     )
+
+
+def test_mine_through_an_approximate_index_reports_its_recall(
+    tiny_collection, tiny_model, tmp_path
+):
+    pytest.importorskip("faiss")
+    dense = ["--retriever", "dense", "-m", str(tiny_model), "--window", "1:6", "--count", "0"]
+    exact_out, hnsw_out = tmp_path / "exact.jsonl", tmp_path / "hnsw.jsonl"
+    assert mine(tiny_collection, exact_out, *dense).exit_code == 0
+    result = mine(tiny_collection, hnsw_out, *dense, "--index", "hnsw")
+    assert result.exit_code == 0, result.output
+    output = result.output.replace("\n", "")
+    # Its own cache entry (an approximate index may find other candidates), its recall reported.
+    assert "(cached)" not in output and "recall 1.000 against exact" in output
+    collection = load_collection(tiny_collection)
+    exact, hnsw = read_negatives(exact_out, collection), read_negatives(hnsw_out, collection)
+    assert {q: set(n) for q, n in hnsw.negatives.items()} == {
+        q: set(n) for q, n in exact.negatives.items()
+    }
+    refused = mine(
+        tiny_collection, tmp_path / "q.jsonl", *dense, "--negatives", "queries", "--index", "hnsw"
+    )
+    assert refused.exit_code == 2 and "--index applies to negative documents" in refused.output

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from twotower.errors import ConfigError
-from twotower.retrieval.ann import IndexSettings, search_run
+from twotower.retrieval.ann import IndexSettings, recall_against_exact, search_run
 from twotower.retrieval.dense import exact_run
 
 pytest.importorskip("faiss")
@@ -46,3 +46,37 @@ def test_bad_index_settings_are_refused():
         IndexSettings("annoy")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="probe"):
         IndexSettings("ivf", probe=0)
+
+
+def test_the_flat_index_is_exact_and_drops_the_querys_own_document():
+    rng = np.random.default_rng(2)
+    documents = _clustered(rng, 500)
+    ids = [f"d{i}" for i in range(500)]
+    queries, qids = documents[:20], ids[:20]  # queries that are corpus documents
+    flat = search_run(qids, queries, ids, documents, 10, IndexSettings("flat"))
+    exact = exact_run(qids, queries, ids, documents, 10)
+    assert {q: set(r) for q, r in flat.items()} == {q: set(r) for q, r in exact.items()}
+    dropped = search_run(
+        qids, queries, ids, documents, 10, IndexSettings("flat"), ignore_identical_ids=True
+    )
+    expected = exact_run(qids, queries, ids, documents, 10, ignore_identical_ids=True)
+    for q in qids:
+        assert q not in dropped[q] and len(dropped[q]) == 10
+        assert set(dropped[q]) == set(expected[q])
+
+
+def test_recall_against_exact_measures_what_an_index_lost():
+    rng = np.random.default_rng(3)
+    documents, queries = _clustered(rng, 2000), _clustered(rng, 40)
+    ids, qids = [f"d{i}" for i in range(2000)], [f"q{i}" for i in range(40)]
+    exact = exact_run(qids, queries, ids, documents, 10)
+    assert recall_against_exact(exact, qids, queries, ids, documents, 10) == 1.0
+    # Half of each query's exact top 10 removed: recall 0.5, on a sample of queries too.
+    halved = {q: dict(list(ranked.items())[5:]) for q, ranked in exact.items()}
+    assert recall_against_exact(halved, qids, queries, ids, documents, 10) == 0.5
+    assert recall_against_exact(halved, qids, queries, ids, documents, 10, sample=7) == 0.5
+    one_probe = search_run(qids, queries, ids, documents, 10, IndexSettings("ivf", probe=1))
+    found = np.mean([len(set(one_probe[q]) & set(exact[q])) / 10 for q in qids])
+    assert recall_against_exact(one_probe, qids, queries, ids, documents, 10) == pytest.approx(
+        found
+    )

@@ -89,3 +89,26 @@ def test_override_typo(tmp_path):
 def test_invalid_yaml(tmp_path):
     with pytest.raises(ConfigError, match=r"r.yaml:3: invalid YAML"):
         load_recipe(write(tmp_path, "model:\n  name: [unclosed\n"))
+
+
+def test_one_index_setting_for_mining_evaluation_and_refresh(tmp_path, monkeypatch):
+    from twotower.retrieval.ann import IndexSettings
+    from twotower.training import recipe as recipe_module
+
+    monkeypatch.setattr(recipe_module, "faiss_available", lambda: True)
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        "negatives: {source: dense, count: 1, index: ivf, ivf_lists: 64, ivf_probe: 8}\n"
+        "eval: {index: flat}\n"
+    )
+    recipe = load_recipe(path)
+    assert recipe.negatives.index_settings() == IndexSettings("ivf", lists=64, probe=8)
+    assert recipe.eval.index_settings() == IndexSettings("flat")
+    assert recipe.refresh.index_settings() == IndexSettings("exact")
+    path.write_text("negatives: {source: bm25, count: 1, index: hnsw}\n")
+    with pytest.raises(ConfigError, match="negatives.index searches dense embeddings"):
+        load_recipe(path)
+    monkeypatch.setattr(recipe_module, "faiss_available", lambda: False)
+    path.write_text("eval: {index: hnsw}\n")
+    with pytest.raises(ConfigError, match=r"eval.index: .*pip install faiss-cpu"):
+        load_recipe(path)

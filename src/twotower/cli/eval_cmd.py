@@ -18,6 +18,13 @@ from twotower.cli.common import (
     user_errors,
     write_json,
 )
+from twotower.cli.index_options import (
+    HnswNeighborsOpt,
+    IndexOpt,
+    IvfListsOpt,
+    IvfProbeOpt,
+    index_settings,
+)
 from twotower.data import load_collection
 from twotower.evaluation import DEFAULT_METRICS, evaluate_dual, evaluate_systems
 from twotower.evaluation.metrics import parse_metric
@@ -70,6 +77,10 @@ def eval_command(
             " split's queries; dense models only)"
         ),
     ] = "retrieval",
+    index: IndexOpt = "exact",
+    ivf_lists: IvfListsOpt = None,
+    ivf_probe: IvfProbeOpt = 16,
+    hnsw_neighbors: HnswNeighborsOpt = 32,
 ) -> None:
     """Evaluate retrievers with trec_eval metrics (pytrec_eval) on judged queries."""
     metric_list = [m.strip() for m in metrics.split(",") if m.strip()]
@@ -83,6 +94,9 @@ def eval_command(
         raise typer.BadParameter("the dual task takes dense models only", param_hint="--task")
     if precision not in ("fp32", "bf16", "auto"):
         raise typer.BadParameter("--precision must be fp32, bf16 or auto")
+    search = index_settings(index, ivf_lists, ivf_probe, hnsw_neighbors)
+    if task == "dual" and search.type != "exact":
+        raise typer.BadParameter("the dual task searches exactly", param_hint="--index")
     dense_names = [m for m in model if m.lower() != "bm25"]
     want_bm25 = len(dense_names) < len(model)
     started = time.perf_counter()
@@ -107,6 +121,7 @@ def eval_command(
             metrics=metric_list,
             ignore_identical_ids=ignore_identical_ids,
             use_cache=cache,
+            index=search,
         )
     Console().print()
     print_results(results, Console())

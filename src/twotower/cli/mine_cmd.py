@@ -17,6 +17,13 @@ from twotower.cli.common import (
     SeedOpt,
     user_errors,
 )
+from twotower.cli.index_options import (
+    HnswNeighborsOpt,
+    IndexOpt,
+    IvfListsOpt,
+    IvfProbeOpt,
+    index_settings,
+)
 from twotower.data import load_collection
 from twotower.errors import ConfigError
 from twotower.negatives import (
@@ -83,6 +90,10 @@ def mine_command(
             "--cache/--no-cache", help="reuse cached tables, embeddings and teacher scores"
         ),
     ] = True,
+    index: IndexOpt = "exact",
+    ivf_lists: IvfListsOpt = None,
+    ivf_probe: IvfProbeOpt = 16,
+    hnsw_neighbors: HnswNeighborsOpt = 32,
 ) -> None:
     """Mine hard negatives from a rank window, never a positive, deterministic for a seed."""
     if negatives not in ("documents", "queries"):
@@ -104,6 +115,9 @@ def mine_command(
         else RankWindow(10, 100)
     )
     count = (20 if for_queries else 8) if count is None else count
+    search = index_settings(index, ivf_lists, ivf_probe, hnsw_neighbors)
+    if for_queries and search.type != "exact":
+        raise ConfigError("--index applies to negative documents (queries are searched exactly)")
     collection = load_collection(data, split, data_dir)
     ranker = make_retriever(
         retriever,
@@ -113,6 +127,7 @@ def mine_command(
         device=device,
         batch_size=batch_size,
         max_length=max_length,
+        index=search,
     )
     if for_queries:
         table, stats = mine_negative_queries(
@@ -149,6 +164,8 @@ def mine_command(
     details = [f"{stats.short} with fewer than {count}"] if count and stats.short else []
     if stats.false_negatives:
         details.append(f"{stats.false_negatives} false negatives dropped")
+    if stats.index_recall is not None:
+        details.append(f"{search.describe()} index, recall {stats.index_recall:.3f} against exact")
     if stats.skipped:
         details.append(f"{stats.skipped} queries without a positive in the corpus skipped")
     extra = f" ({'; '.join(details)})" if details else ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -11,9 +12,12 @@ from twotower.evaluation.metrics import DEFAULT_METRICS, evaluate_run, max_cutof
 from twotower.models.embedding_cache import encode_corpus, encode_queries
 from twotower.models.encoder import Encoder
 from twotower.retrieval import Run
+from twotower.retrieval.ann import IndexSettings, recall_against_exact, search_run
 from twotower.retrieval.bm25 import BM25
 from twotower.retrieval.dense import exact_run
 from twotower.retrieval.fusion import FUSION_DEPTH, check_alpha, fuse
+
+log = logging.getLogger(__name__)
 
 # Depth of the ranking kept per query: enough for every metric cut-off.
 MIN_DEPTH = 100
@@ -65,7 +69,10 @@ def dense_run(
     timings: dict[str, float],
     *,
     use_cache: bool = True,
+    index: IndexSettings = IndexSettings(),
 ) -> Run:
+    """The encoder's top ``depth`` for the judged queries, exactly or through ``index``; an
+    approximate index's recall against exact search goes to ``timings["index_recall"]``."""
     start = time.perf_counter()
     documents, cached = encode_corpus(encoder, collection.corpus, use_cache=use_cache)
     timings["corpus_encode_s"] = time.perf_counter() - start
@@ -76,15 +83,21 @@ def dense_run(
     timings["queries_cached"] = float(queries_cached)
     timings["query_encode_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    run = exact_run(
-        ids,
-        queries,
-        collection.corpus.ids,
-        documents,
-        depth,
-        ignore_identical_ids=ignore_identical_ids,
-    )
+    found = (ids, queries, collection.corpus.ids, documents, depth)
+    run = search_run(*found, index, ignore_identical_ids=ignore_identical_ids)
     timings["search_s"] = time.perf_counter() - start
+    if index.approximate:
+        timings["index_recall"] = recall_against_exact(
+            run, *found, ignore_identical_ids=ignore_identical_ids
+        )
+        log.info(
+            "%s on %s: %s index, recall@%d against exact search %.3f",
+            encoder.name,
+            collection.path.name,
+            index.describe(),
+            depth,
+            timings["index_recall"],
+        )
     return run
 
 
@@ -166,8 +179,10 @@ def evaluate_systems(
     metrics: tuple[str, ...] | list[str] = DEFAULT_METRICS,
     ignore_identical_ids: bool | None = None,
     use_cache: bool = True,
+    index: IndexSettings = IndexSettings(),
 ) -> list[EvalResult]:
-    """BM25 (if asked), each dense encoder, and each encoder fused with BM25 (if ``fusion``)."""
+    """BM25 (if asked), each dense encoder, and each encoder fused with BM25 (if ``fusion``);
+    ``index``: how the dense models search (exact by default)."""
     if fusion == "linear":
         check_alpha(alpha)  # before any encoding, not after
     depth = max(MIN_DEPTH, max_cutoff(metrics))
@@ -189,13 +204,20 @@ def evaluate_systems(
         timings = {}
         start = time.perf_counter()
         run = dense_run(
-            encoder, collection, depth, ignore_identical_ids, timings, use_cache=use_cache
+            encoder,
+            collection,
+            depth,
+            ignore_identical_ids,
+            timings,
+            use_cache=use_cache,
+            index=index,
         )
         timings["total_s"] = time.perf_counter() - start
         details = {
             "model": encoder.name,
             "fingerprint": encoder.fingerprint,
             "max_length": encoder.max_length,
+            "index": index.describe(),
         }
         results.append(score(run, collection, encoder.name, metrics, timings, **details))
         if fusion and bm25_cache is not None:

@@ -68,6 +68,7 @@ class MiningStats:
     false_negatives: int = 0  # dropped by the teacher filter
     teacher_pairs: int = 0  # pairs scored by the teacher (cached ones included)
     skipped: int = 0  # queries without a positive in the corpus
+    index_recall: float | None = None  # an approximate index's recall against exact search
     seconds: float = 0.0
     cached: bool = False
 
@@ -141,7 +142,10 @@ def mine_negatives(
         for qid in query_ids
     }
     stats = MiningStats(
-        anchors=len(query_ids), skipped=skipped, candidates=sum(len(p) for p in pools.values())
+        anchors=len(query_ids),
+        skipped=skipped,
+        candidates=sum(len(p) for p in pools.values()),
+        index_recall=retriever.last_recall,
     )
     if teacher is None:
         kept = first_of_each(pools, count)

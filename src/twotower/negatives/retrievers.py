@@ -1,4 +1,5 @@
-"""First-stage retrievers for mining: BM25, a dense model (exact search), or their fusion.
+"""First-stage retrievers for mining: BM25, a dense model (exact search or a FAISS index), or their
+fusion.
 
 Each returns a :data:`~twotower.retrieval.Run` whose per-query dicts are ordered best first.
 ``run`` ranks corpus documents for queries (hard negative documents); ``run_reverse`` ranks
@@ -10,6 +11,7 @@ encoder (with its embedding cache), so they sit above data and models; the searc
 from __future__ import annotations
 
 import hashlib
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
@@ -18,9 +20,12 @@ from twotower.errors import ConfigError
 from twotower.models.embedding_cache import encode_corpus, encode_queries
 from twotower.models.encoder import Encoder
 from twotower.retrieval import Run
+from twotower.retrieval.ann import IndexSettings, recall_against_exact, search_run
 from twotower.retrieval.bm25 import BM25
 from twotower.retrieval.dense import exact_run
 from twotower.retrieval.fusion import check_alpha, linear_fusion
+
+log = logging.getLogger(__name__)
 
 # Each system's list depth before a mining fusion. Not the evaluation's FUSION_DEPTH (1,000):
 # from 1,000 each the fused order moves enough that other negatives are drawn (SciFact train,
@@ -30,6 +35,8 @@ MINING_FUSION_DEPTH = 100
 
 class Retriever(ABC):
     name: str
+    # Recall against exact search of the last run through an approximate index; None otherwise.
+    last_recall: float | None = None
 
     @property
     @abstractmethod
@@ -93,31 +100,43 @@ class BM25Retriever(Retriever):
 
 
 class DenseRetriever(Retriever):
-    """Exact inner-product search with any :class:`Encoder`; corpus embeddings come from (and go
-    to) the embedding cache that evaluation uses."""
+    """Inner-product search with any :class:`Encoder`, exact or through the FAISS index of
+    ``index`` (documents ranked by queries; the reverse direction, over a split's queries, is
+    always exact); corpus embeddings come from (and go to) the embedding cache that evaluation
+    uses. After an approximate search, ``last_recall`` holds its recall against exact search."""
 
-    def __init__(self, encoder: Encoder, *, use_cache: bool = True) -> None:
+    def __init__(
+        self, encoder: Encoder, *, use_cache: bool = True, index: IndexSettings = IndexSettings()
+    ) -> None:
         self.encoder = encoder
         self.name = str(encoder.name)
         self.use_cache = use_cache
+        self.index = index
 
     @property
     def fingerprint(self) -> str:
-        return f"dense-{self.encoder.fingerprint}"
+        # An approximate index finds other candidates: its tables are cached apart.
+        suffix = f"-{self.index.describe()}" if self.index.approximate else ""
+        return f"dense-{self.encoder.fingerprint}{suffix}"
 
     def run(self, collection, query_ids, depth, *, ignore_identical_ids=False):
         documents, _ = encode_corpus(self.encoder, collection.corpus, use_cache=self.use_cache)
         queries, _ = encode_queries(
             self.encoder, [collection.queries[q] for q in query_ids], use_cache=self.use_cache
         )
-        return exact_run(
-            query_ids,
-            queries,
-            collection.corpus.ids,
-            documents,
-            depth,
-            ignore_identical_ids=ignore_identical_ids,
-        )
+        found = (query_ids, queries, collection.corpus.ids, documents, depth)
+        run = search_run(*found, self.index, ignore_identical_ids=ignore_identical_ids)
+        if self.index.approximate:
+            self.last_recall = recall_against_exact(
+                run, *found, ignore_identical_ids=ignore_identical_ids
+            )
+            log.info(
+                "%s index: recall@%d against exact search %.3f",
+                self.index.describe(),
+                depth,
+                self.last_recall,
+            )
+        return run
 
     def run_reverse(self, collection, doc_ids, query_ids, depth):
         documents, _ = encode_corpus(self.encoder, collection.corpus, use_cache=self.use_cache)
@@ -139,10 +158,11 @@ class FusionRetriever(Retriever):
         alpha: float = 0.5,
         use_cache: bool = True,
         bm25: BM25Retriever | None = None,
+        index: IndexSettings = IndexSettings(),
     ) -> None:
         check_alpha(alpha)
         self.bm25 = bm25 or BM25Retriever()
-        self.dense = DenseRetriever(encoder, use_cache=use_cache)
+        self.dense = DenseRetriever(encoder, use_cache=use_cache, index=index)
         self.alpha = alpha
         self.name = f"bm25+{encoder.name}"
 
@@ -159,6 +179,7 @@ class FusionRetriever(Retriever):
         second = self.dense.run(
             collection, query_ids, inner, ignore_identical_ids=ignore_identical_ids
         )
+        self.last_recall = self.dense.last_recall
         return linear_fusion(first, second, self.alpha, k=depth)
 
     def run_reverse(self, collection, doc_ids, query_ids, depth):
@@ -178,12 +199,16 @@ def make_retriever(
     batch_size: int = 64,
     max_length: int | None = None,
     precision: str = "auto",
+    index: IndexSettings = IndexSettings(),
 ) -> Retriever:
-    """``bm25``, ``dense`` (needs ``model``) or ``fusion`` (BM25 + ``model``)."""
+    """``bm25``, ``dense`` (needs ``model``) or ``fusion`` (BM25 + ``model``); ``index``: how the
+    dense side searches."""
     kind = kind.lower()
     if kind == "bm25":
         if model is not None:
             raise ConfigError("--retriever bm25 takes no --model (use dense or fusion)")
+        if index.type != "exact":
+            raise ConfigError("--index searches dense embeddings; --retriever bm25 has none")
         return BM25Retriever()
     if kind not in ("dense", "fusion"):
         raise ConfigError(f"unknown retriever '{kind}' (bm25, dense or fusion)")
@@ -197,8 +222,8 @@ def make_retriever(
         )
     )
     if kind == "dense":
-        return DenseRetriever(encoder, use_cache=use_cache)
-    return FusionRetriever(encoder, alpha=alpha, use_cache=use_cache)
+        return DenseRetriever(encoder, use_cache=use_cache, index=index)
+    return FusionRetriever(encoder, alpha=alpha, use_cache=use_cache, index=index)
 
 
 def parse_retriever_spec(spec: str) -> tuple[str, str | None]:

@@ -63,7 +63,13 @@ def _teacher(recipe: Recipe, collection: Collection | None, device: str | None):
 def _retriever(recipe: Recipe, source: str, device: str | None):
 
     model = None if source == "bm25" else (recipe.negatives.model or recipe.model.name)
-    return make_retriever(source, model, alpha=recipe.negatives.alpha, device=device)
+    return make_retriever(
+        source,
+        model,
+        alpha=recipe.negatives.alpha,
+        device=device,
+        index=recipe.negatives.index_settings(),
+    )
 
 
 def _file_width(examples, count: int | None, info: dict[str, Any]) -> int:

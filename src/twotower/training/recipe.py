@@ -23,11 +23,38 @@ from twotower.generation.prompts import (
 )
 from twotower.losses.spec import LossSpec, build_loss, parse_loss_specs
 from twotower.negatives.retrievers import parse_retriever_spec
-from twotower.retrieval.ann import faiss_available
+from twotower.retrieval.ann import IndexSettings, faiss_available
 
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class IndexFields(Section):
+    """How a section searches a corpus: ``exact`` (ours, no FAISS needed), or through FAISS:
+    ``flat`` (exact, faster on a CPU), ``ivf`` (ivf_lists k-means cells, ivf_probe visited per
+    query) or ``hnsw`` (hnsw_neighbors links per node) for corpora beyond exact search; see
+    twotower.retrieval.ann."""
+
+    index: Literal["exact", "flat", "ivf", "hnsw"] = "exact"
+    ivf_lists: int | None = Field(None, gt=0)  # None: 4·√(corpus size)
+    ivf_probe: int = Field(16, gt=0)
+    hnsw_neighbors: int = Field(32, ge=2)
+
+    @field_validator("index")
+    @classmethod
+    def _index(cls, value: str) -> str:
+        if value != "exact" and not faiss_available():
+            raise ValueError(f"index {value} needs FAISS (pip install faiss-cpu)")
+        return value
+
+    def index_settings(self) -> IndexSettings:
+        return IndexSettings(
+            self.index,  # type: ignore[arg-type]
+            lists=self.ivf_lists,
+            probe=self.ivf_probe,
+            neighbors=self.hnsw_neighbors,
+        )
 
 
 class ModelConfig(Section):
@@ -82,7 +109,10 @@ class TrainDataConfig(Section):
         return self
 
 
-class NegativesConfig(Section):
+class NegativesConfig(IndexFields):
+    """Hard negatives mined once before training; ``index`` is how a dense or fused retriever
+    searches the corpus (see IndexFields)."""
+
     source: Literal["none", "bm25", "dense", "fusion", "file"] = "none"
     model: str | None = None  # dense / fusion retriever; default: the model being trained
     file: str | None = None  # source file: a negatives JSONL (twotower mine), used as it is
@@ -111,6 +141,10 @@ class NegativesConfig(Section):
             raise ValueError(
                 "negatives.false_negative_margin filters while mining; a negatives file is used as it"
                 " is: filter it with `twotower mine --teacher ... --margin ...`"
+            )
+        if self.index != "exact" and self.source in ("bm25", "file"):
+            raise ValueError(
+                f"negatives.index searches dense embeddings; source {self.source} has none"
             )
         return self
 
@@ -162,7 +196,7 @@ class OptimConfig(Section):
     wise_ft: float | None = Field(None, gt=0, le=1)
 
 
-class RefreshConfig(Section):
+class RefreshConfig(IndexFields):
     """ANCE/DANCE: hard negatives (and negative queries) re-mined from the weights being trained,
     beside the trainer (twotower.training.refresh). ``async``: training never waits; ``sync``:
     training waits for each round (the baseline for the overhead); ``off``: mined once."""
@@ -172,13 +206,7 @@ class RefreshConfig(Section):
     every_steps: int | None = Field(None, gt=0)
     # Share of the training queries a round refreshes (ANCE refreshes in chunks); 1: all.
     fraction: float = Field(1.0, gt=0, le=1)
-    depth: int = Field(200, gt=0)  # search depth of a round
-    # exact (ANCE's own choice), or a FAISS index for large corpora: ivf (ivf_lists cells, ivf_probe
-    # visited per query) or hnsw (hnsw_neighbors links per node); see twotower.retrieval.ann.
-    index: Literal["exact", "ivf", "hnsw"] = "exact"
-    ivf_lists: int | None = Field(None, gt=0)  # None: 4·√(corpus size)
-    ivf_probe: int = Field(16, gt=0)
-    hnsw_neighbors: int = Field(32, ge=2)
+    depth: int = Field(200, gt=0)  # search depth of a round (index: exact is ANCE's own choice)
     # Candidates kept per query / per positive document; None: 4 x negatives.count / max(20, M).
     negatives_per_query: int | None = Field(None, gt=0)
     negative_queries_per_document: int | None = Field(None, gt=0)
@@ -202,13 +230,6 @@ class RefreshConfig(Section):
             raise ValueError(
                 f"{info.field_name} must be [first, last] with 1 <= first <= last, got {list(value)}"
             )
-        return value
-
-    @field_validator("index")
-    @classmethod
-    def _index(cls, value: str) -> str:
-        if value != "exact" and not faiss_available():
-            raise ValueError(f"index {value} needs FAISS (pip install faiss-cpu)")
         return value
 
     @field_validator("device")
@@ -298,7 +319,10 @@ class SyntheticConfig(Section):
         return self
 
 
-class EvalConfig(Section):
+class EvalConfig(IndexFields):
+    """What ``twotower run`` evaluates, and how (``index``: see IndexFields; an approximate
+    index's recall against exact search is reported beside the metrics)."""
+
     collections: list[str] = Field(default_factory=lambda: ["scifact"])
     split: str = "test"
     metrics: list[str] = Field(

@@ -204,7 +204,7 @@ def compute_round(request: RoundRequest, collection: Collection) -> tuple[dict, 
         run = search_run(
             request.query_ids, queries[subset], corpus.ids, documents, request.depth, index
         )
-        if index.type != "exact":
+        if index.approximate:
             stats.notes.append(f"{index.type} index (FAISS): the candidates are approximate")
         pools = {
             q: shuffled_candidates(run.get(q, {}), window, collection.positives(q), request.seed, q)

@@ -98,7 +98,11 @@ def run_recipe(
     for collection in collections:
         if "retrieval" in recipe.eval.tasks:
             results += evaluate_systems(
-                collection, encoders=encoders, bm25=recipe.eval.bm25, metrics=recipe.eval.metrics
+                collection,
+                encoders=encoders,
+                bm25=recipe.eval.bm25,
+                metrics=recipe.eval.metrics,
+                index=recipe.eval.index_settings(),
             )
         if "dual" in recipe.eval.tasks:
             dual += evaluate_dual(collection, encoders, metrics=recipe.eval.metrics)
