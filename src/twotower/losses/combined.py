@@ -55,6 +55,9 @@ class CombinedLoss(EmbeddingLoss):
             name if names[:i].count(name) == 0 else f"{name}_{names[:i].count(name) + 1}"
             for i, name in enumerate(names)
         )
+        # The detached value of each computed term in the last call, for a report of a
+        # non-finite total that names the term at fault; read it, never write it.
+        self.last_terms: dict[str, Tensor] = {}
         if layout is not None:
             self.check_layout(layout)
 
@@ -75,12 +78,15 @@ class CombinedLoss(EmbeddingLoss):
     def compute_loss_from_embeddings(self, batch: EmbeddingBatch) -> Tensor:
         batch.validate()
         total: Tensor | None = None
-        for w, loss in zip(self.weights, self.losses, strict=True):
+        terms: dict[str, Tensor] = {}
+        for name, w, loss in zip(self.term_names, self.weights, self.losses, strict=True):
             if w == 0:  # a term switched off is not computed at all
                 continue
-            term = w * loss.compute_loss_from_embeddings(batch)
-            total = term if total is None else total + term
+            value = loss.compute_loss_from_embeddings(batch)
+            terms[name] = value.detach()
+            total = w * value if total is None else total + w * value
         assert total is not None
+        self.last_terms = terms
         return total
 
     def get_config_dict(self) -> dict[str, Any]:

@@ -179,6 +179,10 @@ class ListwiseKLLoss(EmbeddingLoss):
         idx = batch.anchor_index()
         cand, mask, teacher, ids = self.candidate_list(batch)
         r, p = teacher.shape
+        if p == 0:
+            raise BatchShapeError(
+                "listwise_kl: batch.candidates is empty (P = 0); each query needs a candidate list"
+            )
         teacher = teacher.detach()
         valid = torch.isfinite(teacher)
         if mask is not None:

@@ -144,6 +144,11 @@ class MarginMSELoss(EmbeddingLoss):
         for name in ("hard_negatives", "teacher_positive_scores", "teacher_negative_scores"):
             if getattr(batch, name) is None:
                 raise BatchShapeError(f"margin_mse: batch.{name} is required")
+        if batch.hard_negatives.shape[1] == 0:  # the mean over no pairs would be NaN
+            raise BatchShapeError(
+                "margin_mse: batch.hard_negatives is empty (K = 0); Margin-MSE needs at least one"
+                " hard negative per query"
+            )
         q = prepare(batch.queries[sl], self.similarity)
         d = prepare(batch.positives[sl], self.similarity)
         h = prepare(batch.hard_negatives[sl], self.similarity)
@@ -165,6 +170,11 @@ class MarginMSELoss(EmbeddingLoss):
                 raise BatchShapeError(
                     "margin_mse dual (mined): batch.negative_queries and batch.teacher_negative_query_scores"
                     " are required"
+                )
+            if batch.negative_queries.shape[1] == 0:
+                raise BatchShapeError(
+                    "margin_mse dual (mined): batch.negative_queries is empty (M = 0); the dual term"
+                    " needs at least one negative query per document"
                 )
             nq = prepare(batch.negative_queries[sl], self.similarity)
             s_dneg = torch.einsum("nd,nmd->nm", d, nq)  # s(d_i, q_i^-(m))
