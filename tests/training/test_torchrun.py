@@ -1,5 +1,6 @@
 """A 2-process torchrun (gloo, CPU) of `twotower run`: rank 0 mines, saves, evaluates and
-reports once; the other rank reads rank 0's caches and only trains."""
+reports once; the other rank reads rank 0's caches and only trains. Both encode the corpus,
+half each, for mining and for evaluation."""
 
 import os
 import subprocess
@@ -39,6 +40,12 @@ def test_a_two_process_run_writes_one_model_one_cache_entry_and_one_report(tmp_p
     assert (run / "report.md").is_file() and (run / "results.json").is_file()
     assert len(list((cache / "negatives").glob("*.jsonl"))) == 1
     assert log.count("base → trained") == 1  # one evaluation table, from rank 0
+    # Corpus encodings are sharded: rank 0 encodes documents 0–3 of 6 (rank 1 the rest, logging
+    # nothing), for mining and then for the base and trained models; mining and evaluation
+    # then read rank 0's cache entries.
+    assert log.count("rank 0 encodes documents 0–3 of 6") == 3, log[-3000:]
+    corpus_entries = [p for p in (cache / "embeddings").glob("*.npy") if p.stat().st_size]
+    assert all(p.with_name(p.name + ".sha256").is_file() for p in corpus_entries)
 
 
 def test_the_command_runs_as_a_module():

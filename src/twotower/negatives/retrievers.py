@@ -37,6 +37,8 @@ class Retriever(ABC):
     name: str
     # Recall against exact search of the last run through an approximate index; None otherwise.
     last_recall: float | None = None
+    # The encoder whose corpus embeddings the retriever searches; None for BM25.
+    dense_encoder: Encoder | None = None
 
     @property
     @abstractmethod
@@ -108,7 +110,7 @@ class DenseRetriever(Retriever):
     def __init__(
         self, encoder: Encoder, *, use_cache: bool = True, index: IndexSettings = IndexSettings()
     ) -> None:
-        self.encoder = encoder
+        self.encoder = self.dense_encoder = encoder
         self.name = str(encoder.name)
         self.use_cache = use_cache
         self.index = index
@@ -163,6 +165,7 @@ class FusionRetriever(Retriever):
         check_alpha(alpha)
         self.bm25 = bm25 or BM25Retriever()
         self.dense = DenseRetriever(encoder, use_cache=use_cache, index=index)
+        self.dense_encoder = encoder
         self.alpha = alpha
         self.name = f"bm25+{encoder.name}"
 

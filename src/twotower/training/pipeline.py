@@ -11,16 +11,17 @@ from typing import Any
 
 import numpy as np
 
-from twotower.data.collection import Collection
+from twotower.data.collection import Collection, load_corpus
 from twotower.errors import ConfigError
+from twotower.models.sharded_encoding import encode_corpus_sharded
 from twotower.negatives.io import read_negatives
 from twotower.negatives.mine import RankWindow, mine_negatives
 from twotower.negatives.queries import mine_negative_queries
 from twotower.negatives.retrievers import make_retriever
-from twotower.settings import is_main_process
+from twotower.settings import is_main_process, world_size
 from twotower.teachers.normalize import keep_queries, normalize_percentile, percentile_bounds
 from twotower.teachers.spec import build_teacher
-from twotower.training.distributed import main_process_first
+from twotower.training.distributed import ensure_process_group, main_process_first
 from twotower.training.examples import (
     examples_from_collection,
     examples_from_jsonl,
@@ -84,8 +85,33 @@ def _file_width(examples, count: int | None, info: dict[str, Any]) -> int:
     return width
 
 
-def prepare_rows(recipe: Recipe, *, device: str | None = None) -> PreparedData:
-    """The training rows of the recipe: examples, negatives tables, teacher scores."""
+def _mining_retriever(recipe: Recipe, device: str | None):
+    """The dense or fused retriever the recipe mines with (hard negatives, or DANCE's negative
+    queries where no other retriever mines), or None."""
+    neg = recipe.negatives
+    if recipe.train.pairs:
+        return None
+    if neg.source in ("dense", "fusion"):
+        return _retriever(recipe, neg.source, device)
+    if neg.source in ("none", "file") and neg.negative_queries > 0:
+        return _retriever(recipe, "dense", device)
+    return None
+
+
+def encode_mining_corpus_across_ranks(recipe: Recipe, device: str | None):
+    """Under torchrun, before rank 0 mines: every rank encodes a slice of the training corpus
+    into rank 0's embedding cache (:func:`encode_corpus_sharded`), so mining encodes nothing.
+    Returns the retriever to mine with (None where the recipe mines with none or BM25)."""
+    retriever = _mining_retriever(recipe, device)
+    if retriever is not None and world_size() > 1:
+        ensure_process_group(device)
+        encode_corpus_sharded(retriever.dense_encoder, load_corpus(recipe.train.data).corpus)
+    return retriever
+
+
+def prepare_rows(recipe: Recipe, *, device: str | None = None, retriever=None) -> PreparedData:
+    """The training rows of the recipe: examples, negatives tables, teacher scores;
+    ``retriever``: the one :func:`_mining_retriever` names, built already."""
 
     info: dict[str, Any] = {}
     started = time.perf_counter()
@@ -104,7 +130,6 @@ def prepare_rows(recipe: Recipe, *, device: str | None = None) -> PreparedData:
         examples = examples_from_collection(collection, recipe.train.max_examples)
         count = 0 if neg.source == "none" else (1 if neg.count is None else neg.count)
     teacher = _teacher(recipe, collection, device)
-    retriever = None
     if count > 0 and collection is not None:
         if neg.source == "file":  # mined earlier (twotower mine) or by another tool
             documents = read_negatives(neg.file, collection, kind="documents")
@@ -114,7 +139,7 @@ def prepare_rows(recipe: Recipe, *, device: str | None = None) -> PreparedData:
                 "negatives": documents.total(),
             }
         else:
-            retriever = _retriever(recipe, neg.source, device)
+            retriever = retriever or _retriever(recipe, neg.source, device)
             pool = documents_to_mine(count, frozen=not recipe.model.train_document_tower)
             documents, stats = mine_negatives(
                 collection,
@@ -262,9 +287,10 @@ def train_recipe(
     main = is_main_process()
     if main:
         write_recipe(recipe, run_dir)
+    retriever = encode_mining_corpus_across_ranks(recipe, device)
     with main_process_first(device):  # rank 0 mines and scores; the others read its caches
         synthetic = ensure_synthetic_queries(recipe, device=device)
-        data = prepare_rows(recipe, device=device)
+        data = prepare_rows(recipe, device=device, retriever=retriever)
     if synthetic:
         data.info["synthetic_step"] = synthetic
     if main:

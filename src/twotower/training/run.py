@@ -16,7 +16,9 @@ from twotower.evaluation.evaluate import EvalResult, evaluate_dual, evaluate_sys
 from twotower.evaluation.report import markdown_table
 from twotower.models.build import build_model
 from twotower.models.encoder import Encoder
-from twotower.settings import is_main_process
+from twotower.models.sharded_encoding import encode_corpus_sharded
+from twotower.settings import is_main_process, world_size
+from twotower.training.distributed import ensure_process_group
 from twotower.training.pipeline import finished_model, train_recipe, write_recipe
 from twotower.training.recipe import Recipe, recipe_to_yaml
 from twotower.training.report import (
@@ -77,11 +79,7 @@ def run_recipe(
             "resumed_from": outcome.resumed_from,
             **data.info,
         }
-    if not is_main_process():  # evaluation, the report and results are rank 0's
-        return {"model_dir": str(model_dir), "train": train_info}
-    write_recipe(recipe, run_dir)
     timings["train_s"] = time.perf_counter() - started
-
     start = time.perf_counter()
     encoders = []
     if recipe.eval.base_model:
@@ -91,9 +89,16 @@ def run_recipe(
             str(model_dir), device=device, batch_size=recipe.eval.batch_size, name=TRAINED
         )
     )
-    results: list[EvalResult] = []
-
     collections = [load_collection(name, recipe.eval.split) for name in recipe.eval.collections]
+    if world_size() > 1:  # every rank encodes a slice of each corpus into rank 0's cache
+        ensure_process_group(device)
+        for collection in collections:
+            for encoder in encoders:
+                encode_corpus_sharded(encoder, collection.corpus)
+    if not is_main_process():  # evaluation, the report and results are rank 0's
+        return {"model_dir": str(model_dir), "train": train_info}
+    write_recipe(recipe, run_dir)
+    results: list[EvalResult] = []
     dual: list[EvalResult] = []
     for collection in collections:
         if "retrieval" in recipe.eval.tasks:
