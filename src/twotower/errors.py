@@ -1,4 +1,9 @@
-"""Errors that reach the user as one clear line (the CLI exits with status 2)."""
+"""Errors that reach the user as one clear line.
+
+The CLI exits with status 2 for a :class:`TwotowerError` (input or configuration the user can
+fix) and with status 3 for a :class:`TrainingFault` (the run itself failed; nothing was wrong
+with its input).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,10 @@ from pathlib import Path
 
 class TwotowerError(Exception):
     """Base class: anything the user can fix (bad input, bad configuration)."""
+
+
+class TrainingFault(Exception):
+    """Training stopped on a numerical fault (a non-finite loss); its checkpoints are kept."""
 
 
 class InputError(TwotowerError):

@@ -1,4 +1,5 @@
-"""What every command shares: logging, one-line errors with exit status 2, JSON output."""
+"""What every command shares: logging, one-line errors (exit status 2, 3 for a training fault),
+JSON output."""
 
 from __future__ import annotations
 
@@ -21,10 +22,11 @@ try:  # typer >= 0.22 carries its own copy of click
 except ImportError:  # pragma: no cover - older typer on click
     from click import exceptions as click_errors
 
-from twotower.errors import TwotowerError
+from twotower.errors import TrainingFault, TwotowerError
 from twotower.settings import is_main_process
 
 console = Console(stderr=True)
+EXIT_TRAINING_FAULT = 3  # not 2: the input was fine, the run failed (see twotower.errors)
 F = TypeVar("F", bound=Callable[..., Any])
 
 # Options several commands share, each validated where it is parsed.
@@ -90,7 +92,8 @@ def setup_logging(verbose: bool = False) -> None:
 
 
 def user_errors(func: F) -> F:
-    """Turn a :class:`TwotowerError` (and a missing file) into one red line and exit status 2."""
+    """Turn a :class:`TwotowerError` (and a missing file) into one red line and exit status 2,
+    a :class:`TrainingFault` into one red line and exit status 3."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -99,6 +102,9 @@ def user_errors(func: F) -> F:
         except TwotowerError as exc:
             print_error(str(exc))
             raise typer.Exit(2) from None
+        except TrainingFault as exc:
+            print_error(str(exc))
+            raise typer.Exit(EXIT_TRAINING_FAULT) from None
         except FileNotFoundError as exc:
             print_error(f"{exc.filename}: no such file" if exc.filename else str(exc))
             raise typer.Exit(2) from None

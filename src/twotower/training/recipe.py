@@ -194,6 +194,9 @@ class OptimConfig(Section):
     logging_steps: int = Field(5, gt=0)
     # WiSE-FT (Wortsman et al. 2022): final weights = a * fine-tuned + (1 - a) * base.
     wise_ft: float | None = Field(None, gt=0, le=1)
+    # Optimizer steps with a NaN or infinite loss to skip (no update) before training stops;
+    # 0: stop at the first (twotower.training.nonfinite).
+    skip_nonfinite_batches: int = Field(0, ge=0)
 
 
 class RefreshConfig(IndexFields):

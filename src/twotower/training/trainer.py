@@ -19,6 +19,7 @@ from twotower.models.embedding_cache import encode_corpus
 from twotower.models.encoder import Encoder, bf16_supported, route_modules
 from twotower.settings import world_size
 from twotower.training.examples import is_query_column
+from twotower.training.nonfinite import NonFiniteLossGuard
 from twotower.training.recipe import Recipe
 from twotower.training.refresh import RefreshCallback, Refresher
 from twotower.training.rows import RowsCollator, TrainingRows
@@ -265,7 +266,10 @@ def train_model(
         raise ConfigError("no training example has the requested number of negatives")
     base_weights = _trainable_copy(model) if recipe.optim.wise_ft is not None else None
     args = _training_arguments(recipe, checkpoints, device_type, len(dataset), columns)
-    callbacks = [_loss_log_callback(run_dir / "train_log.jsonl")]
+    callbacks = [
+        _loss_log_callback(run_dir / "train_log.jsonl"),
+        NonFiniteLossGuard(loss, skip_limit=recipe.optim.skip_nonfinite_batches),
+    ]
     refresher = None
     if recipe.refresh.mode != "off" and world_size() > 1:
         raise ConfigError(
