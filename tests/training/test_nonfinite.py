@@ -102,14 +102,15 @@ def test_a_nonfinite_loss_stops_training_and_keeps_the_checkpoint(
     assert done["steps"] == STEPS
 
 
+# Gradient caching back-propagates inside the loss: the skipped step is dropped all the same.
+@pytest.mark.parametrize("caching", [[], ["--set", "optim.mini_batch_size=1"]], ids=["", "cached"])
 def test_skipped_steps_leave_weights_and_optimizer_state_as_they_were(
-    tmp_path, tiny_model, train_collection, monkeypatch
+    tmp_path, tiny_model, train_collection, monkeypatch, caching
 ):
     out = tmp_path / "skip"
     poison_margin_mse(monkeypatch, {3, 4})
-    result = train(
-        tmp_path, tiny_model, train_collection, out, "--set", "optim.skip_nonfinite_batches=2"
-    )
+    skip = ["--set", "optim.skip_nonfinite_batches=2"]
+    result = train(tmp_path, tiny_model, train_collection, out, *skip, *caching)
     assert result.exit_code == 0, result.output
     logged = " ".join(result.output.split())  # the log lines as one, unwrapped
     skipped = re.findall(
