@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 import shutil
 import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from twotower.errors import ConfigError
+from twotower.errors import ConfigError, InputError
 from twotower.losses.cached import CachedSentenceTransformerLoss
 from twotower.losses.frozen_documents import FrozenDocumentsLoss, label_rows
 from twotower.losses.st_loss import SentenceTransformerLoss
@@ -293,6 +294,15 @@ def train_model(
     started = time.perf_counter()
     try:
         trainer.train(resume_from_checkpoint=resume_from)
+    except pickle.UnpicklingError:
+        if resume_from is None:
+            raise
+        # The trainer loads a checkpoint's optimizer, scheduler and RNG states weights-only.
+        raise InputError(
+            "a file of this checkpoint holds more than tensors; a weights-only load refused it and"
+            " ran none of it: remove the checkpoint or train with --restart",
+            path=resume_from,
+        ) from None
     finally:  # no round process outlives training, whatever ended it
         if refresher is not None:
             refresher.stop()
