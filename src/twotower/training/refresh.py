@@ -13,7 +13,11 @@ negatives stay hard; DANCE (Li et al. 2021) refreshes its negative queries the s
   so); a half-written round is never read (rounds are renamed into place, manifest last);
 * no round process outlives the trainer: it is stopped at the end of training or on an
   exception, and a round notices when its parent dies (SIGKILL) and exits;
-* ``--resume`` continues with the newest complete round.
+* ``--resume`` continues where the checkpoint left refresh: its rounds are published again in
+  the order they were adopted (the rows draw the same negatives, same generation), the cadence
+  is restored, and rounds started after the checkpoint are set aside, so a resumed ``sync`` run
+  repeats the uninterrupted one exactly (``async`` adopts a round when it happens to finish, so
+  its runs differ anyway); an older checkpoint without that state takes the newest round.
 
 Every adopted round is a line of ``refresh_log.jsonl`` in the run folder (timings, the step of
 its weights, queries covered, overlap with the previous round, the positives' mean and median
@@ -36,13 +40,16 @@ from typing import Any
 
 import numpy as np
 from transformers import TrainerCallback
+from transformers.trainer_callback import ExportableState
 
 from twotower.data.collection import Collection
 from twotower.training.recipe import Recipe
 from twotower.training.refresh_round import (
+    ROUND_PREFIX,
     RoundRequest,
     complete_rounds,
     read_round,
+    round_dir,
 )
 from twotower.training.rows import TrainingRows, documents_to_mine, queries_to_mine
 
@@ -61,6 +68,7 @@ class Refresher:
         *,
         frozen_documents: np.ndarray | None = None,
         resuming: bool = False,
+        checkpoint: str | None = None,
     ) -> None:
         self.recipe = recipe
         self.config = recipe.refresh
@@ -76,6 +84,7 @@ class Refresher:
         self.process: subprocess.Popen | None = None
         self.running: RoundRequest | None = None
         self.adopted = 0  # generation in use (0: the negatives mined before training)
+        self.adopted_rounds: list[int] = []  # every generation published into the rows, in order
         self.launched = 0  # the last generation started (a failed one is not reused)
         self.last_launch_step: int | None = None
         self.frozen_documents_path: str | None = None
@@ -89,6 +98,9 @@ class Refresher:
         queries = list(dict.fromkeys(e.query_id for e in rows.examples if e.query_id))
         chunks = max(1, math.ceil(1 / self.config.fraction))
         self.chunks = [queries[i::chunks] for i in range(chunks)]
+        saved = checkpoint_state(checkpoint) if checkpoint else None
+        if saved is not None:
+            self.restore(saved)
 
     # --- rounds -------------------------------------------------------------------------------
 
@@ -189,12 +201,9 @@ class Refresher:
         generation = int(newest.name.split("-")[-1])
         if generation <= self.adopted:
             return False
-        manifest, documents, queries = read_round(newest, self.collection)
-        self.rows.publish(  # only what the rows draw
-            documents=documents if self.rows.num_negatives else None,
-            queries=queries if self.rows.num_negative_queries else None,
-        )
-        self.adopted = generation
+        manifest = self._publish(newest, generation)
+        if manifest is None:
+            return False
         stats = json.loads((newest / "stats.json").read_text())
         self._record({**stats, "adopted_at_step": step})
         log.info(
@@ -205,6 +214,46 @@ class Refresher:
             stats["positive_rank_mean"],
         )
         return True
+
+    def _publish(self, folder: Path, generation: int) -> dict | None:
+        """Hand the round's tables to the rows; its manifest."""
+        manifest, documents, queries = read_round(folder, self.collection)
+        self.rows.publish(  # only what the rows draw
+            documents=documents if self.rows.num_negatives else None,
+            queries=queries if self.rows.num_negative_queries else None,
+        )
+        self.adopted = generation
+        self.adopted_rounds.append(generation)
+        return manifest
+
+    def state(self) -> dict:
+        """What a checkpoint keeps of refresh (in trainer_state.json, see :class:`RefreshCallback`)."""
+        return {
+            "adopted_rounds": list(self.adopted_rounds),
+            "launched": self.launched,
+            "last_launch_step": self.last_launch_step,
+        }
+
+    def restore(self, saved: dict) -> None:
+        """Back to a checkpoint's refresh state (see the module docstring). A round started after
+        the checkpoint is removed: its weights are from steps the resumed run trains again, and
+        the round it launches instead takes the same generation (same seed, same queries)."""
+        launched = int(saved["launched"])
+        for folder in self.dir.glob(f"{ROUND_PREFIX}*"):
+            number = folder.name[len(ROUND_PREFIX) :]
+            if folder.is_dir() and number.isdigit() and int(number) > launched:
+                log.info("refresh: %s was started after the checkpoint; computed again", folder)
+                shutil.rmtree(folder)
+        for generation in saved["adopted_rounds"]:
+            folder = round_dir(self.dir, generation)
+            if not folder.is_dir() or self._publish(folder, generation) is None:
+                log.warning(
+                    "refresh: round %d of the checkpoint is missing or damaged; the resumed run"
+                    " draws other negatives than the interrupted one",
+                    generation,
+                )
+        self.launched = launched
+        self.last_launch_step = saved["last_launch_step"]
 
     def stop(self) -> None:
         """End a running round (training is over or failed); its half-written files are never
@@ -221,11 +270,23 @@ class Refresher:
             handle.write(json.dumps({"time": time.time(), **entry}) + "\n")
 
 
-class RefreshCallback(TrainerCallback):
-    """Drives a :class:`Refresher` from the trainer's steps."""
+def checkpoint_state(checkpoint: str | Path) -> dict | None:
+    """The refresher's state a checkpoint holds (None for a checkpoint written without one)."""
+    trainer_state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
+    stored = (trainer_state.get("stateful_callbacks") or {}).get(RefreshCallback.__name__)
+    return stored.get("attributes") if isinstance(stored, dict) else None
+
+
+class RefreshCallback(TrainerCallback, ExportableState):
+    """Drives a :class:`Refresher` from the trainer's steps; the trainer writes its
+    :meth:`state` into every checkpoint's trainer_state.json (the file that marks a checkpoint
+    complete), read back by :func:`checkpoint_state`."""
 
     def __init__(self, refresher: Refresher) -> None:
         self.refresher = refresher
+
+    def state(self) -> dict:
+        return {"args": {}, "attributes": self.refresher.state()}
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.refresher.adopt_newest(state.global_step)  # resuming: the newest complete round

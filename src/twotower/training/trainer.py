@@ -286,6 +286,7 @@ def train_model(
             collection,
             frozen_documents=frozen,
             resuming=resume_from is not None,
+            checkpoint=resume_from,
         )
         callbacks.append(RefreshCallback(refresher))
     trainer = _trainer_class()(
