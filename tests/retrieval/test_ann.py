@@ -80,3 +80,15 @@ def test_recall_against_exact_measures_what_an_index_lost():
     assert recall_against_exact(one_probe, qids, queries, ids, documents, 10) == pytest.approx(
         found
     )
+
+
+def test_a_low_recall_is_a_warning_naming_the_knob(caplog):
+    from twotower.retrieval.ann import log_recall
+
+    with caplog.at_level("INFO", logger="twotower.retrieval.ann"):
+        log_recall("scifact", IndexSettings("ivf"), 100, 0.822)
+        log_recall("scifact", IndexSettings("hnsw"), 100, 0.997)
+    low, fine = caplog.records
+    assert low.levelname == "WARNING" and "raise ivf_probe (--ivf-probe)" in low.message
+    assert "recall@100 against exact search 0.822" in low.message
+    assert fine.levelname == "INFO" and "0.997" in fine.message

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -12,12 +11,10 @@ from twotower.evaluation.metrics import DEFAULT_METRICS, evaluate_run, max_cutof
 from twotower.models.embedding_cache import encode_corpus, encode_queries
 from twotower.models.encoder import Encoder
 from twotower.retrieval import Run
-from twotower.retrieval.ann import IndexSettings, recall_against_exact, search_run
+from twotower.retrieval.ann import IndexSettings, log_recall, recall_against_exact, search_run
 from twotower.retrieval.bm25 import BM25
 from twotower.retrieval.dense import exact_run
 from twotower.retrieval.fusion import FUSION_DEPTH, check_alpha, fuse
-
-log = logging.getLogger(__name__)
 
 # Depth of the ranking kept per query: enough for every metric cut-off.
 MIN_DEPTH = 100
@@ -90,13 +87,8 @@ def dense_run(
         timings["index_recall"] = recall_against_exact(
             run, *found, ignore_identical_ids=ignore_identical_ids
         )
-        log.info(
-            "%s on %s: %s index, recall@%d against exact search %.3f",
-            encoder.name,
-            collection.path.name,
-            index.describe(),
-            depth,
-            timings["index_recall"],
+        log_recall(
+            f"{encoder.name} on {collection.path.name}", index, depth, timings["index_recall"]
         )
     return run
 

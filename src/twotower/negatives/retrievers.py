@@ -11,7 +11,6 @@ encoder (with its embedding cache), so they sit above data and models; the searc
 from __future__ import annotations
 
 import hashlib
-import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
@@ -20,12 +19,10 @@ from twotower.errors import ConfigError
 from twotower.models.embedding_cache import encode_corpus, encode_queries
 from twotower.models.encoder import Encoder
 from twotower.retrieval import Run
-from twotower.retrieval.ann import IndexSettings, recall_against_exact, search_run
+from twotower.retrieval.ann import IndexSettings, log_recall, recall_against_exact, search_run
 from twotower.retrieval.bm25 import BM25
 from twotower.retrieval.dense import exact_run
 from twotower.retrieval.fusion import check_alpha, linear_fusion
-
-log = logging.getLogger(__name__)
 
 # Each system's list depth before a mining fusion. Not the evaluation's FUSION_DEPTH (1,000):
 # from 1,000 each the fused order moves enough that other negatives are drawn (SciFact train,
@@ -132,12 +129,7 @@ class DenseRetriever(Retriever):
             self.last_recall = recall_against_exact(
                 run, *found, ignore_identical_ids=ignore_identical_ids
             )
-            log.info(
-                "%s index: recall@%d against exact search %.3f",
-                self.index.describe(),
-                depth,
-                self.last_recall,
-            )
+            log_recall(f"mining with {self.name}", self.index, depth, self.last_recall)
         return run
 
     def run_reverse(self, collection, doc_ids, query_ids, depth):
