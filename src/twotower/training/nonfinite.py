@@ -60,7 +60,6 @@ class NonFiniteLossGuard(TrainerCallback):
     """
 
     def __init__(self, loss: nn.Module, *, skip_limit: int = 0) -> None:
-        self.loss = loss
         self.skip_limit = skip_limit
         self.skipped_steps: list[int] = []
         self._step: int | None = None  # the optimizer step being computed (1-based)
