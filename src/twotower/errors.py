@@ -63,3 +63,14 @@ def check_integer(name: str, value: object, *, minimum: int, optional: bool = Fa
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"{name}: must be an integer >= {minimum}, got {value!r}")
+
+
+class DiskFullError(TwotowerError):
+    """A write stopped by a full disk (or quota); the file it was replacing is left as it was."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        super().__init__(
+            f"{path}: disk full while writing it (the previous file, if any, is left as it was);"
+            " free some space and run the command again"
+        )

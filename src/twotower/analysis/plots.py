@@ -21,6 +21,8 @@ from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from twotower.data.files import atomic_write  # noqa: E402
+
 from .results import ModelProbe, ProbeResult  # noqa: E402
 
 QUERY_COLOR = "#1f77b4"
@@ -61,8 +63,11 @@ def _panels(n: int, *, row_height: float = 4.2, sharex: bool = False, sharey: bo
 
 
 def _save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
-    plt.close(fig)
+    try:
+        with atomic_write(path, "wb") as handle:
+            fig.savefig(handle, format="png", dpi=DPI, bbox_inches="tight", facecolor="white")
+    finally:
+        plt.close(fig)
     return path
 
 

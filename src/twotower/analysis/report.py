@@ -10,6 +10,8 @@ import json
 from collections.abc import Collection
 from pathlib import Path
 
+from twotower.data.files import atomic_write
+
 from .results import FIGURES, ProbeResult, md_escape
 
 FIGURE_TITLES = {
@@ -68,7 +70,9 @@ def write_report(result: ProbeResult, output_dir: str | Path) -> dict[str, Path]
 
 def write_json(result: ProbeResult, path: str | Path) -> Path:
     path = Path(path)
-    path.write_text(json.dumps(result.to_dict(), indent=1, allow_nan=False) + "\n")
+    text = json.dumps(result.to_dict(), indent=1, allow_nan=False) + "\n"
+    with atomic_write(path) as handle:
+        handle.write(text)
     return path
 
 
@@ -110,5 +114,6 @@ def write_markdown(result: ProbeResult, path: str | Path, *, figures: Collection
         title = FIGURE_TITLES[name]
         lines += [f"### {title}", "", FIGURE_CAPTIONS[name], "", f"![{title}]({name})", ""]
     lines.append("All numbers, and the data behind every figure: [probe.json](probe.json).")
-    path.write_text("\n".join(lines) + "\n")
+    with atomic_write(path) as handle:
+        handle.write("\n".join(lines) + "\n")
     return path

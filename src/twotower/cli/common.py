@@ -22,6 +22,7 @@ try:  # typer >= 0.22 carries its own copy of click
 except ImportError:  # pragma: no cover - older typer on click
     from click import exceptions as click_errors
 
+from twotower.data.files import atomic_write
 from twotower.errors import TrainingFault, TwotowerError
 from twotower.settings import is_main_process
 
@@ -113,7 +114,5 @@ def user_errors(func: F) -> F:
 
 
 def write_json(path: Path, payload: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n")
-    tmp.replace(path)
+    with atomic_write(path) as handle:
+        handle.write(json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n")

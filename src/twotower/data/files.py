@@ -1,9 +1,39 @@
-"""Content checksums of the files twotower writes, so a damaged file is caught before use."""
+"""How twotower writes its files: atomically, with a checksum where the file is reused, under a
+lock where processes share it; so a damaged, half-written or stale file is caught before use.
+
+* :func:`atomic_write` writes to a temporary file beside the target (unique per process and
+  call), flushes and fsyncs it, and renames it over the target: a reader sees the old file or
+  the new one, never half of one, and a kill, an exception or a full disk leaves the old file
+  as it was (a full disk is a :class:`~twotower.errors.DiskFullError` naming the file).
+* ``checksum=True`` also writes ``NAME.sha256`` (the SHA-256 of the new bytes) before the
+  rename; :func:`checksum_problem` tells whether a file still matches it.
+* :func:`file_lock` serialises the processes that build one shared cache entry (``NAME.lock``).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
+import logging
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO, Any
+
+from twotower.errors import DiskFullError
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: entries are still published atomically, just not locked
+    fcntl = None  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
+
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+_NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
 
 
 def file_sha256(path: Path) -> str:
@@ -13,3 +43,113 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 24), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in _DISK_FULL
+
+
+def raise_if_disk_full(exc: BaseException, path: str | Path) -> None:
+    """Turn a full disk or quota (``ENOSPC``, ``EDQUOT``) while writing ``path`` into one line."""
+    if is_disk_full(exc):
+        raise DiskFullError(path) from exc
+
+
+def checksum_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def checksum_problem(path: Path) -> str | None:
+    """None if ``path`` matches its ``NAME.sha256``; else what is wrong, for a warning."""
+    sidecar = checksum_path(path)
+    try:
+        expected = sidecar.read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return "has no checksum"
+    try:
+        actual = file_sha256(path)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    return None if actual == expected else "does not match its checksum"
+
+
+def _fsync_directory(folder: Path) -> None:
+    """Make a rename in ``folder`` durable; some file systems cannot open a folder: no matter."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_write(
+    path: str | Path, mode: str = "w", *, encoding: str = "utf-8", checksum: bool = False
+) -> Iterator[IO[Any]]:
+    """A handle whose bytes replace ``path`` when the block ends without an exception.
+
+    ``mode`` is ``"w"`` (text, ``encoding``) or ``"wb"``. The temporary file
+    (``.NAME.PID-RANDOM.tmp``) is removed on any exception, leaving the previous ``path`` as it
+    was; a full disk is raised as :class:`~twotower.errors.DiskFullError`. With ``checksum``,
+    ``NAME.sha256`` is written (atomically) before the rename.
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_write: mode must be 'w' or 'wb', got {mode!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        if path.exists():  # keep the permissions a user gave the file it replaces
+            with contextlib.suppress(OSError):
+                shutil.copymode(path, tmp)
+        if checksum:
+            with atomic_write(checksum_path(path)) as sidecar:
+                sidecar.write(file_sha256(tmp) + "\n")
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise_if_disk_full(exc, path)
+        raise
+    _fsync_directory(path.parent)
+
+
+@contextlib.contextmanager
+def file_lock(path: str | Path, *, shared: bool = False) -> Iterator[None]:
+    """Hold ``NAME.lock`` beside ``path``: exclusive to build the entry, shared to read it.
+
+    A second process waits (saying so once) until the first is done; the lock goes with the
+    process, even killed. Where the file system has no locks, the block runs unlocked (entries
+    are still published atomically).
+    """
+    lock = Path(path).with_name(Path(path).name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:
+        yield
+        return
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        kind = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+        try:
+            try:
+                fcntl.flock(fd, kind | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.info("%s: waiting for another process that is writing it", path)
+                fcntl.flock(fd, kind)
+        except OSError as exc:
+            if exc.errno not in _NO_LOCKS:
+                raise
+            log.debug("%s: this file system has no locks; going on unlocked", lock)
+        yield
+    finally:
+        os.close(fd)

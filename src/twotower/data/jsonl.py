@@ -1,12 +1,15 @@
-"""Line-numbered JSONL reading: every error names the file, line and field."""
+"""Line-numbered JSONL reading (every error names the file, line and field), atomic writing, and
+per-line checksums for files that grow a line at a time."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from twotower.data.files import atomic_write
 from twotower.errors import InputError
 
 
@@ -69,14 +72,33 @@ def require_string(
 
 
 def write_jsonl(path: str | Path, rows: Iterator[dict[str, Any]] | list[dict[str, Any]]) -> int:
-    """Write rows atomically (temp file + rename) so an interrupted write loses nothing."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    """Write rows atomically (:func:`~twotower.data.files.atomic_write`): an interrupted write
+    or a full disk leaves the previous file as it was."""
     count = 0
-    with tmp.open("w", encoding="utf-8") as handle:
+    with atomic_write(path) as handle:
         for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
             count += 1
-    tmp.replace(path)
     return count
+
+
+LINE_CHECKSUM = "checksum"  # the field of a line's checksum (:func:`with_line_checksum`)
+
+
+def _line_digest(obj: dict[str, Any]) -> str:
+    fields = {k: v for k, v in obj.items() if k != LINE_CHECKSUM}
+    canonical = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def with_line_checksum(obj: dict[str, Any]) -> dict[str, Any]:
+    """``obj`` with the first 16 hex digits of the SHA-256 of its other fields (canonical JSON)
+    as ``"checksum"``, for a file appended to line by line, where a file checksum cannot be."""
+    return {**obj, LINE_CHECKSUM: _line_digest(obj)}
+
+
+def line_checksum_matches(obj: dict[str, Any]) -> bool | None:
+    """Whether a line's fields match its checksum; None when it has none."""
+    if LINE_CHECKSUM not in obj:
+        return None
+    return obj[LINE_CHECKSUM] == _line_digest(obj)

@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from twotower.data.collection import Collection
-from twotower.data.jsonl import iter_jsonl
+from twotower.data.files import atomic_write
+from twotower.data.jsonl import iter_jsonl, with_line_checksum
 from twotower.data.synthetic import load_synthetic_queries, query_types
 from twotower.errors import ConfigError
 from twotower.negatives.retrievers import Retriever
@@ -168,12 +169,10 @@ def write_filtered(
     queries_path: Path, verdicts: dict[str, RoundTripVerdict], kept_path: Path
 ) -> tuple[Path, Path]:
     """The kept lines of ``queries_path`` (each with its filter record) to ``kept_path``, the
-    dropped ones with their step and reason beside it (``*.dropped.jsonl``); both written to
-    temporary files and renamed, so a failed run leaves no half file."""
+    dropped ones with their step and reason beside it (``*.dropped.jsonl``); both written
+    atomically, so a failed run leaves no half file."""
     dropped_path = kept_path.with_name(kept_path.stem + ".dropped.jsonl")
-    kept_tmp = kept_path.with_name(kept_path.name + ".tmp")
-    dropped_tmp = dropped_path.with_name(dropped_path.name + ".tmp")
-    with kept_tmp.open("w") as kept, dropped_tmp.open("w") as dropped:
+    with atomic_write(kept_path) as kept, atomic_write(dropped_path) as dropped:
         for line, obj in iter_jsonl(queries_path):
             query_id = obj.get("query_id") or f"synthetic-{line}"
             verdict = verdicts.get(query_id)
@@ -185,9 +184,8 @@ def write_filtered(
                 if v is not None and k not in ("query_id", "kept")
             }
             out = kept if verdict.kept else dropped
-            out.write(json.dumps({**obj, "query_id": query_id, "filter": record}) + "\n")
-    kept_tmp.replace(kept_path)
-    dropped_tmp.replace(dropped_path)
+            row = with_line_checksum({**obj, "query_id": query_id, "filter": record})
+            out.write(json.dumps(row) + "\n")
     return kept_path, dropped_path
 
 

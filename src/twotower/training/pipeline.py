@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from twotower.data.collection import Collection, load_corpus
+from twotower.data.files import atomic_write
 from twotower.errors import ConfigError
 from twotower.models.sharded_encoding import encode_corpus_sharded
 from twotower.negatives.io import read_negatives
@@ -263,7 +264,8 @@ def default_run_dir(recipe: Recipe) -> Path:
 
 def write_recipe(recipe: Recipe, run_dir: Path) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "recipe.yaml").write_text(recipe_to_yaml(recipe))
+    with atomic_write(run_dir / "recipe.yaml") as handle:
+        handle.write(recipe_to_yaml(recipe))
 
 
 def finished_model(run_dir: Path, recipe: Recipe) -> Path | None:
@@ -294,7 +296,8 @@ def train_recipe(
     if synthetic:
         data.info["synthetic_step"] = synthetic
     if main:
-        (run_dir / "data.json").write_text(json.dumps(data.info, indent=2, default=str) + "\n")
+        with atomic_write(run_dir / "data.json") as handle:
+            handle.write(json.dumps(data.info, indent=2, default=str) + "\n")
     log.info("training on %d examples", len(data.rows))
     return train_model(
         recipe, data.rows, run_dir, resume=resume, device=device, collection=data.collection

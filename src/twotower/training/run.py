@@ -12,6 +12,7 @@ from typing import Any
 from twotower.analysis import run_probe
 from twotower.analysis.encode import tower_embeddings
 from twotower.data.collection import load_collection
+from twotower.data.files import atomic_write
 from twotower.evaluation.evaluate import EvalResult, evaluate_dual, evaluate_systems
 from twotower.evaluation.report import markdown_table
 from twotower.models.build import build_model
@@ -132,17 +133,19 @@ def run_recipe(
         "comparison": rows,
         "timings": timings,
     }
-    (run_dir / "results.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    (run_dir / "report.md").write_text(
-        _report(
-            recipe,
-            rows,
-            results,
-            train_info,
-            timings,
-            synthetic_section(train_info) + probe_md + refresh_section(run_dir),
+    with atomic_write(run_dir / "results.json") as handle:
+        handle.write(json.dumps(payload, indent=2, default=str) + "\n")
+    with atomic_write(run_dir / "report.md") as handle:
+        handle.write(
+            _report(
+                recipe,
+                rows,
+                results,
+                train_info,
+                timings,
+                synthetic_section(train_info) + probe_md + refresh_section(run_dir),
+            )
         )
-    )
     return payload
 
 
