@@ -3,17 +3,17 @@
 Corpora are keyed by their content fingerprint; query sets by a hash of their texts. A second
 evaluation (or mining run) of the same model on the same data then encodes nothing.
 
-Every entry is written atomically (a temporary file, then a rename) with a SHA-256 of its bytes
-beside it (``NAME.npy.sha256``); an entry whose bytes do not match (a flipped byte, a truncated
-copy, a write cut short) or that has no checksum is reported in one line and encoded again,
-never used. Verifying reads the entry once more (about a second per GB).
+Every entry is written atomically (:func:`twotower.data.files.atomic_write`) with a SHA-256 of
+its bytes beside it (``NAME.npy.sha256``); an entry whose bytes do not match (a flipped byte, a
+truncated copy, a write cut short) or that has no checksum is reported in one line and encoded
+again, never used. Verifying reads the entry once more (about a second per GB). Processes that
+share the cache encode an entry once (``NAME.npy.lock``, see :func:`encode_cached`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from twotower.data.beir import Corpus
-from twotower.data.files import file_sha256
+from twotower.data.files import atomic_write, checksum_problem, file_lock
 from twotower.models.encoder import Encoder, Task
 from twotower.settings import cache_root
 
@@ -45,33 +45,18 @@ def texts_fingerprint(texts: Sequence[str]) -> str:
 RESUME_CHUNK = 20_000
 
 
-def _checksum_path(path: Path) -> Path:
-    return path.with_name(path.name + ".sha256")
-
-
 def _save(path: Path, embeddings: np.ndarray) -> None:
     """Write atomically with its checksum: a kill mid-write leaves no truncated file under the
     final name, and an entry renamed without its checksum is detected on load."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    with tmp.open("wb") as handle:
+    with atomic_write(path, "wb", checksum=True) as handle:
         np.save(handle, embeddings)
-        handle.flush()
-        os.fsync(handle.fileno())
-    checksum = _checksum_path(path)
-    checksum_tmp = checksum.with_name(checksum.name + f".{os.getpid()}.tmp")
-    checksum_tmp.write_text(file_sha256(tmp) + "\n")
-    tmp.replace(path)
-    checksum_tmp.replace(checksum)
 
 
 def _load_verified(path: Path) -> np.ndarray | None:
     """The entry at ``path`` if its bytes match its checksum; None (after one warning) if not."""
-    checksum = _checksum_path(path)
-    expected = checksum.read_text().strip() if checksum.is_file() else None
-    if expected is None or file_sha256(path) != expected:
-        why = "has no checksum" if expected is None else "does not match its checksum"
-        log.warning("%s %s (corrupted or cut short): encoding again", path, why)
+    problem = checksum_problem(path)
+    if problem is not None:
+        log.warning("%s %s (corrupted or cut short): encoding again", path, problem)
         return None
     try:
         # Copy-on-write mapping: the pages are read as search touches them and shared with other
@@ -111,27 +96,57 @@ def cache_path(encoder: Encoder, task: Task, content_key: str) -> Path:
     return embedding_cache_dir() / f"{encoder.fingerprint_for(task)}-{content_key[:24]}.npy"
 
 
+def _signature(path: Path) -> tuple[int, int, int] | None:
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_ino, status.st_mtime_ns, status.st_size
+
+
+def _verified_entry(path: Path, rows: int) -> np.ndarray | None:
+    """The entry at ``path`` if it is whole and holds ``rows`` rows; None (warned) if not."""
+    if not path.is_file():
+        return None
+    embeddings = _load_verified(path)
+    if embeddings is not None and embeddings.shape[0] != rows:
+        log.warning("%s: stale cache entry (shape %s), re-encoding", path, embeddings.shape)
+        return None
+    return embeddings
+
+
 def encode_cached(
     encoder: Encoder, texts: Sequence[str], task: Task, content_key: str, *, use_cache: bool = True
 ) -> tuple[np.ndarray, bool]:
     """Embeddings of ``texts`` in order, and whether they came from the cache (memory-mapped
-    then: a corpus of 8.8M passages is not read into memory whole)."""
+    then: a corpus of 8.8M passages is not read into memory whole).
+
+    Processes sharing the cache encode an entry once: the first holds ``NAME.lock`` while it
+    encodes (and owns the ``.parts`` folder of a chunked encoding); the others wait for it and
+    read its entry.
+    """
+    if not use_cache:
+        return encoder.encode(texts, task=task), False
     path = cache_path(encoder, task, content_key)
-    if use_cache and path.is_file():
-        embeddings = _load_verified(path)
-        if embeddings is not None and embeddings.shape[0] == len(texts):
-            return embeddings, True
+    if path.is_file():
+        with file_lock(path, shared=True):  # not while another process writes it
+            embeddings = _verified_entry(path, len(texts))
         if embeddings is not None:
-            log.warning("%s: stale cache entry (shape %s), re-encoding", path, embeddings.shape)
-    if not use_cache or len(texts) <= RESUME_CHUNK:
-        embeddings = encoder.encode(texts, task=task)
-        if use_cache:
+            return embeddings, True
+    seen = _signature(path)
+    with file_lock(path):
+        if _signature(path) != seen:  # another process wrote the entry while this one waited
+            embeddings = _verified_entry(path, len(texts))
+            if embeddings is not None:
+                return embeddings, True
+        if len(texts) <= RESUME_CHUNK:
+            embeddings = encoder.encode(texts, task=task)
             _save(path, embeddings)
-        return embeddings, False
-    parts = path.with_suffix(".parts")
-    embeddings = _encode_in_chunks(encoder, texts, task, parts)
-    _save(path, embeddings)
-    shutil.rmtree(parts, ignore_errors=True)
+            return embeddings, False
+        parts = path.with_suffix(".parts")
+        embeddings = _encode_in_chunks(encoder, texts, task, parts)
+        _save(path, embeddings)
+        shutil.rmtree(parts, ignore_errors=True)
     return embeddings, False
 
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from twotower.data.collection import Collection
-from twotower.data.files import file_sha256
+from twotower.data.files import atomic_write, file_lock, file_sha256
 from twotower.errors import InputError
 from twotower.negatives.io import read_negatives, write_negatives
 from twotower.negatives.table import Kind, NegativesTable
@@ -47,29 +46,43 @@ def mining_key(collection: Collection, anchors: Sequence[str], settings: Mapping
 
 
 def load_cached(key: str, kind: Kind) -> tuple[NegativesTable, dict[str, Any]] | None:
+    """The cached table and statistics of ``key``; None (after one warning if the entry is
+    damaged: a table that does not match its checksum, statistics that cannot be read)."""
     table_path = negatives_cache_dir() / f"{key}.jsonl"
     stats_path = negatives_cache_dir() / f"{key}.json"
-    if not (table_path.is_file() and stats_path.is_file()):
+    if not table_path.is_file():
         return None
-    try:
-        stats = json.loads(stats_path.read_text())
+    with file_lock(table_path, shared=True):  # not while another process stores the entry
+        try:
+            stats = json.loads(stats_path.read_text())
+            if not isinstance(stats, dict):
+                raise ValueError("not a JSON object")
+        except FileNotFoundError:
+            log.warning("%s has no statistics file (cut short): mining again", table_path)
+            return None
+        except (OSError, ValueError) as exc:
+            log.warning("%s cannot be read (%s): mining again", stats_path, exc)
+            return None
         if stats.get(TABLE_SHA256) != file_sha256(table_path):
             log.warning(
                 "%s does not match its checksum (corrupted or cut short): mining again", table_path
             )
             return None
-        table = read_negatives(table_path, kind=kind)
-    except (OSError, ValueError, InputError):
-        return None
+        try:
+            table = read_negatives(table_path, kind=kind)
+        except InputError as exc:  # a checksummed table this version cannot read
+            log.warning("%s cannot be read (%s): mining again", table_path, exc)
+            return None
     stats.pop(TABLE_SHA256)
     return table, stats
 
 
 def store(key: str, table: NegativesTable, stats: Mapping[str, Any]) -> None:
-    directory = negatives_cache_dir()
-    directory.mkdir(parents=True, exist_ok=True)
-    write_negatives(directory / f"{key}.jsonl", table)
-    tmp = directory / f"{key}.json.{os.getpid()}.tmp"
-    checked = {**stats, TABLE_SHA256: file_sha256(directory / f"{key}.jsonl")}
-    tmp.write_text(json.dumps(checked, default=str))
-    tmp.replace(directory / f"{key}.json")
+    """Write the table, then the statistics with its checksum (last: they complete the entry);
+    a process storing the same key at once waits, so the two files are one run's."""
+    table_path = negatives_cache_dir() / f"{key}.jsonl"
+    with file_lock(table_path):
+        write_negatives(table_path, table)
+        checked = {**stats, TABLE_SHA256: file_sha256(table_path)}
+        with atomic_write(negatives_cache_dir() / f"{key}.json") as handle:
+            handle.write(json.dumps(checked, default=str))
