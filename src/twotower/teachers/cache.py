@@ -1,7 +1,7 @@
 """On-disk cache of teacher scores: one SQLite file per teacher fingerprint.
 
-Each row is keyed by a 16-byte BLAKE2b digest of the (query text, document text) pair, so
-the cache holds no text and is shared by every file, split and command that scores the
+Each row is keyed by a 16-byte BLAKE2b digest of the (query text, document text) pair and
+carries a checksum of its key and score, so the cache holds no text and is shared by every file, split and command that scores the
 same pairs with the same teacher. Location: ``<cache_root>/teacher_scores/<fingerprint>.sqlite``
 (``$TWOTOWER_CACHE`` overrides the cache root).
 """
@@ -9,15 +9,26 @@ same pairs with the same teacher. Location: ``<cache_root>/teacher_scores/<finge
 from __future__ import annotations
 
 import hashlib
+import logging
 import sqlite3
-from collections.abc import Iterable, Sequence
+import struct
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import closing
 from pathlib import Path
+from typing import TypeVar
 
+from twotower.errors import DiskFullError
 from twotower.settings import cache_root
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # SQLite's historical limit on bound parameters per statement is 999.
 _CHUNK = 900
+_TABLE = "checked_scores"
+_UNCHECKED_TABLE = "scores"  # the table of the versions without row checksums
+_SIDE = ("-journal", "-wal", "-shm")  # SQLite's files beside the database
+_SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_NOTADB = 11, 13, 26  # SQLite's primary result codes
 
 
 def score_cache_dir() -> Path:
@@ -35,8 +46,30 @@ def pair_key(query_text: str, doc_text: str) -> bytes:
     return digest.digest()
 
 
+def row_checksum(key: bytes, score: float) -> bytes:
+    """8-byte digest of a row's key and score, stored beside them: SQLite checks its pages'
+    structure, not their values, so a flipped byte inside a score would be read as a score."""
+    return hashlib.blake2b(key + struct.pack("<d", score), digest_size=8).digest()
+
+
+def _is_damage(exc: sqlite3.DatabaseError) -> bool:
+    """ "database disk image is malformed" or "file is not a database"."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
+    text = str(exc)
+    return "malformed" in text or "not a database" in text
+
+
 class ScoreCache:
-    """Pair digest → float score for one teacher fingerprint."""
+    """Pair digest → float score for one teacher fingerprint.
+
+    Each row carries :func:`row_checksum`: a row that does not match it is reported (one
+    warning per lookup) and scored again. A file SQLite finds damaged is reported in one line,
+    removed and built again. SQLite's transactions keep a write cut short (a kill, a full
+    disk) from showing, and its lock (waited on for up to a minute) lets processes share the
+    file.
+    """
 
     def __init__(self, fingerprint: str, directory: Path | None = None) -> None:
         self.path = (directory or score_cache_dir()) / f"{fingerprint}.sqlite"
@@ -44,34 +77,85 @@ class ScoreCache:
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(self.path, timeout=60)
-        connection.execute(
-            "CREATE TABLE IF NOT EXISTS scores (key BLOB PRIMARY KEY, score REAL NOT NULL) WITHOUT ROWID"
-        )
+        try:
+            tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master")}
+            if _UNCHECKED_TABLE in tables:  # rows of a version without checksums: scored again
+                connection.execute(f"DROP TABLE IF EXISTS {_UNCHECKED_TABLE}")
+            if _TABLE not in tables:
+                connection.execute(
+                    f"CREATE TABLE IF NOT EXISTS {_TABLE} (key BLOB PRIMARY KEY,"
+                    " score REAL NOT NULL, checksum BLOB NOT NULL) WITHOUT ROWID"
+                )
+        except BaseException:
+            connection.close()
+            raise
         return connection
 
+    def _guarded(self, operation: Callable[[], T]) -> T:
+        """Run ``operation``; a damaged file is removed (one warning) and it runs once more."""
+        try:
+            return operation()
+        except sqlite3.DatabaseError as exc:
+            if _is_damage(exc):
+                log.warning(
+                    "%s is damaged (%s): removed; its scores are computed again", self.path, exc
+                )
+                for path in (self.path, *(self.path.with_name(self.path.name + s) for s in _SIDE)):
+                    path.unlink(missing_ok=True)
+                return operation()
+            if getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL or "disk is full" in str(exc):
+                raise DiskFullError(self.path) from exc
+            raise
+
     def get_many(self, keys: Sequence[bytes]) -> dict[bytes, float]:
-        if not keys or not self.path.is_file():
+        if not keys:
+            return {}
+        return self._guarded(lambda: self._get_many(keys))
+
+    def _get_many(self, keys: Sequence[bytes]) -> dict[bytes, float]:
+        if not self.path.is_file():
             return {}
         found: dict[bytes, float] = {}
+        damaged = 0
         with closing(self._connect()) as connection:
             for start in range(0, len(keys), _CHUNK):
                 chunk = list(keys[start : start + _CHUNK])
                 marks = ",".join("?" * len(chunk))
-                for key, score in connection.execute(
-                    f"SELECT key, score FROM scores WHERE key IN ({marks})", chunk
+                for key, score, checksum in connection.execute(
+                    f"SELECT key, score, checksum FROM {_TABLE} WHERE key IN ({marks})", chunk
                 ):
-                    found[bytes(key)] = float(score)
+                    key, score = bytes(key), float(score)
+                    if bytes(checksum) == row_checksum(key, score):
+                        found[key] = score
+                    else:
+                        damaged += 1
+        if damaged:
+            log.warning(
+                "%s: %d cached scores do not match their checksum (damaged file): scoring them"
+                " again",
+                self.path,
+                damaged,
+            )
         return found
 
     def put_many(self, items: Iterable[tuple[bytes, float]]) -> None:
-        rows = [(key, float(score)) for key, score in items]
-        if not rows:
-            return
+        rows = [(key, float(score), row_checksum(key, float(score))) for key, score in items]
+        if rows:
+            self._guarded(lambda: self._put_many(rows))
+
+    def _put_many(self, rows: list[tuple[bytes, float, bytes]]) -> None:
         with closing(self._connect()) as connection, connection:
-            connection.executemany("INSERT OR REPLACE INTO scores (key, score) VALUES (?, ?)", rows)
+            connection.executemany(
+                f"INSERT OR REPLACE INTO {_TABLE} (key, score, checksum) VALUES (?, ?, ?)", rows
+            )
 
     def __len__(self) -> int:
         if not self.path.is_file():
             return 0
+        return self._guarded(self._count)
+
+    def _count(self) -> int:
+        if not self.path.is_file():
+            return 0
         with closing(self._connect()) as connection:
-            return int(connection.execute("SELECT COUNT(*) FROM scores").fetchone()[0])
+            return int(connection.execute(f"SELECT COUNT(*) FROM {_TABLE}").fetchone()[0])
