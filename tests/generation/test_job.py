@@ -117,13 +117,45 @@ def test_resume_after_a_kill_with_a_truncated_last_line(tmp_path):
     }
 
 
-def test_a_corrupt_line_inside_the_file_is_an_input_error(tmp_path):
+@pytest.mark.parametrize("damage", ["not JSON", "flipped letter", "checksum lost"])
+def test_a_damaged_line_inside_the_file_is_moved_aside_and_generated_again(
+    tmp_path, damage, caplog
+):
+    out = tmp_path / "gen.jsonl"
+    generate_queries(CORPUS, IDS[:3], ["questions"], 1, Scripted(), out, progress=False)
+    text = out.read_text().splitlines()
+    original = text[1]
+    if damage == "not JSON":
+        text[1] = "{broken" + original[7:]
+    elif damage == "flipped letter":  # still valid JSON: only the checksum tells
+        text[1] = original.replace("about d2", "about d3")
+    else:
+        row = json.loads(original)
+        del row["checksum"]
+        text[1] = json.dumps(row)
+    out.write_text("\n".join(text) + "\n")
+    again = Scripted()
+    with caplog.at_level("WARNING"):
+        report = generate_queries(CORPUS, IDS[:3], ["questions"], 1, again, out, progress=False)
+    assert "gen.jsonl: 1 damaged line(s) (line 2" in caplog.text
+    assert report.skipped_done == 2 and again.seen == [("d2", "questions", 0)]
+    assert [w["query"] for w in lines(out)] == [
+        "questions about d1 number 0",
+        "questions about d3 number 0",
+        "questions about d2 number 0",
+    ]
+    assert (tmp_path / "gen.damaged.jsonl").read_text() == text[1] + "\n"  # kept, not lost
+
+
+def test_a_malformed_line_in_a_file_without_checksums_is_an_input_error(tmp_path):
     out = tmp_path / "gen.jsonl"
     generate_queries(CORPUS, IDS[:2], ["questions"], 1, Scripted(), out, progress=False)
-    text = out.read_text().splitlines()
-    out.write_text("\n".join([text[0], "{broken", text[1]]) + "\n")
+    rows = [{k: v for k, v in row.items() if k != "checksum"} for row in lines(out)]
+    out.write_text("\n".join([json.dumps(rows[0]), "{broken", json.dumps(rows[1])]) + "\n")
+    before = out.read_bytes()
     with pytest.raises(InputError, match=r"gen.jsonl:2"):
         generate_queries(CORPUS, IDS[:2], ["questions"], 1, Scripted(), out, progress=False)
+    assert out.read_bytes() == before  # a file this version did not write is left alone
 
 
 def test_resuming_with_other_settings_is_refused(tmp_path):

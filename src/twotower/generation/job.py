@@ -10,8 +10,10 @@ train on such typed queries)::
     {"query": "…", "type": "questions", "doc_id": "4983", "query_id": "gen-4983-questions-0",
      "sample": 0, "generator": {…}, "prompt_version": "v1", "sampling": {…}}
 
+Every line carries a checksum of its fields (:func:`twotower.data.jsonl.with_line_checksum`).
 A re-run with the same output resumes: the tasks of both files are done and skipped, so
-nothing is generated twice, and a last line cut short by a kill is cut off and regenerated.
+nothing is generated twice; a last line cut short by a kill is cut off and regenerated, and a
+damaged line (not matching its checksum) is moved to ``OUTPUT.damaged.jsonl`` and regenerated.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from twotower.data.files import atomic_write, raise_if_disk_full
+from twotower.data.jsonl import line_checksum_matches, with_line_checksum
 from twotower.errors import ConfigError, InputError, check_integer
 from twotower.generation.base import GenerationTask, Generator, SamplingSettings
 from twotower.generation.junk import JunkFilter
@@ -36,6 +40,7 @@ from twotower.generation.prompts import PROMPT_VERSION, parse_query_types
 log = logging.getLogger(__name__)
 
 DROPPED_SUFFIX = ".dropped.jsonl"
+DAMAGED_SUFFIX = ".damaged.jsonl"
 EMPTY_PASSAGE = "empty_passage"  # a drop reason of the job: nothing to write a query for
 
 
@@ -142,11 +147,20 @@ def _settings(generator: Generator) -> dict[str, Any]:
     }
 
 
+def damaged_path(output: str | Path) -> Path:
+    """``queries.jsonl`` → ``queries.damaged.jsonl``: where resume moves damaged lines."""
+    output = Path(output)
+    return output.with_name(output.name.removesuffix(".jsonl") + DAMAGED_SUFFIX)
+
+
 def read_done(path: Path, settings: dict[str, Any] | None = None) -> set[tuple[str, str, int]]:
     """The (doc id, type, sample) tasks a previous run wrote to ``path``.
 
-    A last line without its newline or not valid JSON (a kill mid-write) is cut off the file,
-    so its task is generated again. With ``settings``, a file written with other generator,
+    Every line carries a checksum of its fields: a line that does not match it or is not JSON
+    (a flipped byte, a torn write) is moved to ``NAME.damaged.jsonl`` with one warning and its
+    task generated again; a last line cut short by a kill is cut off and generated again. In a
+    file whose lines have no checksum (not written by this version), a malformed line inside
+    the file is an :class:`InputError`. With ``settings``, a file written with other generator,
     prompt or sampling settings is refused: one file, one configuration.
     """
     done: set[tuple[str, str, int]] = set()
@@ -154,6 +168,9 @@ def read_done(path: Path, settings: dict[str, Any] | None = None) -> set[tuple[s
         return done
     size = path.stat().st_size
     cut_at = None
+    checksummed = False
+    damaged: dict[int, tuple[int, int]] = {}  # line number → (start, end) offsets
+    unchecked: dict[int, tuple[tuple[int, int], tuple[str, str, int]]] = {}  # no checksum
     with path.open("rb") as handle:
         offset = 0
         for line_number, raw in enumerate(handle, start=1):
@@ -162,13 +179,7 @@ def read_done(path: Path, settings: dict[str, Any] | None = None) -> set[tuple[s
                 obj = json.loads(raw) if raw.strip() else None
             except (json.JSONDecodeError, UnicodeDecodeError):
                 obj = False
-            if obj is False or not raw.endswith(b"\n"):
-                if offset < size:
-                    raise InputError(
-                        "malformed JSON in a file written by twotower generate",
-                        path=path,
-                        line=line_number,
-                    )
+            if not raw.endswith(b"\n") or (obj is False and offset == size):
                 log.warning(
                     "%s:%d: cutting off a truncated last line (it is generated again)",
                     path,
@@ -176,6 +187,11 @@ def read_done(path: Path, settings: dict[str, Any] | None = None) -> set[tuple[s
                 )
                 cut_at = start
                 break
+            matches = line_checksum_matches(obj) if isinstance(obj, dict) else None
+            checksummed = checksummed or matches is not None
+            if obj is False or matches is False:
+                damaged[line_number] = (start, offset)
+                continue
             if obj is None:
                 continue
             if not isinstance(obj, dict):
@@ -191,11 +207,54 @@ def read_done(path: Path, settings: dict[str, Any] | None = None) -> set[tuple[s
             if settings is not None:
                 _check_settings(obj, settings, path, line_number)
                 settings = None  # one line per file suffices: a file has one configuration
+            if matches is None:
+                unchecked[line_number] = ((start, offset), key)
             done.add(key)
-    if cut_at is not None:
+    if damaged and not checksummed:  # not this version's file: do not rewrite it
+        raise InputError(
+            "malformed JSON in a file written by twotower generate", path=path, line=min(damaged)
+        )
+    if checksummed:  # a line without its checksum in a checksummed file lost it to damage
+        for line_number, (span, key) in unchecked.items():
+            damaged[line_number] = span
+            done.discard(key)
+    if damaged:
+        _move_damaged_lines(path, damaged, cut_at if cut_at is not None else size)
+    elif cut_at is not None:
         with path.open("r+b") as handle:
             handle.truncate(cut_at)
     return done
+
+
+def _move_damaged_lines(path: Path, damaged: dict[int, tuple[int, int]], end: int) -> None:
+    """Append the ``damaged`` lines to the damaged file (nothing is lost) and rewrite ``path``
+    with its other lines up to offset ``end``, atomically."""
+    spans = sorted(damaged.values())
+    with path.open("rb") as source:
+        with damaged_path(path).open("ab") as aside:
+            for start, stop in spans:
+                source.seek(start)
+                aside.write(source.read(stop - start))
+        with atomic_write(path, "wb") as rewritten:
+            position = 0
+            for start, stop in [*spans, (end, end)]:
+                source.seek(position)
+                left = start - position
+                while left > 0:  # in blocks: a generated file may be larger than memory
+                    block = source.read(min(left, 1 << 24))
+                    rewritten.write(block)
+                    left -= len(block)
+                position = stop
+    numbers = sorted(damaged)
+    shown = ", ".join(map(str, numbers[:10])) + (" …" if len(numbers) > 10 else "")
+    log.warning(
+        "%s: %d damaged line(s) (line %s: malformed or not matching their checksum) moved to"
+        " %s; their tasks are generated again",
+        path,
+        len(numbers),
+        shown,
+        damaged_path(path),
+    )
 
 
 def _check_settings(obj: dict[str, Any], settings: dict[str, Any], path: Path, line: int) -> None:
@@ -349,15 +408,22 @@ def _run_batch(
             kept = {"query": text, **line}
             if positive is not None:
                 kept["positive"] = positive
-            kept_lines.append({**kept, **settings})
+            kept_lines.append(with_line_checksum({**kept, **settings}))
             report.written += 1
             report.written_by_type[task.query_type] += 1
         else:
-            dropped_lines.append({**line, "reason": reason, "text": text, "raw": raw, **settings})
+            dropped_lines.append(
+                with_line_checksum({**line, "reason": reason, "text": text, "raw": raw, **settings})
+            )
             report.dropped[reason] += 1
             report.dropped_by_type.setdefault(task.query_type, Counter())[reason] += 1
-    # Whole lines, then a flush: a kill leaves at most one cut line, which resume repairs.
+    # Whole lines, then a flush: a kill or a full disk leaves at most one cut line, which
+    # resume repairs.
     for lines, handle in ((kept_lines, kept_file), (dropped_lines, dropped_file)):
         if lines:
-            handle.write("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines))
-            handle.flush()
+            try:
+                handle.write("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines))
+                handle.flush()
+            except OSError as exc:
+                raise_if_disk_full(exc, handle.name)
+                raise
