@@ -8,8 +8,9 @@ Files, beside ``train.synthetic_queries`` (FILE.jsonl):
   where it stopped), with ``FILE.generated.dropped.jsonl`` for the junk dropped and why;
 - ``FILE.jsonl``: the queries kept by the round-trip filter, ``FILE.dropped.jsonl`` the others
   with their step and reason, ``FILE.report.json`` the keep rates per type and step;
-- ``FILE.settings.json``: the synthetic section that made them, written last. A recipe naming
-  FILE with the same settings reuses it as it is; other settings are refused with one line.
+- ``FILE.settings.json``: the synthetic section that made them and FILE's SHA-256, written last.
+  A recipe naming FILE with the same settings reuses it as it is (a FILE that does not match
+  its checksum is reported and made again); other settings are refused with one line.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from twotower.data.collection import load_corpus
+from twotower.data.files import atomic_write, file_sha256
 from twotower.errors import ConfigError
 from twotower.generation.base import SamplingSettings
 from twotower.generation.job import generate_queries, select_documents
@@ -30,6 +32,8 @@ from twotower.negatives.retrievers import retriever_from_spec
 from twotower.training.recipe import Recipe
 
 log = logging.getLogger(__name__)
+
+KEPT_SHA256 = "kept_sha256"  # the key of the kept file's checksum in FILE.settings.json
 
 
 def generated_path(kept: Path) -> Path:
@@ -53,18 +57,22 @@ def ensure_synthetic_queries(recipe: Recipe, *, device: str | None = None) -> di
     kept = Path(recipe.train.synthetic_queries or "")
     wanted = _section(recipe)
     manifest = settings_path(kept)
-    if kept.is_file() and manifest.is_file():
-        made_with = json.loads(manifest.read_text())
-        if made_with == wanted:
+    made_with = _made_with(manifest) if kept.is_file() else None
+    if made_with is not None:
+        made_sha256 = made_with.pop(KEPT_SHA256, None)
+        if made_with != wanted:
+            differ = sorted(
+                k for k in wanted.keys() | made_with.keys() if wanted.get(k) != made_with.get(k)
+            )
+            raise ConfigError(
+                f"train.synthetic_queries: {kept} was made with other synthetic settings"
+                f" ({', '.join(differ)}); delete it or name another file"
+            )
+        if made_sha256 == file_sha256(kept):
             log.info("%s: synthetic queries made with these settings; reused", kept)
             return {"reused": str(kept)}
-        differ = sorted(
-            k for k in wanted.keys() | made_with.keys() if wanted.get(k) != made_with.get(k)
-        )
-        raise ConfigError(
-            f"train.synthetic_queries: {kept} was made with other synthetic settings"
-            f" ({', '.join(differ)}); delete it or name another file"
-        )
+        why = "has no checksum" if made_sha256 is None else "does not match its checksum"
+        log.warning("%s %s (damaged or cut short): made again", kept, why)
     kept.parent.mkdir(parents=True, exist_ok=True)
     info: dict[str, Any] = {}
     corpus = load_corpus(recipe.train.data)
@@ -102,7 +110,8 @@ def ensure_synthetic_queries(recipe: Recipe, *, device: str | None = None) -> di
         generator.close()
     info["generation"] = report.as_dict()
     if config.filter is None:
-        shutil.copyfile(generated, kept)
+        with generated.open("rb") as source, atomic_write(kept, "wb") as copy:
+            shutil.copyfileobj(source, copy)
         info["filter"] = None
     else:
         retrievers = [retriever_from_spec(s, device=device) for s in config.filter.retrievers]
@@ -116,6 +125,22 @@ def ensure_synthetic_queries(recipe: Recipe, *, device: str | None = None) -> di
             teacher_options={"device": device},
             percentile=config.filter.percentile,
         )
-        kept.with_name(kept.stem + ".report.json").write_text(json.dumps(info, indent=2) + "\n")
-    manifest.write_text(json.dumps(wanted, indent=2) + "\n")  # last: the file is complete
+        with atomic_write(kept.with_name(kept.stem + ".report.json")) as handle:
+            handle.write(json.dumps(info, indent=2) + "\n")
+    with atomic_write(manifest) as handle:  # last: the file is complete
+        handle.write(json.dumps({**wanted, KEPT_SHA256: file_sha256(kept)}, indent=2) + "\n")
     return info
+
+
+def _made_with(manifest: Path) -> dict[str, Any] | None:
+    """The settings the kept file was made with; None (after a warning if damaged) if unknown."""
+    if not manifest.is_file():
+        return None
+    try:
+        made_with = json.loads(manifest.read_text())
+        if not isinstance(made_with, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        log.warning("%s cannot be read (%s): the synthetic queries are made again", manifest, exc)
+        return None
+    return made_with
