@@ -43,6 +43,7 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
 from twotower.data.collection import Collection
+from twotower.data.files import atomic_write
 from twotower.training.recipe import Recipe
 from twotower.training.refresh_round import (
     ROUND_PREFIX,
@@ -90,7 +91,8 @@ class Refresher:
         self.frozen_documents_path: str | None = None
         if frozen_documents is not None:
             path = self.dir / "frozen_documents.npy"
-            np.save(path, np.asarray(frozen_documents, dtype=np.float32))
+            with atomic_write(path, "wb") as handle:
+                np.save(handle, np.asarray(frozen_documents, dtype=np.float32))
             self.frozen_documents_path = str(path)
             log.info("refresh: frozen document tower, each round re-encodes only the queries")
         for stale in self.dir.glob(".round-*.tmp-*"):  # a round killed while it was writing
@@ -153,7 +155,8 @@ class Refresher:
             hnsw_neighbors=config.hnsw_neighbors,
         )
         request_path = self.dir / f"request-{generation:05d}.json"
-        request_path.write_text(json.dumps(asdict(request), indent=2) + "\n")
+        with atomic_write(request_path) as handle:
+            handle.write(json.dumps(asdict(request), indent=2) + "\n")
         output = (self.dir / f"round-{generation:05d}.log").open("w")
         self.process = subprocess.Popen(
             [
@@ -202,7 +205,7 @@ class Refresher:
         if generation <= self.adopted:
             return False
         manifest = self._publish(newest, generation)
-        if manifest is None:
+        if manifest is None:  # damaged, set aside: the next round replaces it
             return False
         stats = json.loads((newest / "stats.json").read_text())
         self._record({**stats, "adopted_at_step": step})
@@ -216,8 +219,11 @@ class Refresher:
         return True
 
     def _publish(self, folder: Path, generation: int) -> dict | None:
-        """Hand the round's tables to the rows; its manifest."""
-        manifest, documents, queries = read_round(folder, self.collection)
+        """Hand the round's tables to the rows; its manifest, or None for a damaged round."""
+        published_round = read_round(folder, self.collection)
+        if published_round is None:
+            return None
+        manifest, documents, queries = published_round
         self.rows.publish(  # only what the rows draw
             documents=documents if self.rows.num_negatives else None,
             queries=queries if self.rows.num_negative_queries else None,

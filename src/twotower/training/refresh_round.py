@@ -14,7 +14,8 @@ training queries with each positive document. A round here:
    that has the document as a positive;
 4. measures the positives' ranks under the snapshot and the overlap with the previous round;
 5. writes ``negatives.jsonl`` (and ``queries.jsonl``), ``stats.json`` and, last, ``manifest.json``
-   into a temporary folder that is then renamed: a reader never sees half a round.
+   (the SHA-256 of each file, and a checksum of its own) into a temporary folder that is then
+   renamed: a reader never sees half a round, and a damaged one is set aside, never read.
 
 Run as ``python -m twotower.training.refresh_round ROUND_REQUEST.json`` by the refresher; the
 process exits when its parent (the trainer) dies.
@@ -23,6 +24,7 @@ process exits when its parent (the trainer) dies.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import sys
@@ -35,6 +37,8 @@ from typing import Any
 import numpy as np
 
 from twotower.data.collection import Collection
+from twotower.data.files import atomic_write, file_sha256
+from twotower.data.jsonl import line_checksum_matches, with_line_checksum
 from twotower.models.encoder import Encoder, load_sentence_transformer
 from twotower.negatives.io import read_negatives, write_negatives
 from twotower.negatives.mine import (
@@ -50,6 +54,8 @@ from twotower.retrieval.ann import IndexSettings, search_run
 from twotower.retrieval.dense import exact_run
 from twotower.training.examples import training_collection
 from twotower.training.recipe import load_recipe
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 ROUND_PREFIX = "round-"
@@ -119,8 +125,36 @@ def complete_rounds(rounds_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[len(ROUND_PREFIX) :]))
 
 
+def _round_problem(folder: Path) -> str | None:
+    """None if the manifest matches its checksum and every file of the round matches its own."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError) as exc:
+        return f"{MANIFEST} cannot be read ({exc})"
+    if not isinstance(manifest, dict) or line_checksum_matches(manifest) is not True:
+        return f"{MANIFEST} does not match its checksum"
+    files = manifest.get("files", {})
+    for name in {*files, *(p.name for p in folder.iterdir() if p.name != MANIFEST)}:
+        try:
+            matches = file_sha256(folder / name) == files.get(name)
+        except OSError:
+            matches = False
+        if not matches:
+            return f"{name} does not match its checksum"
+    return None
+
+
 def read_round(folder: Path, collection: Collection):
-    """(manifest, documents table or None, queries table or None) of a published round."""
+    """(manifest, documents table or None, queries table or None) of a published round; None if
+    the round is damaged (a file that does not match the manifest's checksum): it is renamed
+    ``*.damaged``, reported in one line, and training keeps the negatives it has."""
+    problem = _round_problem(folder)
+    if problem is not None:
+        aside = folder.with_name(folder.name + ".damaged")
+        shutil.rmtree(aside, ignore_errors=True)
+        folder.rename(aside)
+        log.warning("%s: damaged refresh round (%s), set aside as %s", folder, problem, aside.name)
+        return None
     manifest = json.loads((folder / MANIFEST).read_text())
     documents = queries = None
     if (folder / "negatives.jsonl").is_file():
@@ -239,9 +273,9 @@ def compute_round(request: RoundRequest, collection: Collection) -> tuple[dict, 
     stats.queries = len(request.query_ids)
     stats.positive_rank_mean = float(np.mean(ranks)) if ranks else 0.0
     stats.positive_rank_median = float(np.median(ranks)) if ranks else 0.0
-    if request.previous and tables["documents"] is not None:
-        _, previous, _ = read_round(Path(request.previous), collection)
-        stats.overlap_with_previous = _overlap(tables["documents"], previous)
+    previous_round = read_round(Path(request.previous), collection) if request.previous else None
+    if previous_round is not None and tables["documents"] is not None:
+        stats.overlap_with_previous = _overlap(tables["documents"], previous_round[1])
     return tables, stats
 
 
@@ -257,9 +291,12 @@ def publish_round(request: RoundRequest, tables: dict, stats: RoundStats) -> Pat
     if tables["queries"] is not None:
         write_negatives(temporary / "queries.jsonl", tables["queries"])
     stats.finished = time.time()
-    (temporary / "stats.json").write_text(json.dumps(asdict(stats), indent=2) + "\n")
-    manifest = {"generation": request.generation, "step": request.step}
-    (temporary / MANIFEST).write_text(json.dumps(manifest) + "\n")
+    with atomic_write(temporary / "stats.json") as handle:
+        handle.write(json.dumps(asdict(stats), indent=2) + "\n")
+    files = {p.name: file_sha256(p) for p in sorted(temporary.iterdir())}
+    manifest = {"generation": request.generation, "step": request.step, "files": files}
+    with atomic_write(temporary / MANIFEST) as handle:
+        handle.write(json.dumps(with_line_checksum(manifest)) + "\n")
     os.replace(temporary, final)
     return final
 
