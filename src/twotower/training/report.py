@@ -4,11 +4,14 @@ refresh rounds of an ANCE/DANCE run."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 from twotower.analysis.plots import plot_refresh_rounds
 from twotower.evaluation.evaluate import EvalResult
+
+log = logging.getLogger(__name__)
 
 
 def _short(data: str) -> str:
@@ -85,8 +88,12 @@ def read_refresh_log(path: Path) -> tuple[list[dict], list[dict]]:
     """The adopted rounds of a run's refresh_log.jsonl, in order, and its failed rounds."""
     adopted, failed = [], []
     if path.is_file():
-        for line in path.read_text().splitlines():
-            entry = json.loads(line)
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:  # appended line by line: a kill can cut one short
+                log.warning("%s:%d: a line cut short, left out of the report", path, number)
+                continue
             (failed if "failed" in entry else adopted).append(entry)
     return adopted, failed
 
