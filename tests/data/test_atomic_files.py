@@ -402,3 +402,22 @@ def test_a_refresh_log_line_cut_by_a_kill_is_left_out_of_the_report(tmp_path, ca
         adopted, failed = read_refresh_log(log)
     assert [r["generation"] for r in adopted] == [1, 3] and failed == []
     assert f"{log}:2: a line cut short" in caplog.text
+
+
+def test_a_read_only_cache_is_still_read(tiny_model, tiny_collection, monkeypatch):
+    from twotower.models import Encoder
+    from twotower.models.embedding_cache import encode_corpus
+
+    corpus = load_collection(tiny_collection).corpus
+    encoder = Encoder.from_name(str(tiny_model), device="cpu", show_progress=False)
+    first, _ = encode_corpus(encoder, corpus)
+    real_open = os.open
+
+    def read_only(path, flags, *args):
+        if str(path).endswith(".lock"):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", read_only)
+    again, cached = encode_corpus(encoder, corpus)
+    assert cached and np.array_equal(again, first)

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
+_READ_ONLY = {errno.EACCES, errno.EPERM, errno.EROFS}
 
 
 def file_sha256(path: Path) -> str:
@@ -129,15 +130,21 @@ def file_lock(path: str | Path, *, shared: bool = False) -> Iterator[None]:
     """Hold ``NAME.lock`` beside ``path``: exclusive to build the entry, shared to read it.
 
     A second process waits (saying so once) until the first is done; the lock goes with the
-    process, even killed. Where the file system has no locks, the block runs unlocked (entries
-    are still published atomically).
+    process, even killed. Where the file system has no locks, or a shared lock cannot be made
+    in a read-only cache, the block runs unlocked (entries are still published atomically).
     """
     lock = Path(path).with_name(Path(path).name + ".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
     if fcntl is None:
         yield
         return
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        if not shared or exc.errno not in _READ_ONLY:
+            raise
+        yield  # a cache shared read-only: nobody writes it, so reading needs no lock
+        return
     try:
         kind = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
         try:
