@@ -421,3 +421,35 @@ def test_a_read_only_cache_is_still_read(tiny_model, tiny_collection, monkeypatc
     monkeypatch.setattr(os, "open", read_only)
     again, cached = encode_corpus(encoder, corpus)
     assert cached and np.array_equal(again, first)
+
+
+@pytest.mark.parametrize("damage", ["flip a byte", "truncate", "no marker"])
+def test_a_damaged_trained_model_is_trained_again_not_reused(
+    tmp_path, tiny_collection, damage, caplog
+):
+    from twotower.data.files import folder_sha256
+    from twotower.training.pipeline import finished_model, write_recipe
+    from twotower.training.recipe import load_recipe
+    from twotower.training.trainer import FINISHED
+
+    path = tmp_path / "r.yaml"
+    path.write_text(f"train: {{data: {tiny_collection}}}\n")
+    recipe, run_dir = load_recipe(path), tmp_path / "run"
+    write_recipe(recipe, run_dir)
+    model = run_dir / "model"
+    (model / "weights").mkdir(parents=True)
+    (model / "weights" / "model.safetensors").write_bytes(bytes(range(256)) * 4)
+    (model / "config.json").write_text('{"hidden": 32}\n')
+    done = {"steps": 4, "files": folder_sha256(model)}  # as the trainer writes it
+    (model / FINISHED).write_text(json.dumps(done) + "\n")
+    assert finished_model(run_dir, recipe) == model
+    if damage == "flip a byte":
+        flip_byte(model / "weights" / "model.safetensors", 100)
+    elif damage == "truncate":
+        truncate(model / "config.json")
+    else:
+        (model / FINISHED).unlink()
+    with caplog.at_level("WARNING"):
+        assert finished_model(run_dir, recipe) is None
+    if damage != "no marker":
+        assert f"{model} does not match its checksums" in caplog.text

@@ -46,6 +46,17 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def folder_sha256(folder: Path, *, leave_out: tuple[str, ...] = ()) -> dict[str, str]:
+    """SHA-256 of every file under ``folder`` by its relative path, except those ``leave_out``
+    names: the checksums of a saved model, checked before it is reused."""
+    folder = Path(folder)
+    return {
+        path.relative_to(folder).as_posix(): file_sha256(path)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.relative_to(folder).as_posix() not in leave_out
+    }
+
+
 def is_disk_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in _DISK_FULL
 

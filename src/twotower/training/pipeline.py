@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from twotower.data.collection import Collection, load_corpus
-from twotower.data.files import atomic_write
+from twotower.data.files import atomic_write, folder_sha256
 from twotower.errors import ConfigError
 from twotower.models.sharded_encoding import encode_corpus_sharded
 from twotower.negatives.io import read_negatives
@@ -273,13 +273,26 @@ def finished_model(run_dir: Path, recipe: Recipe) -> Path | None:
 
     saved = run_dir / "recipe.yaml"
     model_dir = run_dir / "model"
-    if (
+    if not (
         (model_dir / FINISHED).is_file()
         and saved.is_file()
         and saved.read_text() == recipe_to_yaml(recipe)
     ):
-        return model_dir
-    return None
+        return None
+    try:
+        files = json.loads((model_dir / FINISHED).read_text()).get("files")
+    except (OSError, ValueError, AttributeError):
+        log.warning("%s cannot be read: the model is trained again", model_dir / FINISHED)
+        return None
+    if files is None:  # a model of a version without checksums: retraining would cost hours
+        log.warning("%s has no checksums (an earlier version's): reused unchecked", model_dir)
+    elif files != folder_sha256(model_dir, leave_out=(FINISHED,)):
+        log.warning(
+            "%s does not match its checksums (damaged or changed): the model is trained again",
+            model_dir,
+        )
+        return None
+    return model_dir
 
 
 def train_recipe(

@@ -65,7 +65,8 @@ def run_recipe(
             "%s already holds the model trained by this recipe; evaluating it (--retrain to train again)",
             run_dir,
         )
-        train_info = json.loads((model_dir / "TRAINING_DONE").read_text())
+        done = json.loads((model_dir / "TRAINING_DONE").read_text())
+        train_info = {k: v for k, v in done.items() if k != "files"}  # not the checksums
     else:
         if retrain and (run_dir / "model").exists():
             shutil.rmtree(run_dir / "model")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+from twotower.data.files import atomic_write, folder_sha256
 from twotower.errors import ConfigError, InputError
 from twotower.losses.cached import CachedSentenceTransformerLoss
 from twotower.losses.frozen_documents import FrozenDocumentsLoss, label_rows
@@ -321,5 +322,7 @@ def train_model(
     done = {"steps": trainer.state.global_step, "seconds": seconds, "examples": len(dataset)}
     if trainer.is_world_process_zero():  # one model, written once
         model.save(str(model_dir))
-        (model_dir / FINISHED).write_text(json.dumps(done) + "\n")
+        files = folder_sha256(model_dir, leave_out=(FINISHED,))  # checked before reuse
+        with atomic_write(model_dir / FINISHED) as handle:
+            handle.write(json.dumps({**done, "files": files}) + "\n")
     return TrainOutcome(model_dir, trainer.state.global_step, seconds, len(dataset), resume_from)
