@@ -23,6 +23,7 @@ process exits when its parent (the trainer) dies.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -152,7 +153,8 @@ def read_round(folder: Path, collection: Collection):
     if problem is not None:
         aside = folder.with_name(folder.name + ".damaged")
         shutil.rmtree(aside, ignore_errors=True)
-        folder.rename(aside)
+        with contextlib.suppress(OSError):  # another rank of a torchrun job set it aside first
+            folder.rename(aside)
         log.warning("%s: damaged refresh round (%s), set aside as %s", folder, problem, aside.name)
         return None
     manifest = json.loads((folder / MANIFEST).read_text())
