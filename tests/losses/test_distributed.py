@@ -4,6 +4,7 @@ gradients over ranks; each rank averages its loss over its own anchors)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 
@@ -126,6 +127,61 @@ def test_two_processes_equal_one_process_on_the_combined_batch(options):
     assert loss == pytest.approx(expected_loss, abs=1e-5)
     assert grads.keys() == expected_grads.keys()
     for name, want in expected_grads.items():
+        torch.testing.assert_close(grads[name], want, atol=1e-5, rtol=1e-4)
+
+
+def _uneven_data():
+    """The combined batch where rank 1's rows have one hard negative (rank 0's two) and one
+    known positive each (rank 0's up to two): as one process, rank 1's second slots are masked
+    padding."""
+    x, ids = _data()
+    ids["query_positive_ids"][5] = torch.tensor([15, -1])
+    mask = torch.ones(WORLD * ROWS, K, dtype=torch.bool)
+    mask[ROWS:, 1] = False
+    return x, ids, mask
+
+
+def _uneven_local(encoder, rank: int) -> EmbeddingBatch:
+    x, ids, _ = _uneven_data()
+    batch = _batch(encoder, x, ids, slice(rank * ROWS, (rank + 1) * ROWS))
+    if rank == 0:
+        return batch
+    return dataclasses.replace(
+        batch,
+        hard_negatives=batch.hard_negatives[:, :1],
+        hard_negative_ids=batch.hard_negative_ids[:, :1],
+        query_positive_ids=batch.query_positive_ids[:, :1],
+    )
+
+
+def _uneven_worker(rank: int, port: int, out: dict) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    try:
+        encoder = _encoder()
+        local = _uneven_local(encoder, rank)
+        loss = ContrastiveLoss(preset="mnrl").compute_loss_from_embeddings(
+            gather_across_ranks(local)
+        )
+        loss.backward()
+        _report_mean(rank, loss, encoder.named_parameters(), out)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ranks_with_blocks_of_different_widths_are_padded_to_the_widest():
+    encoder = _encoder()
+    x, ids, mask = _uneven_data()
+    combined = dataclasses.replace(_batch(encoder, x, ids, slice(None)), hard_negatives_mask=mask)
+    loss = ContrastiveLoss(preset="mnrl").compute_loss_from_embeddings(combined)
+    loss.backward()
+    expected = {n: p.grad.clone() for n, p in encoder.named_parameters()}
+    with mp.Manager() as manager:
+        out = manager.dict()
+        mp.spawn(_uneven_worker, args=(_free_port(), out), nprocs=WORLD, join=True)
+        got_loss, grads = out["loss"], dict(out["grads"])
+    assert got_loss == pytest.approx(loss.item(), abs=1e-5)
+    for name, want in expected.items():
         torch.testing.assert_close(grads[name], want, atol=1e-5, rtol=1e-4)
 
 

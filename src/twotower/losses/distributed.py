@@ -13,7 +13,10 @@ travel with their rows, so false-negative masks and same-tower self-exclusion ho
 ranks.
 
 Every rank must bring the same number of rows (the trainer drops the last, uneven batch under
-distributed training); a mismatch is a :class:`~twotower.losses.batch.BatchShapeError`.
+distributed training); a mismatch is a :class:`~twotower.losses.batch.BatchShapeError`. Slot
+blocks may be of different widths on different ranks (a batch pads its hard negatives, negative
+queries, candidates and known positives to its own widest row): they are padded to the widest
+rank's first, with masked slots and -1 ids, which no loss counts.
 """
 
 from __future__ import annotations
@@ -23,9 +26,10 @@ import warnings
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import Tensor
 
-from twotower.losses.batch import BatchShapeError, EmbeddingBatch
+from twotower.losses.batch import _SLOT_FIELDS, BatchShapeError, EmbeddingBatch
 
 # Row tensors that carry gradients back to their rank; the other row tensors are data.
 _WITH_GRAD = ("queries", "positives", "hard_negatives", "negative_queries", "candidates")
@@ -82,6 +86,41 @@ def _check_same_rows(rows: int, device: torch.device) -> None:
         )
 
 
+def _padded(tensor: Tensor | None, width: int, value: float | bool) -> Tensor | None:
+    """``tensor`` with its second dimension padded to ``width`` with ``value``."""
+    if tensor is None or tensor.shape[1] == width:
+        return tensor
+    pad = [0, 0] * (tensor.dim() - 2) + [0, width - tensor.shape[1]]
+    if tensor.dtype == torch.bool:
+        return F.pad(tensor.to(torch.uint8), pad, value=int(value)).bool()
+    return F.pad(tensor, pad, value=value)
+
+
+def _same_widths(batch: EmbeddingBatch) -> EmbeddingBatch:
+    """``batch`` with every slot block (and the known positives) as wide as the widest rank's."""
+    blocks = [name for name in _SLOT_FIELDS if getattr(batch, name) is not None]
+    fields = [getattr(batch, name) for name in blocks] + [batch.query_positive_ids]
+    local = [0 if t is None else t.shape[1] for t in fields]
+    every = all_gather_data(torch.tensor([local], device=batch.queries.device))
+    widths, uneven = every.amax(dim=0), (every.amax(dim=0) != every.amin(dim=0)).tolist()
+    changes: dict[str, Tensor | None] = {}
+    for index, name in enumerate(blocks):
+        if not uneven[index]:  # the same on every rank: nothing to pad anywhere
+            continue
+        block, width = getattr(batch, name), int(widths[index])
+        mask_name, ids_name, scores_name = _SLOT_FIELDS[name]
+        mask = getattr(batch, mask_name)
+        if mask is None:  # every rank gathers a mask then: every slot real here, padding not
+            mask = torch.ones(block.shape[:2], dtype=torch.bool, device=block.device)
+        changes[name] = _padded(block, width, 0.0)
+        changes[mask_name] = _padded(mask, width, False)
+        changes[ids_name] = _padded(getattr(batch, ids_name), width, -1)
+        changes[scores_name] = _padded(getattr(batch, scores_name), width, 0.0)
+    if batch.query_positive_ids is not None:
+        changes["query_positive_ids"] = _padded(batch.query_positive_ids, int(widths[-1]), -1)
+    return dataclasses.replace(batch, **changes) if changes else batch
+
+
 def gather_across_ranks(batch: EmbeddingBatch) -> EmbeddingBatch:
     """``batch`` with the rows of every rank, this rank's rows as anchors (see the module
     docstring); ``batch`` itself outside distributed training or with one process."""
@@ -97,6 +136,7 @@ def gather_across_ranks(batch: EmbeddingBatch) -> EmbeddingBatch:
         )
     rows = batch.num_rows
     _check_same_rows(rows, batch.queries.device)
+    batch = _same_widths(batch)
     gathered = {}
     for name in _WITH_GRAD + _DATA:
         value = getattr(batch, name)
