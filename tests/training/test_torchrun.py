@@ -53,3 +53,41 @@ def test_the_command_runs_as_a_module():
         [sys.executable, "-m", "twotower.cli", "--help"], capture_output=True, text=True
     )
     assert result.returncode == 0 and "Usage: twotower" in result.stdout
+
+
+def test_refresh_under_torchrun_puts_each_round_in_use_on_every_rank(tmp_path, tiny_model):
+    """Rank 0 runs the sync rounds; before the next step every rank publishes the same round
+    (rank 0 checks all of them did and says so), and one refresh log is written."""
+    import json
+
+    root = write_collection(tmp_path / "c")
+    (root / "qrels" / "train.tsv").write_text(QRELS)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        f"name: dist-refresh\nmodel: {{name: {tiny_model}}}\n"
+        f"train: {{data: {root}, split: train}}\n"
+        "negatives: {source: dense, count: 1, rank_window: [1, 5]}\n"
+        "refresh: {mode: sync, every_steps: 1, depth: 6}\n"
+        "loss:\n  - {loss: contrastive, preset: mnrl}\n"
+        "optim: {batch_size: 1, epochs: 2, save_steps: 100, precision: fp32}\n"
+    )
+    torchrun = Path(sys.executable).with_name("torchrun")
+    result = subprocess.run(
+        [str(torchrun), "--nproc_per_node", "2", "-m", "twotower.cli", "train", str(recipe)]
+        + ["--output-dir", str(tmp_path / "run")],
+        env={**os.environ, "TWOTOWER_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = result.stdout + result.stderr
+    # 4 examples over 2 ranks, batch 1, 2 epochs: 4 steps; a round after steps 1-3.
+    adopted = [
+        json.loads(line)
+        for line in (tmp_path / "run" / "refresh_log.jsonl").read_text().splitlines()
+    ]
+    assert [entry["generation"] for entry in adopted] == [1, 2, 3]
+    for generation in (1, 2, 3):
+        assert log.count(f"refresh round {generation} in use on all 2 ranks") == 1, log[-3000:]
+    assert "not in use on every rank" not in log

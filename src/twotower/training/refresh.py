@@ -19,6 +19,10 @@ negatives stay hard; DANCE (Li et al. 2021) refreshes its negative queries the s
   repeats the uninterrupted one exactly (``async`` adopts a round when it happens to finish, so
   its runs differ anyway); an older checkpoint without that state takes the newest round.
 
+Under torchrun, rank 0 runs the rounds and chooses which to adopt; before every step it tells
+the other ranks, and every rank publishes the same round into its rows at the same step (the
+run folder must be on a file system every rank sees, as the caches must).
+
 Every adopted round is a line of ``refresh_log.jsonl`` in the run folder (timings, the step of
 its weights, queries covered, overlap with the previous round, the positives' mean and median
 rank under the snapshot); failures are lines too.
@@ -39,11 +43,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch.distributed as dist
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
 from twotower.data.collection import Collection
 from twotower.data.files import atomic_write
+from twotower.settings import is_main_process, world_size
 from twotower.training.recipe import Recipe
 from twotower.training.refresh_round import (
     ROUND_PREFIX,
@@ -77,26 +83,34 @@ class Refresher:
         self.collection = collection
         self.dir = run_dir / "refresh"
         self.log_path = run_dir / "refresh_log.jsonl"
-        if not resuming:  # a fresh start never adopts an earlier run's rounds
+        # Rank 0 runs the rounds and writes the folder; other ranks only read the rounds it chose.
+        self.main = is_main_process()
+        self.shared = world_size() > 1 and dist.is_initialized()
+        if self.main and not resuming:  # a fresh start never adopts an earlier run's rounds
             shutil.rmtree(self.dir, ignore_errors=True)
             self.log_path.unlink(missing_ok=True)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        if self.main:
+            self.dir.mkdir(parents=True, exist_ok=True)
         self.recipe_path = run_dir / "recipe.yaml"
         self.process: subprocess.Popen | None = None
         self.running: RoundRequest | None = None
         self.adopted = 0  # generation in use (0: the negatives mined before training)
+        self.agreed = 0  # under torchrun: the generation rank 0 last told every rank
         self.adopted_rounds: list[int] = []  # every generation published into the rows, in order
         self.launched = 0  # the last generation started (a failed one is not reused)
         self.last_launch_step: int | None = None
         self.frozen_documents_path: str | None = None
-        if frozen_documents is not None:
+        if frozen_documents is not None and self.main:
             path = self.dir / "frozen_documents.npy"
             with atomic_write(path, "wb") as handle:
                 np.save(handle, np.asarray(frozen_documents, dtype=np.float32))
             self.frozen_documents_path = str(path)
             log.info("refresh: frozen document tower, each round re-encodes only the queries")
-        for stale in self.dir.glob(".round-*.tmp-*"):  # a round killed while it was writing
-            shutil.rmtree(stale, ignore_errors=True)
+        if self.main:
+            for stale in self.dir.glob(".round-*.tmp-*"):  # a round killed while it was writing
+                shutil.rmtree(stale, ignore_errors=True)
+        if self.shared:
+            dist.barrier()  # the folder is clean before any rank reads a round from it
         queries = list(dict.fromkeys(e.query_id for e in rows.examples if e.query_id))
         chunks = max(1, math.ceil(1 / self.config.fraction))
         self.chunks = [queries[i::chunks] for i in range(chunks)]
@@ -119,8 +133,12 @@ class Refresher:
         # async without a cadence: a new round as soon as the last one is done
         return every is None or step - (self.last_launch_step or 0) >= every
 
-    def launch(self, model: Any, step: int) -> RoundRequest:
-        """Snapshot the weights and start a round on them in a process of its own."""
+    def launch(self, model: Any, step: int) -> RoundRequest | None:
+        """Snapshot the weights and start a round on them in a process of its own (rank 0; the
+        other ranks only keep the cadence, so a sync round is due on every rank alike)."""
+        if not self.main:
+            self.last_launch_step = step
+            return None
         generation = self.next_generation
         snapshot = self.dir / f"snapshot-{generation:05d}"
         shutil.rmtree(snapshot, ignore_errors=True)
@@ -218,6 +236,35 @@ class Refresher:
         )
         return True
 
+    def adopt(self, step: int) -> bool:
+        """:meth:`adopt_newest`; under torchrun rank 0 chooses the round and every rank publishes
+        that one before the step, and rank 0 checks that all of them did."""
+        if not self.shared:
+            return self.adopt_newest(step)
+        choice = [self.adopted]
+        if self.main:
+            self.adopt_newest(step)
+            choice = [self.adopted]
+        dist.broadcast_object_list(choice, src=0)
+        generation = int(choice[0])
+        if generation == self.agreed:  # the same on every rank: nothing new this step
+            return False
+        self.agreed = generation
+        if not self.main and generation != self.adopted:
+            self._publish(round_dir(self.dir, generation), generation)
+        in_use = [None] * world_size()
+        dist.all_gather_object(in_use, self.adopted)
+        if self.main and any(g != generation for g in in_use):
+            log.warning(
+                "refresh: round %d is not in use on every rank (rounds in use by rank: %s);"
+                " those ranks keep their negatives",
+                generation,
+                in_use,
+            )
+        elif self.main and generation:
+            log.info("refresh round %d in use on all %d ranks", generation, len(in_use))
+        return True
+
     def _publish(self, folder: Path, generation: int) -> dict | None:
         """Hand the round's tables to the rows; its manifest, or None for a damaged round."""
         published_round = read_round(folder, self.collection)
@@ -245,7 +292,7 @@ class Refresher:
         the checkpoint is removed: its weights are from steps the resumed run trains again, and
         the round it launches instead takes the same generation (same seed, same queries)."""
         launched = int(saved["launched"])
-        for folder in self.dir.glob(f"{ROUND_PREFIX}*"):
+        for folder in self.dir.glob(f"{ROUND_PREFIX}*") if self.main else ():
             number = folder.name[len(ROUND_PREFIX) :]
             if folder.is_dir() and number.isdigit() and int(number) > launched:
                 log.info("refresh: %s was started after the checkpoint; computed again", folder)
@@ -272,6 +319,8 @@ class Refresher:
         self.process = self.running = None
 
     def _record(self, entry: dict) -> None:
+        if not self.main:
+            return
         with self.log_path.open("a") as handle:
             handle.write(json.dumps({"time": time.time(), **entry}) + "\n")
 
@@ -295,10 +344,10 @@ class RefreshCallback(TrainerCallback, ExportableState):
         return {"args": {}, "attributes": self.refresher.state()}
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.refresher.adopt_newest(state.global_step)  # resuming: the newest complete round
+        self.refresher.adopt(state.global_step)  # resuming: the newest complete round
 
     def on_step_begin(self, args, state, control, **kwargs):
-        self.refresher.adopt_newest(state.global_step)
+        self.refresher.adopt(state.global_step)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         refresher = self.refresher
@@ -307,7 +356,7 @@ class RefreshCallback(TrainerCallback, ExportableState):
         refresher.launch(model, state.global_step)
         if refresher.config.mode == "sync":
             refresher.collect(wait=True)
-            refresher.adopt_newest(state.global_step)
+            refresher.adopt(state.global_step)
 
     def on_train_end(self, args, state, control, **kwargs):
         self.refresher.stop()

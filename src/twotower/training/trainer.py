@@ -19,7 +19,6 @@ from twotower.losses.st_loss import SentenceTransformerLoss
 from twotower.models.build import build_model
 from twotower.models.embedding_cache import encode_corpus
 from twotower.models.encoder import Encoder, bf16_supported, route_modules
-from twotower.settings import world_size
 from twotower.training.examples import is_query_column
 from twotower.training.nonfinite import NonFiniteLossGuard
 from twotower.training.recipe import Recipe
@@ -273,11 +272,6 @@ def train_model(
         NonFiniteLossGuard(loss, skip_limit=recipe.optim.skip_nonfinite_batches),
     ]
     refresher = None
-    if recipe.refresh.mode != "off" and world_size() > 1:
-        raise ConfigError(
-            "refresh.mode: refresh under torchrun is not supported yet (every rank would need the"
-            " same rounds); train in one process or set refresh.mode: off"
-        )
     if recipe.refresh.mode != "off":
         frozen = None if recipe.model.train_document_tower else loss.documents.cpu().numpy()
         refresher = Refresher(
