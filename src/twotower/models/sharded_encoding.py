@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 
 from twotower.data.beir import Corpus
+from twotower.data.files import file_lock
 from twotower.models.embedding_cache import _load_verified, _save, cache_path, encode_corpus
 from twotower.models.encoder import Encoder
 from twotower.settings import process_rank, world_size
@@ -94,6 +95,7 @@ def encode_corpus_sharded(
     local = encoder.encode(corpus.texts[start:end], task="document")
     merged = _gather_rows(local, len(corpus.texts), world, rank)
     if merged is not None and use_cache:
-        _save(path, merged)
+        with file_lock(path):  # not while another run writes or reads the same entry
+            _save(path, merged)
     dist.barrier()  # the entry exists before any rank goes on to read it
     return merged
