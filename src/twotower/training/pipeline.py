@@ -103,8 +103,10 @@ def encode_mining_corpus_across_ranks(recipe: Recipe, device: str | None):
     """Under torchrun, before rank 0 mines: every rank encodes a slice of the training corpus
     into rank 0's embedding cache (:func:`encode_corpus_sharded`), so mining encodes nothing.
     Returns the retriever to mine with (None where the recipe mines with none or BM25)."""
+    if world_size() == 1:
+        return None  # prepare_rows builds its retriever, freed when mining is done
     retriever = _mining_retriever(recipe, device)
-    if retriever is not None and world_size() > 1:
+    if retriever is not None:
         ensure_process_group(device)
         encode_corpus_sharded(retriever.dense_encoder, load_corpus(recipe.train.data).corpus)
     return retriever
@@ -306,6 +308,7 @@ def train_recipe(
     with main_process_first(device):  # rank 0 mines and scores; the others read its caches
         synthetic = ensure_synthetic_queries(recipe, device=device)
         data = prepare_rows(recipe, device=device, retriever=retriever)
+    del retriever  # its model is not needed while training
     if synthetic:
         data.info["synthetic_step"] = synthetic
     if main:

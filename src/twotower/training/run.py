@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import shutil
@@ -82,6 +83,10 @@ def run_recipe(
             **data.info,
         }
     timings["train_s"] = time.perf_counter() - started
+    # The trainer, its optimizer and the mining models are garbage in reference cycles (a
+    # sentence-transformers model and its model card hold each other): freed before two more
+    # models load for evaluation, not whenever the collector next runs.
+    gc.collect()
     start = time.perf_counter()
     encoders = []
     if recipe.eval.base_model:
