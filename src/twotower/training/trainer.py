@@ -308,6 +308,16 @@ def train_model(
             f"no training step ran: no batch of {recipe.optim.batch_size} rows without a repeated"
             f" text could be formed from {len(dataset)} examples; lower optim.batch_size"
         )
+    if trainer.state.global_step < trainer.state.max_steps:  # again the trainer only warns
+        log.warning(
+            "training ended at step %d of %d: the batch sampler ran out of batches of %d rows"
+            " without a repeated text (queries, positives and negatives repeat across %d"
+            " examples); the model is saved, lower optim.batch_size for the full schedule",
+            trainer.state.global_step,
+            trainer.state.max_steps,
+            recipe.optim.batch_size,
+            len(dataset),
+        )
     if base_weights is not None:
         _interpolate(model, base_weights, recipe.optim.wise_ft)
     if recipe.train.max_document_length:  # training-only truncation: save the evaluation length
