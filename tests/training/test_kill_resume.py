@@ -210,6 +210,12 @@ def test_resume_publishes_the_checkpoints_rounds_again_and_removes_later_ones(
         "last_launch_step": 8,
     }
 
+    # The interrupted run went on to adopt round 3 and was killed writing its next log line.
+    log_path = run_dir / "refresh_log.jsonl"
+    with log_path.open("a") as handle:
+        handle.write(json.dumps({"generation": 3, "step": 12, "adopted_at_step": 13}) + "\n")
+        handle.write('{"generation": 4, "st')
+
     rows = prepare_rows(recipe).rows
     resumed = Refresher(
         recipe, run_dir, rows, data.collection, resuming=True, checkpoint=str(checkpoint)
@@ -223,3 +229,6 @@ def test_resume_publishes_the_checkpoints_rounds_again_and_removes_later_ones(
     assert (resumed.adopted, resumed.next_generation, resumed.last_launch_step) == (2, 3, 8)
     assert not resumed.due(step=11) and resumed.due(step=12)  # the cadence of the interrupted run
     assert not resumed.adopt_newest(step=10)  # nothing newer than the checkpoint's rounds
+    # The log is as the checkpoint saw it: report.md shows no round twice.
+    logged = [json.loads(line)["generation"] for line in log_path.read_text().splitlines()]
+    assert logged == [1, 2]

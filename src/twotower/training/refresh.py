@@ -307,6 +307,25 @@ class Refresher:
                 )
         self.launched = launched
         self.last_launch_step = saved["last_launch_step"]
+        if self.main:
+            self._forget_rounds_after(launched, set(saved["adopted_rounds"]))
+
+    def _forget_rounds_after(self, launched: int, adopted: set[int]) -> None:
+        """Rewrite refresh_log.jsonl as the checkpoint saw it: the interrupted run's lines for
+        rounds the resumed run computes again would show those rounds twice in report.md."""
+        if not self.log_path.is_file():
+            return
+        kept = []
+        for line in self.log_path.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:  # a line cut by the kill
+                continue
+            generation = entry.get("generation", 0)
+            if generation in adopted or ("failed" in entry and generation <= launched):
+                kept.append(line)
+        with atomic_write(self.log_path) as handle:
+            handle.write("".join(line + "\n" for line in kept))
 
     def stop(self) -> None:
         """End a running round (training is over or failed); its half-written files are never
