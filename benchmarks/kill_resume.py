@@ -53,7 +53,13 @@ from sections import markers, write_section
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the tiny model and collection of the tests
 
-from tests.conftest import DOCS, QRELS, build_tiny_bert, write_collection  # noqa: E402
+from tests.conftest import (  # noqa: E402
+    DOCS,
+    QRELS,
+    build_tiny_bert,
+    last_logged_step,
+    write_collection,
+)
 
 SECTION = "kill-resume"
 CLI = [sys.executable, "-m", "twotower.cli.main"]
@@ -249,19 +255,6 @@ def complete_checkpoints(run: Path) -> list[int]:
     return sorted(found)
 
 
-def last_logged_step(run: Path) -> int:
-    path = run / "train_log.jsonl"
-    if not path.is_file():
-        return 0
-    steps = [0]
-    for line in path.read_text().splitlines():
-        try:
-            steps.append(int(json.loads(line).get("step", 0)))
-        except ValueError:
-            pass  # the line being written
-    return max(steps)
-
-
 def round_running(run: Path) -> int | None:
     """The generation of a refresh round requested and not yet published, if any."""
     rounds = run / "refresh"
@@ -397,6 +390,18 @@ def kill_when(child: Child, due) -> str | None:
     return None
 
 
+def aim(trial: Trial, child: Child, due) -> bool:
+    """Wait for ``due`` and record the phase and time in ``trial``: True where the kill is due
+    now, False (the process finished, the trial marked so) where the run ended first."""
+    trial.phase = kill_when(child, due) or ""
+    trial.killed_at_s = round(child.elapsed, 2)
+    if trial.phase:
+        return True
+    child.finish()
+    trial.outcome = "ended before the kill"
+    return False
+
+
 def train_reference(recipe: Path, work: Path, name: str, asynchronous: bool) -> Reference:
     run, cache = work / name, work / f"{name}-cache"
     child = Child(train_command(recipe, run), work / f"{name}.log", cache)
@@ -461,12 +466,9 @@ def train_trial(
             return phase if phase == "final save" else None
         raise ValueError(target)
 
-    trial.phase = kill_when(child, due) or ""
-    trial.killed_at_s = round(child.elapsed, 2)
+    killing = aim(trial, child, due)
     trial.step_at_kill = last_logged_step(run)
-    if not trial.phase:
-        child.finish()
-        trial.outcome = "ended before the kill"
+    if not killing:
         trial.notes.append(child.text[-500:])
         return trial
     wait_gone(child.kill())
@@ -531,11 +533,7 @@ def generate_trial(number: int, generator: str, data: Path, ref: Reference, work
         size = output.stat().st_size if output.is_file() else 0
         return phase if size >= size_goal else None
 
-    trial.phase = kill_when(child, due) or ""
-    trial.killed_at_s = round(child.elapsed, 2)
-    if not trial.phase:
-        child.finish()
-        trial.outcome = "ended before the kill"
+    if not aim(trial, child, due):
         return trial
     child.kill()
     written = len(task_lines_tolerant(output))
@@ -623,11 +621,7 @@ def eval_trial(number: int, model: Path, data: Path, ref: Reference, work: Path,
             return None
         return phase if child.elapsed >= moment else None
 
-    trial.phase = kill_when(child, due) or ""
-    trial.killed_at_s = round(child.elapsed, 2)
-    if not trial.phase:
-        child.finish()
-        trial.outcome = "ended before the kill"
+    if not aim(trial, child, due):
         return trial
     child.kill()
     parts = sorted(

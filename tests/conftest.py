@@ -123,3 +123,18 @@ def train_process(recipe: Path, out: Path, *extra: str, **popen) -> subprocess.P
     ]
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
     return subprocess.Popen([*command, *extra], env=env, **popen)
+
+
+def last_logged_step(run: Path) -> int:
+    """The last step ``twotower train`` logged in ``RUN/train_log.jsonl`` (0 before any); a line
+    being written is skipped."""
+    path = run / "train_log.jsonl"
+    if not path.is_file():
+        return 0
+    steps = [0]
+    for line in path.read_text().splitlines():
+        try:
+            steps.append(int(json.loads(line).get("step", 0)))
+        except ValueError:
+            pass
+    return max(steps)

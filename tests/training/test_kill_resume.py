@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from tests.conftest import QRELS, train_process, write_collection
+from tests.conftest import last_logged_step, train_process, write_collection
 from twotower.data.collection import load_collection
 from twotower.generation import build_generator, generate_queries
 from twotower.training.pipeline import prepare_rows
@@ -24,13 +24,6 @@ from twotower.training.refresh_round import (
     publish_round,
 )
 from twotower.training.rows import query_key
-
-
-@pytest.fixture
-def train_collection(tmp_path):
-    root = write_collection(tmp_path / "c")
-    (root / "qrels" / "train.tsv").write_text(QRELS)
-    return root
 
 
 @pytest.fixture
@@ -62,19 +55,6 @@ def _recipe(tmp_path, model, collection):
     return path
 
 
-def _logged_step(run) -> int:
-    path = run / "train_log.jsonl"
-    if not path.is_file():
-        return 0
-    steps = [0]
-    for line in path.read_text().splitlines():
-        try:
-            steps.append(json.loads(line)["step"])
-        except (ValueError, KeyError):
-            pass
-    return max(steps)
-
-
 def _finish(process, what):
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == 0, f"{what}: {stderr[-2000:]}"
@@ -91,7 +71,7 @@ def test_a_kill_during_a_step_resumes_to_bit_identical_weights(
     killed = train_process(path, out, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     # A step after the first checkpoint: logged step 3 means step 4 is under way.
-    while _logged_step(out) < 3 and killed.poll() is None and time.time() < deadline:
+    while last_logged_step(out) < 3 and killed.poll() is None and time.time() < deadline:
         time.sleep(0.005)
     killed.send_signal(signal.SIGKILL)
     killed.wait()

@@ -3,21 +3,13 @@
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import DOCS, QRELS, write_collection
+from tests.conftest import DOCS, write_collection
 from twotower.cli.main import app
 from twotower.errors import ConfigError
 from twotower.training.examples import Example
 from twotower.training.pipeline import weak_query_filter
 from twotower.training.recipe import load_recipe
 from twotower.training.rows import TrainingRows, teacher_scores_for
-
-
-@pytest.fixture
-def train_collection(tmp_path):
-    root = write_collection(tmp_path / "c")
-    (root / "qrels" / "train.tsv").write_text(QRELS)
-    return root
-
 
 DUAL_DOCS = DOCS + [
     {"_id": "d7", "title": "Tennis", "text": "Tennis is played with rackets on a court."},

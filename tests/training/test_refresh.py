@@ -8,7 +8,7 @@ import time
 import psutil
 import pytest
 
-from tests.conftest import QRELS, train_process, write_collection
+from tests.conftest import train_process
 from twotower.data.collection import load_collection
 from twotower.errors import ConfigError
 from twotower.training.pipeline import prepare_rows, write_recipe
@@ -24,13 +24,6 @@ from twotower.training.refresh_round import (
 )
 from twotower.training.rows import query_key
 from twotower.training.trainer import train_model
-
-
-@pytest.fixture
-def train_collection(tmp_path):
-    root = write_collection(tmp_path / "c")
-    (root / "qrels" / "train.tsv").write_text(QRELS)
-    return root
 
 
 def refresh_recipe(tmp_path, model, collection, *, refresh, loss="preset: mnrl", optim=None):

@@ -10,30 +10,40 @@ from pathlib import Path
 from tests.conftest import QRELS, write_collection
 
 
-def test_a_two_process_run_writes_one_model_one_cache_entry_and_one_report(tmp_path, tiny_model):
+def torchrun(tmp_path, tiny_model, command: str, sections: str) -> tuple[str, Path]:
+    """``torchrun --nproc_per_node 2 -m twotower.cli COMMAND`` (the module form, as a launcher
+    takes it) of a recipe on the tiny collection with ``sections`` appended, on gloo; its log
+    and cache folder."""
     root = write_collection(tmp_path / "c")
     (root / "qrels" / "train.tsv").write_text(QRELS)
     recipe = tmp_path / "r.yaml"
     recipe.write_text(
-        f"name: dist\nmodel: {{name: {tiny_model}}}\n"
+        f"model: {{name: {tiny_model}}}\n"
         f"train: {{data: {root}, split: train}}\n"
         "negatives: {source: dense, count: 1, rank_window: [1, 5]}\n"
-        "loss:\n  - {loss: contrastive, preset: mnrl}\n"
-        "optim: {batch_size: 2, epochs: 2, save_steps: 100, precision: fp32}\n"
-        f"eval: {{collections: [{root}], split: test, probe: false}}\n"
+        "loss:\n  - {loss: contrastive, preset: mnrl}\n" + sections.format(root=root)
     )
     cache = tmp_path / "cache"
-    torchrun = Path(sys.executable).with_name("torchrun")
-    result = subprocess.run(  # the module form, as a launcher takes it
-        [str(torchrun), "--nproc_per_node", "2", "-m", "twotower.cli", "run", str(recipe)]
-        + ["--output-dir", str(tmp_path / "run")],
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("torchrun")), "--nproc_per_node", "2"]
+        + ["-m", "twotower.cli", command, str(recipe), "--output-dir", str(tmp_path / "run")],
         env={**os.environ, "TWOTOWER_CACHE": str(cache), "OMP_NUM_THREADS": "1"},
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    log = result.stdout + result.stderr
+    return result.stdout + result.stderr, cache
+
+
+def test_a_two_process_run_writes_one_model_one_cache_entry_and_one_report(tmp_path, tiny_model):
+    log, cache = torchrun(
+        tmp_path,
+        tiny_model,
+        "run",
+        "optim: {{batch_size: 2, epochs: 2, save_steps: 100, precision: fp32}}\n"
+        "eval: {{collections: [{root}], split: test, probe: false}}\n",
+    )
     assert log.count("training on 4 examples") == 1  # rank 1 logs warnings only
     run = tmp_path / "run"
     assert (run / "model" / "TRAINING_DONE").is_file()
@@ -60,28 +70,13 @@ def test_refresh_under_torchrun_puts_each_round_in_use_on_every_rank(tmp_path, t
     (rank 0 checks all of them did and says so), and one refresh log is written."""
     import json
 
-    root = write_collection(tmp_path / "c")
-    (root / "qrels" / "train.tsv").write_text(QRELS)
-    recipe = tmp_path / "r.yaml"
-    recipe.write_text(
-        f"name: dist-refresh\nmodel: {{name: {tiny_model}}}\n"
-        f"train: {{data: {root}, split: train}}\n"
-        "negatives: {source: dense, count: 1, rank_window: [1, 5]}\n"
-        "refresh: {mode: sync, every_steps: 1, depth: 6}\n"
-        "loss:\n  - {loss: contrastive, preset: mnrl}\n"
-        "optim: {batch_size: 1, epochs: 2, save_steps: 100, precision: fp32}\n"
+    log, _ = torchrun(
+        tmp_path,
+        tiny_model,
+        "train",
+        "refresh: {{mode: sync, every_steps: 1, depth: 6}}\n"
+        "optim: {{batch_size: 1, epochs: 2, save_steps: 100, precision: fp32}}\n",
     )
-    torchrun = Path(sys.executable).with_name("torchrun")
-    result = subprocess.run(
-        [str(torchrun), "--nproc_per_node", "2", "-m", "twotower.cli", "train", str(recipe)]
-        + ["--output-dir", str(tmp_path / "run")],
-        env={**os.environ, "TWOTOWER_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    log = result.stdout + result.stderr
     # 4 examples over 2 ranks, batch 1, 2 epochs: 4 steps; a round after steps 1-3.
     adopted = [
         json.loads(line)

@@ -9,15 +9,8 @@ import pytest
 from sentence_transformers import SentenceTransformer
 from typer.testing import CliRunner
 
-from tests.conftest import QRELS, train_process, write_collection
+from tests.conftest import train_process
 from twotower.cli.main import app
-
-
-@pytest.fixture
-def train_collection(tmp_path):
-    root = write_collection(tmp_path / "c")
-    (root / "qrels" / "train.tsv").write_text(QRELS)
-    return root
 
 
 def recipe(tmp_path, model, collection, **optim):
