@@ -55,6 +55,14 @@ def tiny_collection(tmp_path: Path) -> Path:
     return write_collection(tmp_path / "tiny")
 
 
+@pytest.fixture
+def train_collection(tmp_path):
+    """The tiny collection with its test qrels as a train split too."""
+    root = write_collection(tmp_path / "c")
+    (root / "qrels" / "train.tsv").write_text(QRELS)
+    return root
+
+
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path_factory, monkeypatch):
     """Keep every test's caches (embeddings, unpacked models) out of the user's."""

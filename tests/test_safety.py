@@ -18,8 +18,6 @@ from twotower.cli.main import app
 from twotower.errors import ConfigError
 from twotower.training.recipe import load_recipe
 
-train_collection = test_train.train_collection  # the fixture, shared
-
 
 class Payload:
     """Unpickling this creates ``marker``: proof that a load ran code from the file."""

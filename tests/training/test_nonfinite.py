@@ -17,7 +17,6 @@ from twotower.losses.margin_mse import MarginMSELoss
 from twotower.training.trainer import last_complete_checkpoint
 
 recipe = test_train.recipe
-train_collection = test_train.train_collection  # the fixture, shared
 
 # 4 training examples, batches of 2, 3 epochs: 6 optimizer steps, a checkpoint after each.
 STEPS = 6
