@@ -65,14 +65,18 @@ def _gather_rows(local: np.ndarray, size: int, world: int, rank: int) -> np.ndar
     return merged
 
 
-def _cached_on_rank_zero(path, size: int) -> bool:
-    """Whether rank 0 holds a valid entry of ``size`` rows, told to every rank."""
-    found = [False]
+def _cached_on_rank_zero(path, size: int) -> tuple[bool, np.ndarray | None]:
+    """Whether rank 0 holds a valid entry of ``size`` rows, told to every rank, and the entry
+    (on rank 0)."""
+    entry = None
     if process_rank() == 0 and path.is_file():
-        entry = _load_verified(path)
-        found[0] = entry is not None and entry.shape[0] == size
+        with file_lock(path, shared=True):
+            entry = _load_verified(path)
+        if entry is not None and entry.shape[0] != size:
+            entry = None
+    found = [entry is not None]
     dist.broadcast_object_list(found, src=0)
-    return bool(found[0])
+    return bool(found[0]), entry
 
 
 def encode_corpus_sharded(
@@ -87,9 +91,10 @@ def encode_corpus_sharded(
         return encode_corpus(encoder, corpus, use_cache=use_cache)[0]
     rank = process_rank()
     path = cache_path(encoder, "document", corpus.fingerprint)
-    if use_cache and _cached_on_rank_zero(path, len(corpus.texts)):
-        dist.barrier()
-        return encode_corpus(encoder, corpus)[0] if rank == 0 else None
+    if use_cache:
+        found, entry = _cached_on_rank_zero(path, len(corpus.texts))
+        if found:
+            return entry
     start, end = shard_bounds(len(corpus.texts), world, rank)
     log.info("rank %d encodes documents %d–%d of %d", rank, start, end, len(corpus.texts))
     local = encoder.encode(corpus.texts[start:end], task="document")
