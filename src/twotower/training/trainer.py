@@ -19,6 +19,7 @@ from twotower.losses.st_loss import SentenceTransformerLoss
 from twotower.models.build import build_model
 from twotower.models.embedding_cache import encode_corpus
 from twotower.models.encoder import Encoder, bf16_supported, route_modules
+from twotower.training.distributed import wait_for_every_rank
 from twotower.training.examples import is_query_column
 from twotower.training.nonfinite import NonFiniteLossGuard
 from twotower.training.recipe import Recipe
@@ -329,4 +330,5 @@ def train_model(
         files = folder_sha256(model_dir, leave_out=(FINISHED,))  # checked before reuse
         with atomic_write(model_dir / FINISHED) as handle:
             handle.write(json.dumps({**done, "files": files}) + "\n")
+    wait_for_every_rank()  # the other ranks load the saved model next (evaluation)
     return TrainOutcome(model_dir, trainer.state.global_step, seconds, len(dataset), resume_from)
