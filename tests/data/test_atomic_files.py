@@ -243,7 +243,7 @@ def test_a_teacher_reads_no_damaged_score(tmp_path, monkeypatch):
     np.testing.assert_array_equal(again, first)
 
 
-def test_a_cache_of_the_version_without_row_checksums_is_scored_again(tmp_path):
+def test_a_cache_of_the_version_without_row_checksums_is_reused_with_a_warning(tmp_path, caplog):
     import sqlite3
 
     path = tmp_path / "teacher.sqlite"
@@ -251,7 +251,11 @@ def test_a_cache_of_the_version_without_row_checksums_is_scored_again(tmp_path):
         connection.execute("CREATE TABLE scores (key BLOB PRIMARY KEY, score REAL NOT NULL)")
         connection.execute("INSERT INTO scores VALUES (?, ?)", (pair_key("q", "d"), 0.5))
     cache = ScoreCache("teacher", tmp_path)
-    assert cache.get_many([pair_key("q", "d")]) == {} and len(cache) == 0
+    assert cache.get_many([pair_key("q", "d")]) == {pair_key("q", "d"): 0.5} and len(cache) == 1
+    assert "1 teacher scores written by a version without row checksums are reused" in caplog.text
+    with sqlite3.connect(path) as connection:  # checksummed from now on, the old table gone
+        tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master")}
+    assert "scores" not in tables
 
 
 WINDOW_BOUNDS = (1, 6)

@@ -79,17 +79,35 @@ class ScoreCache:
         connection = sqlite3.connect(self.path, timeout=60)
         try:
             tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master")}
-            if _UNCHECKED_TABLE in tables:  # rows of a version without checksums: scored again
-                connection.execute(f"DROP TABLE IF EXISTS {_UNCHECKED_TABLE}")
             if _TABLE not in tables:
                 connection.execute(
                     f"CREATE TABLE IF NOT EXISTS {_TABLE} (key BLOB PRIMARY KEY,"
                     " score REAL NOT NULL, checksum BLOB NOT NULL) WITHOUT ROWID"
                 )
+            if _UNCHECKED_TABLE in tables:
+                self._adopt_unchecked_rows(connection)
         except BaseException:
             connection.close()
             raise
         return connection
+
+    def _adopt_unchecked_rows(self, connection: sqlite3.Connection) -> None:
+        """Keep the scores of a version without row checksums (hours of a cross-encoder), with
+        checksums from now on: they are reused with one warning, as an older trained model is,
+        rather than scored again."""
+        rows = connection.execute(f"SELECT key, score FROM {_UNCHECKED_TABLE}").fetchall()
+        with connection:
+            connection.executemany(
+                f"INSERT OR IGNORE INTO {_TABLE} (key, score, checksum) VALUES (?, ?, ?)",
+                [(key, score, row_checksum(key, score)) for key, score in rows],
+            )
+            connection.execute(f"DROP TABLE {_UNCHECKED_TABLE}")
+        log.warning(
+            "%s: %d teacher scores written by a version without row checksums are reused"
+            " (checksummed from now on; remove the file to score them again)",
+            self.path,
+            len(rows),
+        )
 
     def _guarded(self, operation: Callable[[], T]) -> T:
         """Run ``operation``; a damaged file is removed (one warning) and it runs once more."""
