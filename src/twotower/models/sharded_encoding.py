@@ -18,7 +18,7 @@ import torch.distributed as dist
 
 from twotower.data.beir import Corpus
 from twotower.data.files import file_lock
-from twotower.models.embedding_cache import _load_verified, _save, cache_path, encode_corpus
+from twotower.models.embedding_cache import _save, _verified_entry, cache_path, encode_corpus
 from twotower.models.encoder import Encoder
 from twotower.settings import process_rank, world_size
 
@@ -67,13 +67,9 @@ def _gather_rows(local: np.ndarray, size: int, world: int, rank: int) -> np.ndar
 
 def _cached_on_rank_zero(path, size: int) -> tuple[bool, np.ndarray | None]:
     """Whether rank 0 holds a valid entry of ``size`` rows, told to every rank, and the entry
-    (on rank 0)."""
-    entry = None
-    if process_rank() == 0 and path.is_file():
-        with file_lock(path, shared=True):
-            entry = _load_verified(path)
-        if entry is not None and entry.shape[0] != size:
-            entry = None
+    (on rank 0). Read without waiting for a lock: the other ranks wait in a collective meanwhile,
+    and an entry caught between its two renames reads as damaged, so it is encoded again."""
+    entry = _verified_entry(path, size) if process_rank() == 0 else None
     found = [entry is not None]
     dist.broadcast_object_list(found, src=0)
     return bool(found[0]), entry
@@ -94,6 +90,7 @@ def encode_corpus_sharded(
     if use_cache:
         found, entry = _cached_on_rank_zero(path, len(corpus.texts))
         if found:
+            dist.barrier()  # no rank runs ahead (or exits) while another still receives
             return entry
     start, end = shard_bounds(len(corpus.texts), world, rank)
     log.info("rank %d encodes documents %d–%d of %d", rank, start, end, len(corpus.texts))
