@@ -77,15 +77,6 @@ def all_gather_data(tensor: Tensor) -> Tensor:
     return out.bool() if flag else out
 
 
-def _check_same_rows(rows: int, device: torch.device) -> None:
-    sizes = all_gather_data(torch.tensor([rows], device=device))
-    if not bool((sizes == rows).all()):
-        raise BatchShapeError(
-            f"ranks bring {sizes.tolist()} rows: gathering negatives across processes needs the same"
-            " batch size on every rank (drop the last, uneven batch: dataloader_drop_last)"
-        )
-
-
 def _padded(tensor: Tensor | None, width: int, value: float | bool) -> Tensor | None:
     """``tensor`` with its second dimension padded to ``width`` with ``value``."""
     if tensor is None or tensor.shape[1] == width:
@@ -97,12 +88,19 @@ def _padded(tensor: Tensor | None, width: int, value: float | bool) -> Tensor | 
 
 
 def _same_widths(batch: EmbeddingBatch) -> EmbeddingBatch:
-    """``batch`` with every slot block (and the known positives) as wide as the widest rank's."""
+    """``batch`` with every slot block (and the known positives) as wide as the widest rank's,
+    after checking that every rank brings as many rows (one collective for both)."""
     blocks = [name for name in _SLOT_FIELDS if getattr(batch, name) is not None]
     fields = [getattr(batch, name) for name in blocks] + [batch.query_positive_ids]
-    local = [0 if t is None else t.shape[1] for t in fields]
+    local = [batch.num_rows] + [0 if t is None else t.shape[1] for t in fields]
     every = all_gather_data(torch.tensor([local], device=batch.queries.device))
-    widths, uneven = every.amax(dim=0), (every.amax(dim=0) != every.amin(dim=0)).tolist()
+    if not bool((every[:, 0] == batch.num_rows).all()):
+        raise BatchShapeError(
+            f"ranks bring {every[:, 0].tolist()} rows: gathering negatives across processes needs"
+            " the same batch size on every rank (drop the last, uneven batch: dataloader_drop_last)"
+        )
+    most, least = every[:, 1:].amax(dim=0), every[:, 1:].amin(dim=0)
+    widths, uneven = most, (most != least).tolist()
     changes: dict[str, Tensor | None] = {}
     for index, name in enumerate(blocks):
         if not uneven[index]:  # the same on every rank: nothing to pad anywhere
@@ -135,7 +133,6 @@ def gather_across_ranks(batch: EmbeddingBatch) -> EmbeddingBatch:
             " across processes: the teacher never scored pairs of different ranks"
         )
     rows = batch.num_rows
-    _check_same_rows(rows, batch.queries.device)
     batch = _same_widths(batch)
     gathered = {}
     for name in _WITH_GRAD + _DATA:
