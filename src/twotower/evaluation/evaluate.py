@@ -11,7 +11,7 @@ from twotower.evaluation.metrics import DEFAULT_METRICS, evaluate_run, max_cutof
 from twotower.models.embedding_cache import encode_corpus, encode_queries
 from twotower.models.encoder import Encoder
 from twotower.retrieval import Run
-from twotower.retrieval.ann import IndexSettings, log_recall, recall_against_exact, search_run
+from twotower.retrieval.ann import IndexSettings, checked_recall, search_run
 from twotower.retrieval.bm25 import BM25
 from twotower.retrieval.dense import exact_run
 from twotower.retrieval.fusion import FUSION_DEPTH, check_alpha, fuse
@@ -83,13 +83,10 @@ def dense_run(
     found = (ids, queries, collection.corpus.ids, documents, depth)
     run = search_run(*found, index, ignore_identical_ids=ignore_identical_ids)
     timings["search_s"] = time.perf_counter() - start
-    if index.approximate:
-        timings["index_recall"] = recall_against_exact(
-            run, *found, ignore_identical_ids=ignore_identical_ids
-        )
-        log_recall(
-            f"{encoder.name} on {collection.path.name}", index, depth, timings["index_recall"]
-        )
+    what = f"{encoder.name} on {collection.path.name}"
+    recall = checked_recall(run, *found, index, what, ignore_identical_ids=ignore_identical_ids)
+    if recall is not None:
+        timings["index_recall"] = recall
     return run
 
 

@@ -19,7 +19,7 @@ from twotower.errors import ConfigError
 from twotower.models.embedding_cache import encode_corpus, encode_queries
 from twotower.models.encoder import Encoder
 from twotower.retrieval import Run
-from twotower.retrieval.ann import IndexSettings, log_recall, recall_against_exact, search_run
+from twotower.retrieval.ann import IndexSettings, checked_recall, search_run
 from twotower.retrieval.bm25 import BM25
 from twotower.retrieval.dense import exact_run
 from twotower.retrieval.fusion import check_alpha, linear_fusion
@@ -34,8 +34,11 @@ class Retriever(ABC):
     name: str
     # Recall against exact search of the last run through an approximate index; None otherwise.
     last_recall: float | None = None
-    # The encoder whose corpus embeddings the retriever searches; None for BM25.
-    dense_encoder: Encoder | None = None
+
+    @property
+    def dense_encoder(self) -> Encoder | None:
+        """The encoder whose corpus embeddings the retriever searches; None for BM25."""
+        return None
 
     @property
     @abstractmethod
@@ -107,10 +110,14 @@ class DenseRetriever(Retriever):
     def __init__(
         self, encoder: Encoder, *, use_cache: bool = True, index: IndexSettings = IndexSettings()
     ) -> None:
-        self.encoder = self.dense_encoder = encoder
+        self.encoder = encoder
         self.name = str(encoder.name)
         self.use_cache = use_cache
         self.index = index
+
+    @property
+    def dense_encoder(self) -> Encoder:
+        return self.encoder
 
     @property
     def fingerprint(self) -> str:
@@ -125,11 +132,13 @@ class DenseRetriever(Retriever):
         )
         found = (query_ids, queries, collection.corpus.ids, documents, depth)
         run = search_run(*found, self.index, ignore_identical_ids=ignore_identical_ids)
-        if self.index.approximate:
-            self.last_recall = recall_against_exact(
-                run, *found, ignore_identical_ids=ignore_identical_ids
-            )
-            log_recall(f"mining with {self.name}", self.index, depth, self.last_recall)
+        self.last_recall = checked_recall(
+            run,
+            *found,
+            self.index,
+            f"mining with {self.name}",
+            ignore_identical_ids=ignore_identical_ids,
+        )
         return run
 
     def run_reverse(self, collection, doc_ids, query_ids, depth):
@@ -157,9 +166,12 @@ class FusionRetriever(Retriever):
         check_alpha(alpha)
         self.bm25 = bm25 or BM25Retriever()
         self.dense = DenseRetriever(encoder, use_cache=use_cache, index=index)
-        self.dense_encoder = encoder
         self.alpha = alpha
         self.name = f"bm25+{encoder.name}"
+
+    @property
+    def dense_encoder(self) -> Encoder:
+        return self.dense.encoder
 
     @property
     def fingerprint(self) -> str:

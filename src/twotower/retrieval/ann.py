@@ -195,3 +195,27 @@ def log_recall(what: str, settings: IndexSettings, k: int, recall: float) -> Non
         return
     knob = "ivf_probe (--ivf-probe)" if settings.type == "ivf" else "hnsw_neighbors"
     log.warning("%s, below %.2f: raise %s or search exactly", line, LOW_RECALL, knob)
+
+
+def checked_recall(
+    run: Run,
+    query_ids: Sequence[str],
+    queries: np.ndarray,
+    doc_ids: Sequence[str],
+    documents: np.ndarray,
+    k: int,
+    settings: IndexSettings,
+    what: str,
+    *,
+    ignore_identical_ids: bool = False,
+) -> float | None:
+    """For a run of :func:`search_run` through an approximate index, its recall against exact
+    search (:func:`recall_against_exact`), logged with :func:`log_recall` as ``what``; None for
+    an exact search, which loses nothing."""
+    if not settings.approximate:
+        return None
+    recall = recall_against_exact(
+        run, query_ids, queries, doc_ids, documents, k, ignore_identical_ids=ignore_identical_ids
+    )
+    log_recall(what, settings, k, recall)
+    return recall

@@ -23,7 +23,7 @@ from twotower.generation.prompts import (
 )
 from twotower.losses.spec import LossSpec, build_loss, parse_loss_specs
 from twotower.negatives.retrievers import parse_retriever_spec
-from twotower.retrieval.ann import IndexSettings, faiss_available
+from twotower.retrieval.ann import IndexSettings, IndexType, faiss_available
 
 
 class Section(BaseModel):
@@ -36,7 +36,7 @@ class IndexFields(Section):
     query) or ``hnsw`` (hnsw_neighbors links per node) for corpora beyond exact search; see
     twotower.retrieval.ann."""
 
-    index: Literal["exact", "flat", "ivf", "hnsw"] = "exact"
+    index: IndexType = "exact"
     ivf_lists: int | None = Field(None, gt=0)  # None: 4·√(corpus size)
     ivf_probe: int = Field(16, gt=0)
     hnsw_neighbors: int = Field(32, ge=2)
