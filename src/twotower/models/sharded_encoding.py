@@ -35,8 +35,9 @@ def shard_bounds(size: int, world: int, rank: int) -> tuple[int, int]:
     return start, start + base + (rank < extra)
 
 
-def _transport_device() -> torch.device:
-    # NCCL moves CUDA tensors only; gloo moves CPU tensors.
+def transport_device() -> torch.device:
+    """Where a tensor must be for a collective of the current process group: this rank's GPU
+    under NCCL (which moves CUDA tensors only), the CPU under gloo."""
     if dist.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
@@ -44,7 +45,7 @@ def _transport_device() -> torch.device:
 
 def _gather_rows(local: np.ndarray, size: int, world: int, rank: int) -> np.ndarray | None:
     """Every rank's slice, gathered to rank 0 and concatenated in rank order (None elsewhere)."""
-    device = _transport_device()
+    device = transport_device()
     bounds = [shard_bounds(size, world, r) for r in range(world)]
     longest = max(end - start for start, end in bounds)
     dim = local.shape[1]

@@ -43,12 +43,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 import torch.distributed as dist
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
 from twotower.data.collection import Collection
 from twotower.data.files import atomic_write
+from twotower.models.sharded_encoding import transport_device
 from twotower.settings import is_main_process, world_size
 from twotower.training.recipe import Recipe
 from twotower.training.refresh_round import (
@@ -241,12 +243,11 @@ class Refresher:
         that one before the step, and rank 0 checks that all of them did."""
         if not self.shared:
             return self.adopt_newest(step)
-        choice = [self.adopted]
         if self.main:
             self.adopt_newest(step)
-            choice = [self.adopted]
-        dist.broadcast_object_list(choice, src=0)
-        generation = int(choice[0])
+        choice = torch.tensor([self.adopted], dtype=torch.int64, device=transport_device())
+        dist.broadcast(choice, src=0)  # one small collective before every step
+        generation = int(choice.item())
         if generation == self.agreed:  # the same on every rank: nothing new this step
             return False
         self.agreed = generation
