@@ -99,6 +99,22 @@ def _fsync_directory(folder: Path) -> None:
         os.close(fd)
 
 
+class _HashingWriter:
+    """A binary handle that hashes what passes through it, so a checksum costs no second read
+    of a multi-GB file."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle = handle
+        self.digest = hashlib.sha256()
+
+    def write(self, data) -> int:
+        self.digest.update(data)
+        return self.handle.write(data)
+
+    def __getattr__(self, name: str):
+        return getattr(self.handle, name)
+
+
 @contextlib.contextmanager
 def atomic_write(
     path: str | Path, mode: str = "w", *, encoding: str = "utf-8", checksum: bool = False
@@ -112,13 +128,16 @@ def atomic_write(
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_write: mode must be 'w' or 'wb', got {mode!r}")
+    if checksum and mode != "wb":
+        raise ValueError("atomic_write: a checksum is of bytes: use mode 'wb'")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as handle:
-            yield handle
+            hashing = _HashingWriter(handle) if checksum else None
+            yield hashing or handle
             handle.flush()
             os.fsync(handle.fileno())
         if path.exists():  # keep the permissions a user gave the file it replaces
@@ -126,7 +145,7 @@ def atomic_write(
                 shutil.copymode(path, tmp)
         if checksum:
             with atomic_write(checksum_path(path)) as sidecar:
-                sidecar.write(file_sha256(tmp) + "\n")
+                sidecar.write(hashing.digest.hexdigest() + "\n")
         os.replace(tmp, path)
     except BaseException as exc:
         with contextlib.suppress(OSError):
