@@ -29,6 +29,8 @@ from twotower.teachers import (
     read_scores,
     score_cache_dir,
 )
+from twotower.training.pipeline import prepare_rows
+from twotower.training.recipe import load_recipe
 
 
 def all_pairs(collection):
@@ -147,6 +149,33 @@ def test_fusion_teacher_scores_documents_of_its_corpus_only(tiny_model, tiny_col
     teacher = FusionTeacher(collection.corpus, str(tiny_model), show_progress=False)
     with pytest.raises(InputError, match="documents of its corpus only"):
         teacher.score_pairs(["cats"], ["a text that is not in the corpus"])
+
+
+def test_mining_then_the_fusion_teacher_encode_the_corpus_once(
+    tiny_model, train_collection, tmp_path, monkeypatch
+):
+    # bf16 wherever "auto" decides, so the retriever's and the teacher's precision must agree.
+    monkeypatch.setattr("twotower.models.encoder.bf16_supported", lambda device: True)
+    encoded: list[int] = []
+    encode = Encoder.encode
+
+    def counting(self, texts, task="document", **options):
+        if task == "document":
+            encoded.append(len(texts))
+        return encode(self, texts, task=task, **options)
+
+    monkeypatch.setattr(Encoder, "encode", counting)
+    recipe = tmp_path / "listwise.yaml"
+    recipe.write_text(f"""model: {{name: {tiny_model}}}
+train: {{data: {train_collection}, split: train}}
+negatives: {{source: fusion, model: {tiny_model}, count: 2, rank_window: [1, 5]}}
+teacher: {{kind: fusion, model: {tiny_model}}}
+loss: [{{loss: listwise_kl}}]
+optim: {{batch_size: 2, epochs: 1, save_steps: 100}}
+""")
+    data = prepare_rows(load_recipe(recipe))
+    assert data.rows.teacher_scores
+    assert encoded == [6]  # the six documents, by mining; the teacher reads the cache entry
 
 
 def test_min_max_top():

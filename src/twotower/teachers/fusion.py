@@ -68,7 +68,9 @@ class FusionTeacher(Teacher):
         device: str | None = None,
         batch_size: int = 64,
         max_length: int | None = None,
-        precision: str = "fp32",
+        # The retrievers' default (mining's, the evaluation's fusion): the same model on the
+        # same corpus then shares their corpus embeddings in the cache.
+        precision: str = "auto",
         use_embedding_cache: bool = True,
         show_progress: bool = True,
         use_cache: bool = True,
