@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from tests.conftest import DOCS
@@ -11,6 +12,7 @@ from twotower.data.synthetic import load_synthetic_queries
 from twotower.errors import ConfigError
 from twotower.generation.roundtrip import roundtrip_filter, write_filtered
 from twotower.negatives.retrievers import BM25Retriever
+from twotower.teachers.base import Teacher
 
 TEXT = {d["_id"]: (d["title"] + " " + d["text"]).strip() for d in DOCS}
 QUERIES = [
@@ -24,6 +26,23 @@ QUERIES = [
         "type": "questions",
     },
 ]
+
+
+class PairTeacher(Teacher):
+    """Scores by (query text, document text): the percentile rules need query-dependent scales."""
+
+    kind = "pairs"
+
+    def __init__(self, scores: dict[tuple[str, str], float]) -> None:
+        super().__init__(name="pairs", show_progress=False, use_cache=False)
+        self.scores = scores
+
+    @property
+    def fingerprint(self) -> str:
+        return "pairs"
+
+    def _score_batch(self, query_texts, doc_texts):
+        return np.array([self.scores[q, d] for q, d in zip(query_texts, doc_texts, strict=True)])
 
 
 @pytest.fixture
@@ -67,27 +86,115 @@ def test_a_query_is_kept_only_if_it_finds_its_passage_and_the_teacher_agrees(syn
     assert set(again.queries) == {"g1", "g2"} and per_type == {"questions": 1, "keywords": 1}
 
 
-def test_a_percentile_cut_drops_the_weakest_kept_queries(synthetic):
+def test_the_kept_best_percentile_rule_drops_the_weakest_kept_queries(synthetic):
     _, collection, types = synthetic
     scores = {
         collection.corpus.text_of(d): s
         for d, s in zip(["d1", "d2", "d3", "d4", "d5", "d6"], [9, 0, 5, 1, 0, 3], strict=True)
     }
     verdicts, report = roundtrip_filter(
-        collection, types, [BM25Retriever()], top_k=3, teacher=TableTeacher(scores), percentile=50
+        collection,
+        types,
+        [BM25Retriever()],
+        top_k=3,
+        teacher=TableTeacher(scores),
+        percentile=50,
+        percentile_of="best",
+        per_type=False,
     )
     kept = {q for q, v in verdicts.items() if v.kept}
     assert kept == {"g1", "g4"}  # g2's source (3) is below the median of 9, 5, 3
-    assert verdicts["g2"].step == "percentile" and report.threshold == 5
+    assert verdicts["g2"].step == "percentile" and report.thresholds == {"all": 5}
 
 
-def test_several_retrievers_are_fused_by_reciprocal_rank(synthetic):
+# Each query's three candidates (source first) and the teacher's scores of them: questions on
+# one scale, keywords on a lower one, as a teacher's logits can differ between query types.
+CANDIDATES = {
+    "g1": (["d1", "d4", "d5"], [9, 8, 7]),
+    "g4": (["d3", "d4", "d5"], [9, 2, 1]),
+    "g2": (["d6", "d4", "d5"], [-5, -6, -7]),
+    "g3": (["d2", "d4", "d5"], [-7.5, -8, -9]),
+}
+
+
+def candidates_and_teacher(collection):
+    ranking = {q: docs + [d for d in TEXT if d not in docs] for q, (docs, _) in CANDIDATES.items()}
+    scores = {
+        (collection.queries[q], collection.corpus.text_of(d)): s
+        for q, (docs, values) in CANDIDATES.items()
+        for d, s in zip(docs, values, strict=True)
+    }
+    return FixedRetriever(ranking), PairTeacher(scores)
+
+
+def test_the_percentile_cut_is_against_all_candidate_scores_per_query_type(synthetic):
+    _, collection, types = synthetic
+    retriever, teacher = candidates_and_teacher(collection)
+
+    # Tamber et al.'s rule: each type's 25th percentile of every candidate score (questions
+    # 3.25, keywords -7.875); a source ranked first by the teacher is rarely below it.
+    verdicts, report = roundtrip_filter(
+        collection, types, [retriever], top_k=3, teacher=teacher, percentile=25
+    )
+    assert all(v.kept for v in verdicts.values())
+    assert report.thresholds == pytest.approx({"questions": 3.25, "keywords": -7.875})
+    assert report.passed["percentile"] == report.passed["teacher"]
+
+    # One distribution for all types: the keywords' lower scale puts g3 below -7.125.
+    verdicts, report = roundtrip_filter(
+        collection, types, [retriever], top_k=3, teacher=teacher, percentile=25, per_type=False
+    )
+    assert [q for q, v in verdicts.items() if not v.kept] == ["g3"]
+    assert report.thresholds == pytest.approx({"all": -7.125})
+
+    # The kept queries' best scores: a quarter of the survivors go by construction.
+    verdicts, _ = roundtrip_filter(
+        collection,
+        {q: "questions" for q in types},
+        [retriever],
+        top_k=3,
+        teacher=teacher,
+        percentile=25,
+        percentile_of="best",
+    )
+    assert [q for q, v in verdicts.items() if not v.kept] == ["g3"]
+    assert verdicts["g3"].step == "percentile" and "below the 25th percentile" in (
+        verdicts["g3"].reason
+    )
+
+
+def test_several_retrievers_fused_by_reciprocal_rank(synthetic):
     _, collection, types = synthetic
     # A second retriever that ranks g3's true source first lifts it into the fused top 2.
     fixed = FixedRetriever({q: ["d2", "d5", "d1", "d3", "d4", "d6"] for q in collection.queries})
     alone, _ = roundtrip_filter(collection, types, [BM25Retriever()], top_k=1)
-    fused, _ = roundtrip_filter(collection, types, [BM25Retriever(), fixed], top_k=2)
+    fused, _ = roundtrip_filter(
+        collection, types, [BM25Retriever(), fixed], top_k=2, first_stage_rule="fused"
+    )
     assert not alone["g3"].kept and fused["g3"].kept
+
+
+def test_the_source_in_the_top_k_of_any_one_retriever_is_enough(synthetic):
+    _, collection, types = synthetic
+    # g1's source d1 is second for the first retriever and absent from the second's top 2;
+    # fused, d4 (in both lists) and d5 (first in the second) outrank it.
+    first = FixedRetriever({q: ["d4", "d1", "d2", "d3", "d5", "d6"] for q in collection.queries})
+    second = FixedRetriever({q: ["d5", "d4", "d2", "d3", "d1", "d6"] for q in collection.queries})
+    anyone, _ = roundtrip_filter(collection, types, [first, second], top_k=2)
+    fused, _ = roundtrip_filter(
+        collection, types, [first, second], top_k=2, first_stage_rule="fused"
+    )
+    assert anyone["g1"].kept and anyone["g1"].source_rank == 2
+    assert fused["g1"].step == "retrieval" and "not in the top 2" in fused["g1"].reason
+    assert anyone["g2"].reason == "source passage not in the top 2 of any retriever"
+
+    # The teacher reranks the union of the retrievers' lists: d5, only in the second's,
+    # outscores g1's source.
+    scores = {collection.corpus.text_of(d): float(d == "d5") for d in collection.corpus.ids}
+    table = TableTeacher(scores)
+    reranked, _ = roundtrip_filter(collection, types, [first, second], top_k=2, teacher=table)
+    assert reranked["g1"].step == "teacher" and reranked["g1"].teacher_first == "d5"
+    assert table.scored == 3  # g1's candidates d4, d1 and d5
 
 
 def test_bad_settings_are_refused(synthetic):
@@ -96,6 +203,10 @@ def test_bad_settings_are_refused(synthetic):
         roundtrip_filter(collection, types, [BM25Retriever()], percentile=25)
     with pytest.raises(ConfigError, match="at least one retriever"):
         roundtrip_filter(collection, types, [])
+    with pytest.raises(ConfigError, match="first_stage_rule must be 'any' or 'fused'"):
+        roundtrip_filter(collection, types, [BM25Retriever()], first_stage_rule="union")
+    with pytest.raises(ConfigError, match="percentile_of must be 'all' or 'best'"):
+        roundtrip_filter(collection, types, [BM25Retriever()], percentile_of="top")
 
 
 def test_the_filter_command_writes_kept_dropped_and_a_report(synthetic, tiny_collection, tmp_path):

@@ -29,6 +29,7 @@ from twotower.teachers import (
     read_scores,
     score_cache_dir,
 )
+from twotower.teachers.normalize import weak_query_thresholds
 from twotower.training.pipeline import prepare_rows
 from twotower.training.recipe import load_recipe
 
@@ -216,12 +217,41 @@ def test_normalize_scores_and_keep_queries():
         "e": {"x": 5.0},
     }
     # 25th percentile of the best scores [1..5] is 2: only 'a' falls below it.
-    assert keep_queries(best, 25) == ["b", "c", "d", "e"]
-    assert keep_queries(best, 0) == list(best)
-    assert keep_queries(best, 100) == ["e"]
+    assert keep_queries(best, 25, of="best") == ["b", "c", "d", "e"]
+    assert keep_queries(best, 0, of="best") == list(best)
+    assert keep_queries(best, 100, of="best") == ["e"]
     # over all scores [1, 2, 0, 3, 4, 5] the 25th percentile is 1.25
     assert keep_queries(best, 25, of="all") == ["b", "c", "d", "e"]
     assert keep_queries({"q": {}}, 25) == []
+    with pytest.raises(ConfigError, match="of must be 'all' or 'best'"):
+        keep_queries(best, 25, of="top")
+
+
+def test_weak_queries_are_cut_against_all_candidate_scores_of_their_type():
+    # Five queries, each with its best candidate and four weak ones (Tamber et al.'s lists).
+    scores = {
+        q: {"top": top, **{f"c{i}": top / 10 for i in range(4)}}
+        for q, top in {"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0, "e": 5.0}.items()
+    }
+    # The default, their rule: the 25th percentile of all 25 scores (0.2) keeps every query;
+    # the kept queries' best scores would drop a quarter of them by construction.
+    assert keep_queries(scores, 25) == list(scores)
+    assert weak_query_thresholds(scores, 25) == {"all": pytest.approx(0.2)}
+    assert keep_queries(scores, 25, of="best") == ["b", "c", "d", "e"]
+
+    # Per query type, each against its own distribution: "a" and "b" on a scale of their own.
+    types = {"a": "keywords", "b": "keywords", "c": "claims", "d": "claims", "e": "claims"}
+    scores["a"], scores["b"] = {"top": 0.02, "c0": 0.01}, {"top": 0.04, "c0": 0.03}
+    thresholds = weak_query_thresholds(scores, 25, types=types)
+    assert thresholds == {"keywords": pytest.approx(0.0175), "claims": pytest.approx(0.35)}
+    assert keep_queries(scores, 25, types=types) == list(scores)
+    assert keep_queries(scores, 25) == ["c", "d", "e"]  # one pool: its cut 0.3 drops "a", "b"
+    assert keep_queries(scores, 60, types=types) == ["b", "c", "d", "e"]
+    # A query the types lack is "untyped", a type of its own.
+    assert set(weak_query_thresholds(scores, 25, types={"a": "keywords"})) == {
+        "keywords",
+        "untyped",
+    }
 
 
 # ---------------------------------------------------------------- specs and files

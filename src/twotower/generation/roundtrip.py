@@ -1,12 +1,16 @@
 """Round-trip filtering of synthetic queries: keep a query only if it finds its own passage.
 
-A generated query is kept when its source passage ranks within the top ``top_k`` of a first-stage
-retriever (one, or several fused by reciprocal rank fusion, k 60), then, optionally, when a
-teacher reranking those candidates puts the source first, and then, optionally, when the
-teacher's best score is not below the ``percentile``-th percentile of the kept queries' best
-scores. Round-trip consistency is Alberti et al. (2019)'s and Promptagator's (Dai et al. 2022);
-the three steps with their defaults (top 20 of three fused retrievers, a cross-encoder ranking
-the source first, the 25th percentile) are Tamber et al. (2025)'s.
+A generated query is kept when its source passage ranks within the top ``top_k`` of any one
+first-stage retriever (``first_stage_rule="any"``; ``"fused"``: within the top ``top_k`` of the
+retrievers fused by reciprocal rank fusion, k 60), then, optionally, when a teacher reranking the
+candidates (every retriever's top ``top_k``, or the fused top ``top_k``) puts the source first,
+and then, optionally, when the teacher's score of the source is not below the
+``percentile``-th percentile of the teacher's scores of all candidates of the queries still kept,
+queries of each type against their own type's scores (``percentile_of="best"`` with
+``per_type=False``: the percentile of the kept queries' best scores, all types together).
+Round-trip consistency is Alberti et al. (2019)'s and Promptagator's (Dai et al. 2022); the three
+steps with their defaults (top 20 of any of three retrievers, a cross-encoder ranking the source
+first, the 25th percentile of all candidate scores per query type) are Tamber et al. (2025)'s.
 
 Every query gets a verdict: kept, or the step that dropped it and why (the source's rank, the
 document the teacher preferred, the score against the threshold), so a user can audit the
@@ -22,9 +26,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import Any, Literal
 
 from twotower.data.collection import Collection
 from twotower.data.files import atomic_write
@@ -35,11 +37,19 @@ from twotower.negatives.retrievers import Retriever
 from twotower.retrieval import Run
 from twotower.retrieval.fusion import rrf_fusion
 from twotower.teachers.base import Teacher
+from twotower.teachers.normalize import (
+    ALL_TYPES,
+    PercentileOf,
+    keep_queries,
+    weak_query_thresholds,
+)
 from twotower.teachers.spec import load_teacher
 
 log = logging.getLogger(__name__)
 
 STEPS = ("retrieval", "teacher", "percentile")
+FIRST_STAGE_RULES = ("any", "fused")
+FirstStageRule = Literal["any", "fused"]
 
 
 @dataclass
@@ -48,7 +58,7 @@ class RoundTripVerdict:
     kept: bool = True
     step: str | None = None  # the step that dropped it
     reason: str | None = None
-    source_rank: int | None = None  # the source passage's rank in the first stage
+    source_rank: int | None = None  # the source's best rank in the first stage
     teacher_score: float | None = None  # the teacher's score of the source passage
     teacher_first: str | None = None  # the document the teacher ranked first
 
@@ -59,7 +69,8 @@ class FilterReport:
 
     types: dict[str, str]  # query id → type
     passed: dict[str, Counter] = field(default_factory=dict)  # step → type → kept after it
-    threshold: float | None = None
+    # The percentile cut per query type ("all" when the types share one).
+    thresholds: dict[str, float] = field(default_factory=dict)
 
     def table(self) -> list[dict]:
         total = Counter(self.types.values())
@@ -78,13 +89,30 @@ class FilterReport:
 
 
 def first_stage(
-    collection: Collection, query_ids: Sequence[str], retrievers: Sequence[Retriever], depth: int
-) -> Run:
-    """Each retriever's top ``depth``, fused by reciprocal rank fusion when there are several."""
+    collection: Collection,
+    query_ids: Sequence[str],
+    retrievers: Sequence[Retriever],
+    depth: int,
+    rule: FirstStageRule = "any",
+) -> tuple[Run, list[Run]]:
+    """The candidates of each query, and the rankings the source passage is looked for in.
+
+    ``any``: every retriever's top ``depth`` (candidates: their union, in reciprocal rank
+    fusion order), the source looked for in each; ``fused``: the top ``depth`` of the
+    retrievers fused by reciprocal rank fusion, the source looked for there. One retriever:
+    its top ``depth`` either way.
+    """
     if not retrievers:
         raise ConfigError("round-trip filtering needs at least one retriever")
+    if rule not in FIRST_STAGE_RULES:
+        raise ConfigError(f"first_stage_rule must be 'any' or 'fused', got {rule!r}")
     runs = [r.run(collection, query_ids, depth) for r in retrievers]
-    return runs[0] if len(runs) == 1 else rrf_fusion(*runs, k=depth)
+    if len(runs) == 1:
+        return runs[0], runs
+    if rule == "fused":
+        fused = rrf_fusion(*runs, k=depth)
+        return fused, [fused]
+    return rrf_fusion(*runs), runs
 
 
 def roundtrip_filter(
@@ -95,6 +123,9 @@ def roundtrip_filter(
     top_k: int = 20,
     teacher: Teacher | None = None,
     percentile: float | None = None,
+    first_stage_rule: FirstStageRule = "any",
+    percentile_of: PercentileOf = "all",
+    per_type: bool = True,
 ) -> tuple[dict[str, RoundTripVerdict], FilterReport]:
     """Verdicts for every query of ``collection`` (synthetic queries, each judging its source
     passage relevant; ``types``: query id → type); see the module docstring."""
@@ -104,18 +135,25 @@ def roundtrip_filter(
         raise ConfigError(f"percentile must be in [0, 100), got {percentile}")
     if percentile is not None and teacher is None:
         raise ConfigError("a percentile cut needs a teacher (it cuts on the teacher's best score)")
+    if percentile_of not in ("all", "best"):
+        raise ConfigError(f"percentile_of must be 'all' or 'best', got {percentile_of!r}")
     query_ids = list(collection.queries)
     source = {q: next(iter(collection.qrels[q])) for q in query_ids}
     verdicts = {q: RoundTripVerdict(q) for q in query_ids}
     report = FilterReport(types={q: types.get(q, "untyped") for q in query_ids})
 
-    run = first_stage(collection, query_ids, retrievers, top_k)
+    run, rankings = first_stage(collection, query_ids, retrievers, top_k, first_stage_rule)
+    where = "" if len(rankings) == 1 else " of any retriever"
     for q in query_ids:
-        ranked = list(run.get(q, {}))
-        if source[q] in ranked:
-            verdicts[q].source_rank = ranked.index(source[q]) + 1
+        ranks = [
+            ranked.index(source[q]) + 1
+            for ranked in (list(r.get(q, {}))[:top_k] for r in rankings)
+            if source[q] in ranked
+        ]
+        if ranks:
+            verdicts[q].source_rank = min(ranks)
         else:
-            _drop(verdicts[q], "retrieval", f"source passage not in the top {top_k}")
+            _drop(verdicts[q], "retrieval", f"source passage not in the top {top_k}{where}")
     report.passed["retrieval"] = _kept(verdicts, report)
 
     if teacher is not None:
@@ -141,18 +179,20 @@ def roundtrip_filter(
         report.passed["teacher"] = _kept(verdicts, report)
 
     if percentile is not None:
-        kept = [q for q in query_ids if verdicts[q].kept]
-        if kept:
-            threshold = float(np.percentile([verdicts[q].teacher_score for q in kept], percentile))
-            report.threshold = threshold
-            for q in kept:
-                if verdicts[q].teacher_score < threshold:
-                    _drop(
-                        verdicts[q],
-                        "percentile",
-                        f"teacher score {verdicts[q].teacher_score:.4g} below the"
-                        f" {percentile:g}th percentile {threshold:.4g}",
-                    )
+        kept = {q: by_query[q] for q in query_ids if verdicts[q].kept}
+        groups = report.types if per_type else None
+        thresholds = weak_query_thresholds(kept, percentile, of=percentile_of, types=groups)
+        report.thresholds = thresholds
+        survivors = set(keep_queries(kept, percentile, of=percentile_of, types=groups))
+        for q in kept:
+            if q not in survivors:
+                threshold = thresholds[report.types[q] if per_type else ALL_TYPES]
+                _drop(
+                    verdicts[q],
+                    "percentile",
+                    f"teacher score {verdicts[q].teacher_score:.4g} below the"
+                    f" {percentile:g}th percentile {threshold:.4g}",
+                )
         report.passed["percentile"] = _kept(verdicts, report)
     return verdicts, report
 
@@ -219,10 +259,14 @@ def filter_file(
     teacher_options: Mapping[str, Any] | None = None,
     percentile: float | None = None,
     types: Sequence[str] | None = None,
+    first_stage_rule: FirstStageRule = "any",
+    percentile_of: PercentileOf = "all",
+    per_type: bool = True,
 ) -> tuple[dict[str, Any], FilterReport]:
     """Round-trip filter a generated-queries file of ``corpus``'s passages (``types`` only, when
     given) into ``kept_path`` and its ``.dropped.jsonl``; a summary for a report, and the
-    report. ``teacher`` is a ``KIND:NAME`` spec, loaded with ``teacher_options``."""
+    report. ``teacher`` is a ``KIND:NAME`` spec, loaded with ``teacher_options``; the rules as
+    :func:`roundtrip_filter`."""
     started = time.perf_counter()
     collection, _ = load_synthetic_queries(queries_path, corpus, types=types)
     by_type = query_types(queries_path, set(collection.queries))
@@ -230,16 +274,27 @@ def filter_file(
         load_teacher(teacher, collection=collection, **(teacher_options or {})) if teacher else None
     )
     verdicts, report = roundtrip_filter(
-        collection, by_type, retrievers, top_k=top_k, teacher=scorer, percentile=percentile
+        collection,
+        by_type,
+        retrievers,
+        top_k=top_k,
+        teacher=scorer,
+        percentile=percentile,
+        first_stage_rule=first_stage_rule,
+        percentile_of=percentile_of,
+        per_type=per_type,
     )
     _, dropped = write_filtered(queries_path, verdicts, kept_path)
     summary = {
         "queries": str(queries_path),
         "retrievers": [r.name for r in retrievers],
         "top_k": top_k,
+        "first_stage": first_stage_rule,
         "teacher": teacher,
         "percentile": percentile,
-        "percentile_threshold": report.threshold,
+        "percentile_of": percentile_of,
+        "percentile_per_type": per_type,
+        "percentile_thresholds": report.thresholds,
         "keep_rates": report.table(),
         "kept": sum(v.kept for v in verdicts.values()),
         "dropped_file": str(dropped),

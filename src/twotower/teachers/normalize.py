@@ -2,22 +2,25 @@
 
 Listwise distillation (Tamber et al. 2025) normalises teacher scores over the whole
 collection: min-max between the 1st and 99th percentile of all scores, clipped to [0, 1];
-and drops the queries whose best score falls below the 25th percentile. We read the latter as
-the 25th percentile of the per-query best scores (so about a quarter of the queries, those the
-teacher finds no good candidate for, are dropped); ``of="all"`` takes the percentile over all
-scores instead.
+and drops the queries whose best score falls below the 25th percentile of all the candidates'
+scores (of every query of the same type, in the authors' released code). A query's best score
+is its top candidate's, so few queries fall below a quarter of all scores. ``of="best"`` takes
+the percentile of the per-query best scores instead, which drops about a quarter of the
+queries by construction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
 from twotower.errors import ConfigError
 
 TeacherScores = dict[str, dict[str, float]]
+PercentileOf = Literal["all", "best"]
+ALL_TYPES = "all"  # the group of every query when no types are given
 
 
 def percentile_bounds(values, low: float = 1.0, high: float = 99.0) -> tuple[float, float]:
@@ -54,24 +57,47 @@ def normalize_scores(
     return out, bounds
 
 
+def weak_query_thresholds(
+    scores: Mapping[str, Mapping[str, float]],
+    percentile: float = 25.0,
+    of: PercentileOf = "all",
+    types: Mapping[str, str] | None = None,
+) -> dict[str, float]:
+    """The weak-query cut of each query type (``types``: query id → type; a query it lacks is
+    ``untyped``), or of all queries together (key ``"all"``) without ``types``.
+
+    ``of="all"``: the ``percentile``-th percentile of every score of the type's queries;
+    ``of="best"``: of their best scores. Queries without scores count for nothing.
+    """
+    if of not in get_args(PercentileOf):
+        raise ConfigError(f"of must be 'all' or 'best', got {of!r}")
+    pools: dict[str, list[float]] = {}
+    for qid, per_query in scores.items():
+        if not per_query:
+            continue
+        pool = pools.setdefault(_group(qid, types), [])
+        pool.extend(per_query.values() if of == "all" else [max(per_query.values())])
+    return {
+        group: float(np.percentile(np.asarray(pool, dtype=np.float64), percentile))
+        for group, pool in pools.items()
+    }
+
+
 def keep_queries(
     scores: Mapping[str, Mapping[str, float]],
     percentile: float = 25.0,
-    of: Literal["best", "all"] = "best",
+    of: PercentileOf = "all",
+    types: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """Query ids whose best score is not below the ``percentile``-th percentile, in input order.
+    """Query ids whose best score is not below their type's cut (:func:`weak_query_thresholds`),
+    in input order. Queries without scores are dropped."""
+    thresholds = weak_query_thresholds(scores, percentile, of, types)
+    return [
+        qid
+        for qid, per_query in scores.items()
+        if per_query and max(per_query.values()) >= thresholds[_group(qid, types)]
+    ]
 
-    ``of="best"``: the percentile of the per-query best scores; ``of="all"``: of all scores.
-    Queries without scores are dropped.
-    """
-    best = {qid: max(per_query.values()) for qid, per_query in scores.items() if per_query}
-    if not best:
-        return []
-    if of == "best":
-        pool = list(best.values())
-    elif of == "all":
-        pool = [s for per_query in scores.values() for s in per_query.values()]
-    else:
-        raise ConfigError(f"of must be 'best' or 'all', got {of!r}")
-    threshold = float(np.percentile(np.asarray(pool, dtype=np.float64), percentile))
-    return [qid for qid, value in best.items() if value >= threshold]
+
+def _group(qid: str, types: Mapping[str, str] | None) -> str:
+    return ALL_TYPES if types is None else types.get(qid, "untyped")
