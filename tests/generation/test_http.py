@@ -98,7 +98,7 @@ def test_chat_completions_one_answer_per_task_in_order():
     assert paths == {"/v1/chat/completions"}
     body = server.requests[0][2]
     assert body["model"] == "m" and body["max_tokens"] == 50 and body["temperature"] == 0.8
-    assert body["top_p"] == 0.95 and isinstance(body["seed"], int)
+    assert body["top_p"] == 1.0 and isinstance(body["seed"], int)
     assert body["messages"][0]["role"] == "system" and body["messages"][1]["role"] == "user"
     described = generator.describe()
     assert described["kind"] == "http" and described["url"] == server.url

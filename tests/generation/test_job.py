@@ -65,7 +65,7 @@ def test_lines_carry_everything_and_load_as_synthetic_queries(tmp_path, tiny_col
     assert first["type"] == "questions" and first["doc_id"] == "d1" and first["sample"] == 0
     assert first["generator"] == {"kind": "scripted", "name": "scripted"}
     assert first["prompt_version"] == "v1"
-    assert first["sampling"] == {"temperature": 0.8, "top_p": 0.95, "max_new_tokens": 50, "seed": 0}
+    assert first["sampling"] == {"temperature": 0.8, "top_p": 1.0, "max_new_tokens": 50, "seed": 0}
     collection, types = load_synthetic_queries(out, load_corpus(tiny_collection))
     assert types == {"questions": 12, "claims": 12}
     assert collection.qrels["gen-d3-claims-1"] == {"d3": 1}

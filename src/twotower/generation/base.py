@@ -46,12 +46,12 @@ def task_seed(seed: int, *parts: object) -> int:
 
 @dataclass(frozen=True)
 class SamplingSettings:
-    """Decoding settings. The defaults are CADET's (Tamber et al. 2025): temperature 0.8 and at
-    most 50 new tokens; nucleus sampling (Holtzman et al. 2020) at top-p 0.95. Temperature 0
-    decodes greedily."""
+    """Decoding settings. The defaults are CADET's (Tamber et al. 2025): temperature 0.8, at
+    most 50 new tokens and no nucleus cut (top-p 1); ``top_p`` < 1 samples from the nucleus
+    (Holtzman et al. 2020). Temperature 0 decodes greedily."""
 
     temperature: float = 0.8
-    top_p: float = 0.95
+    top_p: float = 1.0
     max_new_tokens: int = 50
     seed: int = 0
 
