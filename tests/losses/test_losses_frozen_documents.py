@@ -9,7 +9,8 @@ from torch import nn
 from tests.losses._losses_reference import ref_contrastive
 from twotower.errors import ConfigError
 from twotower.losses import BatchShapeError, EmbeddingBatch
-from twotower.losses.frozen_documents import FrozenDocumentsLoss, label_rows
+from twotower.losses.frozen_documents import DOCUMENT_ROWS, FrozenDocumentsLoss, label_rows
+from twotower.losses.st_loss import TEACHER_SCORES
 
 
 class QueryTower(nn.Module):
@@ -81,7 +82,34 @@ def test_labels_must_fit_the_declared_row_width():
         loss.batch(torch.zeros(2, 3, dtype=torch.float64), torch.zeros(2, 3, dtype=torch.long))
 
 
-def test_losses_needing_teacher_scores_are_refused():
+def test_listwise_distillation_over_the_looked_up_rows_with_teacher_scores():
+    """A mapping label (document rows + teacher scores) feeds listwise KL over [positive, hard
+    negatives]; a NaN score marks a padded slot, which takes no probability."""
+    g = torch.Generator().manual_seed(1)
+    documents = torch.nn.functional.normalize(torch.randn(6, 3, generator=g), dim=-1)
+    model = QueryTower().float()
+    spec = [{"loss": "listwise_kl", "contrastive_weight": 0.0, "student_temperature": 0.05}]
+    loss = FrozenDocumentsLoss(
+        model, documents, spec, num_negatives=2, num_positive_ids=1, teacher_scores=True
+    )
+    x = torch.randn(2, 4, generator=g)
+    rows = torch.tensor([label_rows(0, [3, 5], [0], k=2, width=1), label_rows(1, [2], [1], 2, 1)])
+    teacher = torch.tensor([[0.9, 0.5, 0.1], [0.8, 0.7, float("nan")]])
+    value = loss([{"x": x}], {DOCUMENT_ROWS: rows, TEACHER_SCORES: teacher})
+    queries = torch.nn.functional.normalize(model({"x": x})["sentence_embedding"], dim=-1)
+    want = 0.0
+    for i, candidates in enumerate(([0, 3, 5], [1, 2])):
+        student = torch.log_softmax(queries[i] @ documents[candidates].T / 0.05, -1)
+        target = torch.softmax(teacher[i, : len(candidates)] / 0.3, -1)
+        want += (target * (target.log() - student)).sum() / 2
+    assert torch.allclose(value, want, atol=1e-5)
+    value.backward()
+    assert model.linear.weight.grad is not None
+    with pytest.raises(BatchShapeError, match=r"needs \(2, 3\) teacher scores"):
+        loss([{"x": x}], {DOCUMENT_ROWS: rows, TEACHER_SCORES: teacher[:, :2]})
+
+
+def test_losses_needing_teacher_scores_are_refused_without_them():
     with pytest.raises(ConfigError, match=r"loss\[0\] \(margin_mse\): margin_mse: needs teacher"):
         FrozenDocumentsLoss(
             QueryTower(),

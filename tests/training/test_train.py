@@ -1,6 +1,7 @@
 """Training end to end on a tiny model the tests build; kill -9 and resume."""
 
 import json
+import math
 import signal
 import subprocess
 import time
@@ -153,6 +154,32 @@ optim: {{batch_size: 2, epochs: 2, learning_rate: 1.0e-3, precision: fp32, save_
 
     assert Encoder(trained).fingerprint_for("document") == Encoder(base).fingerprint_for("document")
     assert Encoder(trained).fingerprint_for("query") != Encoder(base).fingerprint_for("query")
+
+
+def test_listwise_distillation_against_a_frozen_document_index(
+    tmp_path, tiny_model, train_collection
+):
+    """A teacher's listwise distribution over [positive, mined candidates] trains the query
+    tower against the frozen index; every logged loss is finite."""
+    text = f"""# listwise, frozen document tower
+model: {{name: {tiny_model}, towers: separate, train_document_tower: false}}
+train: {{data: {train_collection}, split: train}}
+negatives: {{source: fusion, count: 4, rank_window: [1, 6]}}
+teacher: {{kind: fusion, model: {tiny_model}}}
+loss:
+  - {{loss: listwise_kl, contrastive_weight: 0.1}}
+optim: {{batch_size: 2, epochs: 2, learning_rate: 1.0e-3, precision: fp32, save_steps: 100, logging_steps: 1}}
+"""
+    path = tmp_path / "frozen-listwise.yaml"
+    path.write_text(text)
+    out = tmp_path / "frozen-listwise"
+    result = CliRunner().invoke(app, ["train", str(path), "--output-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    losses = [row["loss"] for row in log if "loss" in row]
+    assert losses and all(math.isfinite(v) and v > 0 for v in losses)
+    done = json.loads((out / "model" / "TRAINING_DONE").read_text())
+    assert done["steps"] == 4
 
 
 def test_wise_ft_interpolates_towards_base():

@@ -9,6 +9,8 @@ those the final model faces.
 
 Batches carry one text column (``anchor``) and a ``label`` row of integers (:func:`label_rows`):
 ``[positive row, K hard-negative rows (-1 = padding), L known-positive rows (-1 = padding)]``.
+A loss that distils a teacher (listwise KL, Margin-MSE) takes the label as a mapping instead:
+``{DOCUMENT_ROWS: those rows, TEACHER_SCORES: [T(q, d+), T(q, d-_1..K)]}``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ from torch import Tensor, nn
 from twotower.losses.batch import BatchLayout, BatchShapeError, EmbeddingBatch
 from twotower.losses.distributed import gather_across_ranks
 from twotower.losses.spec import LossSpec, build_loss
+from twotower.losses.st_loss import TEACHER_SCORES
+
+# The key of a mapping label holding the rows of :func:`label_rows`.
+DOCUMENT_ROWS = "document_rows"
 
 
 class FrozenDocumentsLoss(nn.Module):
@@ -46,8 +52,9 @@ class FrozenDocumentsLoss(nn.Module):
           fine-tuning against a fixed index).
 
     Requirements:
-        1. Losses that read neither teacher scores nor mined negative queries: the contrastive
-           blocks (d2q and d2d anchor on the frozen document embeddings).
+        1. Losses that read no mined negative queries and anchor nothing on documents (d2q and
+           d2d blocks would anchor on the frozen embeddings). A loss that reads teacher scores
+           (listwise KL over [positive, hard negatives], Margin-MSE) needs mapping labels.
 
     Inputs:
         +------------+----------------------------------------------------------+
@@ -55,6 +62,9 @@ class FrozenDocumentsLoss(nn.Module):
         +============+==========================================================+
         | (anchor, ) | 1 + K + L document rows: positive, hard negatives, known |
         |            | positives (-1 = padding), see :func:`label_rows`         |
+        +------------+----------------------------------------------------------+
+        | (anchor, ) | {DOCUMENT_ROWS: those rows, TEACHER_SCORES: (1 + K)      |
+        |            | scores [T(q, d+), T(q, d-_1..K)]}                         |
         +------------+----------------------------------------------------------+
 
     Relations:
@@ -70,6 +80,7 @@ class FrozenDocumentsLoss(nn.Module):
         *,
         num_negatives: int,
         num_positive_ids: int,
+        teacher_scores: bool = False,
         gather_across_devices: bool = True,
     ):
         super().__init__()
@@ -81,22 +92,31 @@ class FrozenDocumentsLoss(nn.Module):
         layout = BatchLayout(
             hard_negatives=num_negatives > 0,
             negative_queries=False,
-            teacher_scores=False,
+            teacher_scores=teacher_scores,
             listwise_candidates=False,
             document_anchors=True,
         )
         self.loss = build_loss(loss, layout=layout)
+        self.teacher_scores = teacher_scores
 
-    def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor) -> Tensor:
+    def forward(
+        self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | Mapping[str, Tensor]
+    ) -> Tensor:
         features = list(sentence_features)
         queries = self.model(features[0])["sentence_embedding"]
-        batch = self.batch(queries, labels)
+        scores = None
+        if isinstance(labels, Mapping):
+            labels, scores = labels[DOCUMENT_ROWS], labels.get(TEACHER_SCORES)
+        batch = self.batch(queries, labels, scores)
         if self.gather_across_devices:  # every rank's queries and index rows are candidates
             batch = gather_across_ranks(batch)
         return self.loss.compute_loss_from_embeddings(batch)
 
-    def batch(self, queries: Tensor, labels: Tensor) -> EmbeddingBatch:
-        """The embedding batch of ``queries`` and the document rows named by ``labels``."""
+    def batch(
+        self, queries: Tensor, labels: Tensor, teacher_scores: Tensor | None = None
+    ) -> EmbeddingBatch:
+        """The embedding batch of ``queries``, the document rows named by ``labels`` and, for a
+        teacher loss, ``teacher_scores`` (batch, 1 + K)."""
         k = self.num_negatives
         width = 1 + k + self.num_positive_ids
         if labels.dim() != 2 or labels.shape[1] != width:
@@ -112,7 +132,20 @@ class FrozenDocumentsLoss(nn.Module):
         def lookup(rows: Tensor) -> Tensor:
             return documents[rows.clamp(min=0).to(documents.device)]
 
+        teacher: dict[str, Tensor] = {}
+        if self.teacher_scores:
+            if teacher_scores is None or tuple(teacher_scores.shape) != (len(labels), 1 + k):
+                shape = None if teacher_scores is None else tuple(teacher_scores.shape)
+                raise BatchShapeError(
+                    f"the loss needs ({len(labels)}, {1 + k}) teacher scores [T(q, d+),"
+                    f" T(q, d-_1..{k})], got {shape}"
+                )
+            scores = teacher_scores.detach().to(queries.device, torch.float32)
+            teacher = {"teacher_positive_scores": scores[:, 0]}
+            if k:
+                teacher["teacher_negative_scores"] = scores[:, 1:]
         return EmbeddingBatch(
+            **teacher,
             queries=queries,
             positives=lookup(positive_rows),
             hard_negatives=lookup(negative_rows) if k else None,
@@ -145,4 +178,4 @@ def label_rows(
     ]
 
 
-__all__ = ["FrozenDocumentsLoss", "label_rows"]
+__all__ = ["DOCUMENT_ROWS", "FrozenDocumentsLoss", "label_rows"]

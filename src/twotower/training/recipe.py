@@ -379,10 +379,6 @@ class Recipe(Section):
             raise ValueError(
                 f"loss {sorted(needs_teacher)} needs teacher scores: set teacher.kind and teacher.model"
             )
-        if needs_teacher and not self.model.train_document_tower:
-            raise ValueError(
-                f"loss {sorted(needs_teacher)} with a frozen document tower is not supported yet"
-            )
         no_negatives = self.negatives.source == "none" and not self.train.pairs
         if "margin_mse" in needs_teacher and (self.negatives.count == 0 or no_negatives):
             raise ValueError(

@@ -14,7 +14,7 @@ from pathlib import Path
 from twotower.data.files import atomic_write, folder_sha256
 from twotower.errors import ConfigError, InputError
 from twotower.losses.cached import CachedSentenceTransformerLoss
-from twotower.losses.frozen_documents import FrozenDocumentsLoss, label_rows
+from twotower.losses.frozen_documents import DOCUMENT_ROWS, FrozenDocumentsLoss, label_rows
 from twotower.losses.st_loss import SentenceTransformerLoss
 from twotower.models.build import build_model
 from twotower.models.embedding_cache import encode_corpus
@@ -24,7 +24,7 @@ from twotower.training.examples import is_query_column
 from twotower.training.nonfinite import NonFiniteLossGuard
 from twotower.training.recipe import Recipe
 from twotower.training.refresh import RefreshCallback, Refresher
-from twotower.training.rows import RowsCollator, TrainingRows
+from twotower.training.rows import IDS_COLUMN, RowsCollator, TrainingRows
 
 log = logging.getLogger(__name__)
 
@@ -102,19 +102,27 @@ def _wire_frozen_documents(recipe: Recipe, model, rows: TrainingRows, collection
     row_of = collection.corpus.index  # a collection's examples have their positive in it
     k = rows.num_negatives
     width = max(len(collection.positives(e.query_id)) for e in rows.examples)
+    with_teacher = recipe.teacher.kind != "none"
 
     def read(index: int) -> dict:
         drawn = rows.drawn(index)
         e = drawn.example
         known = sorted(row_of[d] for d in collection.positives(e.query_id) if d in row_of)
         negatives = [row_of[d] for d in drawn.negative_keys]
-        return {
-            "anchor": e.query,
-            "label": label_rows(row_of[e.positive_id], negatives, known, k, width),
-        }
+        label = label_rows(row_of[e.positive_id], negatives, known, k, width)
+        if not with_teacher:
+            return {"anchor": e.query, "label": label}
+        scores = rows.teacher_row(drawn)  # NaN marks a padded slot: no candidate there
+        scores += [float("nan")] * (1 + k - len(scores))
+        return {"anchor": e.query, "label": scores, IDS_COLUMN: {DOCUMENT_ROWS: label}}
 
     loss = FrozenDocumentsLoss(
-        model, torch.from_numpy(documents), recipe.loss, num_negatives=k, num_positive_ids=width
+        model,
+        torch.from_numpy(documents),
+        recipe.loss,
+        num_negatives=k,
+        num_positive_ids=width,
+        teacher_scores=with_teacher,
     )
     return rows.dataset(read), ["anchor"], loss
 
