@@ -10,6 +10,7 @@ from pathlib import Path
 
 from twotower.analysis.plots import plot_refresh_rounds
 from twotower.evaluation.evaluate import EvalResult
+from twotower.evaluation.significance import paired_test
 
 log = logging.getLogger(__name__)
 
@@ -18,8 +19,14 @@ def _short(data: str) -> str:
     return data.rstrip("/").split("/")[-1]
 
 
+# A change is flagged significant below this p (paired randomisation test over queries).
+SIGNIFICANCE = 0.05
+
+
 def comparison_rows(results: Sequence[EvalResult], base: str, trained: str) -> list[dict]:
-    """One row per (collection, metric): bm25, base, trained and trained − base."""
+    """One row per (collection, metric): bm25, base, trained, trained − base and, where both
+    have per-query values, the paired test of trained against base over the judged queries
+    (randomisation and t-test p-values, queries won and lost)."""
     by_key = {(_short(r.data), r.system): r for r in results}
     rows = []
     for data in dict.fromkeys(_short(r.data) for r in results):
@@ -29,6 +36,12 @@ def comparison_rows(results: Sequence[EvalResult], base: str, trained: str) -> l
         base_result, bm25 = by_key.get((data, base)), by_key.get((data, "bm25"))
         for metric, value in trained_result.metrics.items():
             before = base_result.metrics[metric] if base_result else None
+            test = None
+            if base_result is not None and trained_result.per_query and base_result.per_query:
+                test = paired_test(
+                    {q: v[metric] for q, v in trained_result.per_query.items() if metric in v},
+                    {q: v[metric] for q, v in base_result.per_query.items() if metric in v},
+                )
             rows.append(
                 {
                     "data": data,
@@ -38,9 +51,25 @@ def comparison_rows(results: Sequence[EvalResult], base: str, trained: str) -> l
                     "base": before,
                     "trained": value,
                     "delta": value - before if before is not None else None,
+                    "p_value": test.randomisation_p_value if test else None,
+                    "t_p_value": test.t_p_value if test else None,
+                    "wins": test.wins if test else None,
+                    "losses": test.losses if test else None,
                 }
             )
     return rows
+
+
+def _significant_loss(row: dict) -> bool:
+    p, delta = row.get("p_value"), row.get("delta")
+    return p is not None and delta is not None and delta < 0 and p < SIGNIFICANCE
+
+
+def _test_cells(row: dict) -> tuple[str, str]:
+    """(p, wins/losses) cells of a row: en dashes where there is no test."""
+    if row.get("p_value") is None:
+        return "–", "–"
+    return f"{row['p_value']:.4f}", f"{row['wins']}/{row['losses']}"
 
 
 def markdown_comparison(rows: Sequence[dict]) -> str:
@@ -48,14 +77,24 @@ def markdown_comparison(rows: Sequence[dict]) -> str:
         return "–" if value is None else (f"{value:+.4f}" if signed else f"{value:.4f}")
 
     lines = [
-        "| collection | metric | BM25 | base | trained | Δ (trained − base) |",
-        "|---|---|---:|---:|---:|---:|",
+        "| collection | metric | BM25 | base | trained | Δ (trained − base) | p | wins/losses |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
+        delta = fmt(row["delta"], signed=True)
+        if _significant_loss(row):
+            delta = f"**{delta} (significant loss)**"
+        p, record = _test_cells(row)
         lines.append(
             f"| {row['data']} | {row['metric']} | {fmt(row['bm25'])} | {fmt(row['base'])} | "
-            f"{fmt(row['trained'])} | {fmt(row['delta'], signed=True)} |"
+            f"{fmt(row['trained'])} | {delta} | {p} | {record} |"
         )
+    lines += [
+        "",
+        f"p: paired randomisation test over the judged queries, trained against base"
+        f" ({SIGNIFICANCE} flags a significant loss in bold); wins/losses: queries where trained"
+        " scores above / below base.",
+    ]
     return "\n".join(lines)
 
 
@@ -70,16 +109,21 @@ def rich_comparison(rows: Sequence[dict], title: str):
         ("base", "right"),
         ("trained", "right"),
         ("Δ", "right"),
+        ("p", "right"),
+        ("wins/losses", "right"),
     ]:
         table.add_column(column, justify=justify)
     for row in rows:
         delta = row["delta"]
         colour = "green" if delta and delta > 0 else "red" if delta and delta < 0 else "white"
+        if _significant_loss(row):
+            colour = "bold red"
         table.add_row(
             row["data"],
             row["metric"],
             *("–" if row[k] is None else f"{row[k]:.4f}" for k in ("bm25", "base", "trained")),
             "–" if delta is None else f"[{colour}]{delta:+.4f}[/]",
+            *_test_cells(row),
         )
     return table
 
