@@ -11,8 +11,8 @@ from twotower.cli.main import app
 from twotower.data.collection import load_collection
 from twotower.losses.st_loss import TEACHER_SCORES, SentenceTransformerLoss
 from twotower.training.examples import Example
-from twotower.training.pipeline import prepare_rows
-from twotower.training.recipe import load_recipe
+from twotower.training.pipeline import _score_rows, prepare_rows
+from twotower.training.recipe import Recipe, load_recipe
 from twotower.training.rows import IDS_COLUMN, RowsCollator, TrainingRows
 
 
@@ -57,6 +57,88 @@ def test_a_partial_refresh_keeps_the_other_queries_candidates(collection):
     # A refreshed anchor that came back with no candidate keeps its old ones: rows stay drawable.
     rows.publish(documents={"q1": [], "q3": ["d2"]})
     assert rows.drawn(0).negative_keys == ["d4"] and rows.drawn(1).negative_keys == ["d2"]
+
+
+def _rows_to_filter(collection):
+    """Rows of q1, q2 (two positives) and q3 (its pair twice) that draw two of several hard
+    negatives and two of three negative queries."""
+    examples = [
+        Example(collection.queries[q], collection.corpus.text_of(d), query_id=q, positive_id=d)
+        for q, d in [("q1", "d1"), ("q2", "d3"), ("q2", "d4"), ("q3", "d6"), ("q3", "d6")]
+    ]
+    documents = {
+        "q1": ["d2", "d3", "d4", "d5", "d6"],
+        "q2": ["d1", "d2", "d5", "d6"],
+        "q3": ["d1", "d2", "d3", "d4", "d5"],
+    }
+    queries = {
+        d: [q for q in ("q1", "q2", "q3", "q4") if d not in collection.positives(q)]
+        for d in ("d1", "d3", "d4", "d6")
+    }
+    return TrainingRows(
+        examples,
+        collection,
+        negatives=2,
+        negative_queries=2,
+        seed=5,
+        documents=documents,
+        queries=queries,
+    )
+
+
+def _draws(rows):
+    return [
+        (r.example.query_id, r.negative_keys, r.negative_query_keys)
+        for r in map(rows.drawn, range(len(rows)))
+    ]
+
+
+def test_dropping_queries_leaves_the_other_rows_draws_as_they_were(collection):
+    """The weak-query filter drops rows after the teacher scored them as drawn: every row left,
+    moved up by the drop, must still draw the negatives that were scored."""
+    rows = _rows_to_filter(collection)
+    before = _draws(rows)
+    assert rows.keep_queries({"q2", "q3"}) == 1
+    assert _draws(rows) == before[1:]
+    assert rows.row_ids[-2:] == [("q3", "d6", 0), ("q3", "d6", 1)]  # a repeated pair, two rows
+    # Another reader of the same examples (another process) draws the same; a new generation
+    # (here the same tables published again) draws anew.
+    assert _draws(_rows_to_filter(collection))[1:] == before[1:]
+    rows.publish(documents={}, queries={})
+    assert _draws(rows) != before[1:]
+
+
+class _WeakQ1Teacher:
+    """Scores every pair of q1 0 and every other pair 1: q1 is below the 25th percentile of
+    the queries' best scores, and of all scores."""
+
+    def __init__(self, collection):
+        self.weak = collection.queries["q1"]
+
+    def score_pairs(self, queries, documents):
+        return [0.0 if q == self.weak else 1.0 for q in queries]
+
+
+def test_every_row_left_by_the_weak_query_filter_has_its_teacher_scores(collection):
+    """Scores, weak-query filter, normalisation as `recipes/listwise.yaml` has them: a row the
+    teacher did not score stops training before its first step."""
+    rows = _rows_to_filter(collection)
+    recipe = Recipe.model_validate(
+        {
+            "teacher": {
+                "kind": "scores_file",
+                "model": "-",
+                "normalize": True,
+                "drop_below_percentile": 25,
+            }
+        }
+    )
+    info = {}
+    _score_rows(recipe, rows, _WeakQ1Teacher(collection), info)
+    assert info["weak_queries_dropped"] == 1 and info["weak_query_examples_dropped"] == 1
+    assert [e.query_id for e in rows.examples] == ["q2", "q2", "q3", "q3"]
+    for index in range(len(rows)):
+        assert len(rows.teacher_row(rows.drawn(index))) == 1 + 2 + 2
 
 
 def _triples(tmp_path, rows):

@@ -3,9 +3,11 @@
 Each row holds one (query, positive) example. Its hard negatives and DANCE negative queries are
 drawn from the current negatives tables when the row is read, so an ANCE-style refresher can
 publish new tables between batches (:meth:`TrainingRows.publish`) without rebuilding the
-dataset. A draw depends only on the seed, the row and the tables' generation: every reader of a
-row (the duplicate-free batch sampler, the collator, another process) sees the same negatives
-until a new generation is published.
+dataset. A draw depends only on the seed, the row's id and the tables' generation: every
+reader of a row (the duplicate-free batch sampler, the collator, another process) sees the same
+negatives until a new generation is published. A row's id is its (query, positive) and which
+occurrence of that pair it is, not its position, so rows dropped after the teacher scored them
+(the weak-query filter) leave every other row's negatives as scored.
 
 A row read for sentence-transformers' trainer has the columns
 
@@ -58,6 +60,21 @@ def query_key(example: Example) -> str:
 
 def positive_key(example: Example) -> str:
     return example.positive_id if example.positive_id is not None else example.positive
+
+
+# A row's id: (query key, positive key, occurrence of that pair among the examples).
+RowId = tuple[str, str, int]
+
+
+def row_ids(examples: Iterable[Example]) -> list[RowId]:
+    """The id of each example's row, in order; a repeated (query, positive) pair counts up."""
+    seen: dict[tuple[str, str], int] = {}
+    ids = []
+    for example in examples:
+        pair = (query_key(example), positive_key(example))
+        ids.append((*pair, seen.get(pair, 0)))
+        seen[pair] = seen.get(pair, 0) + 1
+    return ids
 
 
 def draw(rng: np.random.Generator, candidates: Sequence[str], count: int) -> list[str]:
@@ -151,13 +168,15 @@ class TrainingRows:
                 self._file_positives.setdefault(query_key(e), set()).add(positive_key(e))
         # Rows that cannot be drawn (no candidate negative, or negative query) are left out.
         self.dropped = {"negatives": 0, "negative_queries": 0}
-        self.examples = []
-        for example in examples:
+        self.examples: list[Example] = []
+        self.row_ids: list[RowId] = []  # beside examples: what a row's draws are seeded by
+        for example, row_id in zip(examples, row_ids(examples), strict=True):
             missing = self._missing(example)
             if missing:
                 self.dropped[missing] += 1
             else:
                 self.examples.append(example)
+                self.row_ids.append(row_id)
 
     # --- which rows can be drawn -----------------------------------------------------------
 
@@ -227,6 +246,7 @@ class TrainingRows:
     def drawn(self, index: int) -> DrawnRow:
         """The negatives of row ``index`` under the current generation."""
         example = self.examples[index]
+        row_id = self.row_ids[index]
         k, m = self.num_negatives, self.num_negative_queries
         with self._lock:
             generation = self.generation
@@ -237,11 +257,11 @@ class TrainingRows:
             elif self.pool:
                 keys = self._document_candidates(example)[:k]
             else:
-                rng = rng_for(self.seed, query_key(example), "documents", index, generation)
+                rng = rng_for(self.seed, *row_id, "documents", generation)
                 keys = draw(rng, self._document_candidates(example), k)
             query_keys: list[str] = []
             if m:
-                rng = rng_for(self.seed, positive_key(example), "queries", index, generation)
+                rng = rng_for(self.seed, *row_id, "queries", generation)
                 query_keys = draw(rng, self._query_candidates(example), m)
         texts = keys if self._documents is None else [self._document_text(d) for d in keys]
         query_texts = [self.collection.queries[q] for q in query_keys] if query_keys else []
@@ -284,7 +304,9 @@ class TrainingRows:
     def keep_queries(self, keep: set[str]) -> int:
         """Keep only the rows of these query keys; returns how many rows were dropped."""
         before = len(self.examples)
-        self.examples = [e for e in self.examples if query_key(e) in keep]
+        kept = [i for i, e in enumerate(self.examples) if query_key(e) in keep]
+        self.examples = [self.examples[i] for i in kept]
+        self.row_ids = [self.row_ids[i] for i in kept]
         return before - len(self.examples)
 
     def ids(self, row: DrawnRow) -> dict[str, Any]:
