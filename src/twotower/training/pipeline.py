@@ -237,7 +237,8 @@ def _negative_queries(
 def weak_query_filter(rows: TrainingRows, drawn, percentile: float) -> set[str]:
     """The queries to keep (ids, or texts for id-less pairs): those whose best teacher score
     over their documents (positive and hard negatives, all of the query's rows) is not below
-    the ``percentile``-th percentile of the queries' best scores (Tamber et al. 2025)."""
+    the ``percentile``-th percentile of all those scores (:func:`keep_queries`, as Tamber et
+    al. 2025's released code does)."""
 
     scores: dict[str, dict[str, float]] = {}
     for index, row in enumerate(drawn):
