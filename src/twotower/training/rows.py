@@ -30,7 +30,7 @@ import numpy as np
 
 from twotower.data.collection import Collection
 from twotower.errors import ConfigError
-from twotower.losses.st_loss import ID_FIELDS, TEACHER_SCORES
+from twotower.losses.st_loss import TEACHER_SCORES
 from twotower.negatives.table import rng_for
 from twotower.training.examples import NEGATIVE_QUERY_COLUMN, Example
 
@@ -359,7 +359,8 @@ class TrainingRows:
 
 class RowsCollator:
     """Mixin for sentence-transformers' collator: turns ``twotower_ids`` into id tensors and
-    hands them to the loss with the teacher scores, as ``label = {TEACHER_SCORES: ..., ids}``."""
+    hands them to the loss with the teacher scores, as ``label = {TEACHER_SCORES: ..., ids}``
+    (the id fields of the losses, or a frozen index's document rows)."""
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         import torch
@@ -371,7 +372,7 @@ class RowsCollator:
             [{k: v for k, v in f.items() if k != IDS_COLUMN} for f in features]
         )
         label: dict[str, Any] = {TEACHER_SCORES: batch.pop("label", None)}
-        for name in ID_FIELDS:
+        for name in ids[0]:
             values = [row[name] for row in ids]
             if isinstance(values[0], list):
                 width = max(len(v) for v in values)
