@@ -33,7 +33,7 @@ def time_ours(loss: ContrastiveLoss, q, d, h, ids: dict | None = None) -> float:
     q, d, h = (t.detach().clone().requires_grad_(True) for t in (q, d, h))
     batch = EmbeddingBatch(queries=q, positives=d, hard_negatives=h, **(ids or {}))
     t0 = time.perf_counter()
-    loss.compute_loss_from_embeddings(batch).backward()
+    loss.compute_loss_from_batch(batch).backward()
     return (time.perf_counter() - t0) * 1e3
 
 

@@ -77,9 +77,7 @@ def _batch(encoder, x, ids, rows: slice) -> EmbeddingBatch:
 def _single_process(options: dict) -> tuple[float, dict[str, torch.Tensor]]:
     encoder = _encoder()
     x, ids = _data()
-    loss = ContrastiveLoss(**options).compute_loss_from_embeddings(
-        _batch(encoder, x, ids, slice(None))
-    )
+    loss = ContrastiveLoss(**options).compute_loss_from_batch(_batch(encoder, x, ids, slice(None)))
     loss.backward()
     return loss.item(), {n: p.grad.clone() for n, p in encoder.named_parameters()}
 
@@ -91,7 +89,7 @@ def _worker(rank: int, port: int, options: dict, out: dict) -> None:
         encoder = _encoder()
         x, ids = _data()
         local = _batch(encoder, x, ids, slice(rank * ROWS, (rank + 1) * ROWS))
-        loss = ContrastiveLoss(**options).compute_loss_from_embeddings(gather_across_ranks(local))
+        loss = ContrastiveLoss(**options).compute_loss_from_batch(gather_across_ranks(local))
         loss.backward()
         _report_mean(rank, loss, encoder.named_parameters(), out)
     finally:
@@ -160,9 +158,7 @@ def _uneven_worker(rank: int, port: int, out: dict) -> None:
     try:
         encoder = _encoder()
         local = _uneven_local(encoder, rank)
-        loss = ContrastiveLoss(preset="mnrl").compute_loss_from_embeddings(
-            gather_across_ranks(local)
-        )
+        loss = ContrastiveLoss(preset="mnrl").compute_loss_from_batch(gather_across_ranks(local))
         loss.backward()
         _report_mean(rank, loss, encoder.named_parameters(), out)
     finally:
@@ -173,7 +169,7 @@ def test_ranks_with_blocks_of_different_widths_are_padded_to_the_widest():
     encoder = _encoder()
     x, ids, mask = _uneven_data()
     combined = dataclasses.replace(_batch(encoder, x, ids, slice(None)), hard_negatives_mask=mask)
-    loss = ContrastiveLoss(preset="mnrl").compute_loss_from_embeddings(combined)
+    loss = ContrastiveLoss(preset="mnrl").compute_loss_from_batch(combined)
     loss.backward()
     expected = {n: p.grad.clone() for n, p in encoder.named_parameters()}
     with mp.Manager() as manager:

@@ -64,7 +64,7 @@ def test_matches_loop_reference(config, variant):
         b = make_batch(seed=seed, **batch_kw)
         if anchors is not None:
             b.anchor_offset, b.num_anchors = anchors
-        got = loss.compute_loss_from_embeddings(b).item()
+        got = loss.compute_loss_from_batch(b).item()
         want = ref_contrastive(
             b,
             _groups(loss),
@@ -266,6 +266,6 @@ def test_without_in_batch_negatives_only_the_own_positive_and_hard_negatives_rem
     expected = pair(q, p, h)
     if preset == "mnrl_dual":
         expected = expected + 0.1 * pair(p, q, nq)
-    assert loss.compute_loss_from_embeddings(batch).item() == pytest.approx(expected.item())
+    assert loss.compute_loss_from_batch(batch).item() == pytest.approx(expected.item())
     with_batch = ContrastiveLoss(preset=preset, dual_weight=0.1, share_hard_negatives=False)
-    assert with_batch.compute_loss_from_embeddings(batch).item() > expected.item()
+    assert with_batch.compute_loss_from_batch(batch).item() > expected.item()

@@ -25,7 +25,7 @@ STEPS = 6
 def poison_margin_mse(monkeypatch, steps: set[int], value: float = float("nan")) -> None:
     """Margin-MSE (one call per step here) returns ``value`` at the given 1-based steps, through
     the graph, so the backward pass fills the gradients with NaN as a real fault would."""
-    compute = MarginMSELoss.compute_loss_from_embeddings
+    compute = MarginMSELoss.compute_loss_from_batch
     calls = {"n": 0}
 
     def poisoned(self, batch):
@@ -33,7 +33,7 @@ def poison_margin_mse(monkeypatch, steps: set[int], value: float = float("nan"))
         loss = compute(self, batch)
         return loss * value if calls["n"] in steps else loss
 
-    monkeypatch.setattr(MarginMSELoss, "compute_loss_from_embeddings", poisoned)
+    monkeypatch.setattr(MarginMSELoss, "compute_loss_from_batch", poisoned)
 
 
 def train(tmp_path, tiny_model, collection, out, *extra):

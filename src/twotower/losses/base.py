@@ -37,18 +37,18 @@ def check_temperature(value: float, option: str) -> float:
 class EmbeddingLoss(nn.Module):
     """A loss over an :class:`EmbeddingBatch`; never calls a model.
 
-    Subclasses implement :meth:`compute_loss_from_embeddings` and declare which optional parts of
+    Subclasses implement :meth:`compute_loss_from_batch` and declare which optional parts of
     the batch they need (:meth:`check_layout`) and which they merely read if present
     (:attr:`reads`).
     """
 
     name: str = "loss"
 
-    def compute_loss_from_embeddings(self, batch: EmbeddingBatch) -> Tensor:  # pragma: no cover
+    def compute_loss_from_batch(self, batch: EmbeddingBatch) -> Tensor:  # pragma: no cover
         raise NotImplementedError
 
     def forward(self, batch: EmbeddingBatch) -> Tensor:
-        return self.compute_loss_from_embeddings(batch)
+        return self.compute_loss_from_batch(batch)
 
     def check_layout(self, layout: BatchLayout) -> None:
         """Raise ConfigError if batches shaped like ``layout`` cannot feed this loss."""

@@ -2,7 +2,7 @@
 
 All losses of a combination read the same :class:`EmbeddingBatch`, so the model encodes each text
 once. Nothing here calls a model: gradient caching (GradCache) builds the batch from detached
-embeddings with ``requires_grad=True`` and calls ``compute_loss_from_embeddings`` on it.
+embeddings with ``requires_grad=True`` and calls ``compute_loss_from_batch`` on it.
 
 Rows and anchors (the place for distributed training)
 -----------------------------------------------------

@@ -75,14 +75,14 @@ class CombinedLoss(EmbeddingLoss):
             out |= loss.reads
         return frozenset(out)
 
-    def compute_loss_from_embeddings(self, batch: EmbeddingBatch) -> Tensor:
+    def compute_loss_from_batch(self, batch: EmbeddingBatch) -> Tensor:
         batch.validate()
         total: Tensor | None = None
         terms: dict[str, Tensor] = {}
         for name, w, loss in zip(self.term_names, self.weights, self.losses, strict=True):
             if w == 0:  # a term switched off is not computed at all
                 continue
-            value = loss.compute_loss_from_embeddings(batch)
+            value = loss.compute_loss_from_batch(batch)
             terms[name] = value.detach()
             total = w * value if total is None else total + w * value
         assert total is not None

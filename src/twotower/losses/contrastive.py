@@ -222,7 +222,7 @@ class ContrastiveLoss(EmbeddingLoss):
         return frozenset(r)
 
     # ------------------------------------------------------------------ computation
-    def compute_loss_from_embeddings(self, batch: EmbeddingBatch) -> Tensor:
+    def compute_loss_from_batch(self, batch: EmbeddingBatch) -> Tensor:
         batch.validate()
         sl = batch.anchor_slice
         idx = batch.anchor_index()

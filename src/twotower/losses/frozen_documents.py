@@ -110,7 +110,7 @@ class FrozenDocumentsLoss(nn.Module):
         batch = self.batch(queries, labels, scores)
         if self.gather_across_devices:  # every rank's queries and index rows are candidates
             batch = gather_across_ranks(batch)
-        return self.loss.compute_loss_from_embeddings(batch)
+        return self.loss.compute_loss_from_batch(batch)
 
     def batch(
         self, queries: Tensor, labels: Tensor, teacher_scores: Tensor | None = None

@@ -173,7 +173,7 @@ class ListwiseKLLoss(EmbeddingLoss):
             ids = torch.cat([pid.long().unsqueeze(1), hid.long()], dim=1)
         return cand, mask, teacher, ids
 
-    def compute_loss_from_embeddings(self, batch: EmbeddingBatch) -> Tensor:
+    def compute_loss_from_batch(self, batch: EmbeddingBatch) -> Tensor:
         batch.validate()
         sl = batch.anchor_slice
         idx = batch.anchor_index()

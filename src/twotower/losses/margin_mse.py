@@ -138,7 +138,7 @@ class MarginMSELoss(EmbeddingLoss):
             r.add("negative_queries")
         return frozenset(r)
 
-    def compute_loss_from_embeddings(self, batch: EmbeddingBatch) -> Tensor:
+    def compute_loss_from_batch(self, batch: EmbeddingBatch) -> Tensor:
         batch.validate()
         sl = batch.anchor_slice
         for name in ("hard_negatives", "teacher_positive_scores", "teacher_negative_scores"):

@@ -7,7 +7,7 @@ losses: ``forward(sentence_features, labels)`` with the columns
 
 where M = ``num_negative_query_columns`` (DANCE mined negative queries; default 0) and K is the rest.
 It encodes every column once, builds an :class:`~twotower.losses.batch.EmbeddingBatch` and calls the
-loss's ``compute_loss_from_embeddings``.
+loss's ``compute_loss_from_batch``.
 
 Labels (only read when a loss needs teacher scores), as in sentence-transformers' ``MarginMSELoss``
 and ``DistillKLDivLoss``:
@@ -182,7 +182,7 @@ class SentenceTransformerLoss(nn.Module):
         batch = self.embeddings_to_batch(list(embeddings), labels)
         if self.gather_across_devices:
             batch = gather_across_ranks(batch)
-        return self.loss.compute_loss_from_embeddings(batch)
+        return self.loss.compute_loss_from_batch(batch)
 
     def get_config_dict(self) -> dict[str, Any]:
         cfg = self.loss.get_config_dict()
