@@ -288,7 +288,7 @@ def test_backward_through_st_module(model):
         teacher_negative_scores=labels[:, 1:2],
         teacher_negative_query_scores=labels[:, 2:],
     )
-    assert loss.loss.compute_loss_from_batch(b).item() == pytest.approx(value.item(), rel=1e-5)
+    assert loss.objective.compute_loss_from_batch(b).item() == pytest.approx(value.item(), rel=1e-5)
     assert "Hofst" in loss.citation and "Contrastive Dual Learning" in loss.citation
 
 

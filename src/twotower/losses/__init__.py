@@ -1,5 +1,14 @@
 """Training losses for two-tower retrievers: InfoNCE with DANCE, SamToNe and GTE; distillation.
 
+For a sentence-transformers user, the losses that take the model (``Loss(model, ...)``):
+
+* :class:`InfoNCELoss` — MNRL, MNRL-Dual / DANCE, SamToNe, GTE's joint loss.
+* :class:`MarginMSEDualLoss` — Margin-MSE and Margin-MSE-Dual.
+* :class:`ListwiseDistillationLoss` — listwise KL distillation (+ contrastive term).
+* :class:`TwoTowerLoss` — any weighted sum of them, declared as data; each term logged.
+
+Underneath (the embedding-level losses take an :class:`EmbeddingBatch`, no model):
+
 * :class:`EmbeddingBatch` — the embeddings (and ids, masks, teacher scores) every loss reads.
 * :class:`ContrastiveLoss` — InfoNCE with explicit blocks (q2d, d2q, q2q, d2d) and softmax
   groups: MNRL, MNRL-Dual / DANCE, SamToNe, GTE's joint loss.
@@ -19,6 +28,12 @@ from twotower.losses.combined import CombinedLoss
 from twotower.losses.contrastive import ContrastiveLoss
 from twotower.losses.listwise import ListwiseKLLoss
 from twotower.losses.margin_mse import MarginMSELoss
+from twotower.losses.model_losses import (
+    InfoNCELoss,
+    ListwiseDistillationLoss,
+    MarginMSEDualLoss,
+    TwoTowerLoss,
+)
 from twotower.losses.softmax_groups import (
     BLOCKS,
     PRESETS,
@@ -48,14 +63,18 @@ __all__ = [
     "EmbeddingBatch",
     "EmbeddingLoss",
     "GroupSpec",
+    "InfoNCELoss",
+    "ListwiseDistillationLoss",
     "ListwiseKLLoss",
     "ListwiseSpec",
     "LossSpec",
+    "MarginMSEDualLoss",
     "MarginMSELoss",
     "MarginMSESpec",
     "SentenceTransformerLoss",
     "CachedSentenceTransformerLoss",
     "SoftmaxGroup",
+    "TwoTowerLoss",
     "build_loss",
     "direction_groups",
     "parse_loss_specs",

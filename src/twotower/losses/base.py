@@ -37,15 +37,39 @@ def check_temperature(value: float, option: str) -> float:
 class EmbeddingLoss(nn.Module):
     """A loss over an :class:`EmbeddingBatch`; never calls a model.
 
-    Subclasses implement :meth:`compute_loss_from_batch` and declare which optional parts of
-    the batch they need (:meth:`check_layout`) and which they merely read if present
-    (:attr:`reads`).
+    Subclasses implement :meth:`compute_loss_from_batch` (one term) or :meth:`compute_terms`
+    (several additive terms, logged apart), and declare which optional parts of the batch they
+    need (:meth:`check_layout`) and which they merely read if present (:attr:`reads`).
+
+    A model as the first argument is refused with one line naming the loss that takes a
+    model (``st_counterpart``): ``ContrastiveLoss(model)`` is sentence-transformers' habit, and
+    would otherwise bind the model to the first option.
     """
 
     name: str = "loss"
+    # The twotower.losses class that takes a SentenceTransformer and wraps this loss.
+    st_counterpart: str = "TwoTowerLoss"
 
-    def compute_loss_from_batch(self, batch: EmbeddingBatch) -> Tensor:  # pragma: no cover
-        raise NotImplementedError
+    def __new__(cls, *args: Any, **kwargs: Any):
+        if args and isinstance(args[0], nn.Module):
+            raise TypeError(
+                f"{cls.__name__} scores an EmbeddingBatch and takes no model; to train a"
+                f" SentenceTransformer use twotower.losses.{cls.st_counterpart}(model, ...)"
+            )
+        return super().__new__(cls)
+
+    def compute_loss_from_batch(self, batch: EmbeddingBatch) -> Tensor:
+        """The loss: the sum of :meth:`compute_terms`, in their order."""
+        total: Tensor | None = None
+        for value in self.compute_terms(batch).values():
+            total = value if total is None else total + value
+        assert total is not None
+        return total
+
+    def compute_terms(self, batch: EmbeddingBatch) -> dict[str, Tensor]:
+        """The loss's additive terms (weights applied), keyed by names that start with
+        :attr:`name`; their sum is :meth:`compute_loss_from_batch`."""
+        return {self.name: self.compute_loss_from_batch(batch)}
 
     def forward(self, batch: EmbeddingBatch) -> Tensor:
         return self.compute_loss_from_batch(batch)

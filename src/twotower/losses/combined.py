@@ -89,6 +89,21 @@ class CombinedLoss(EmbeddingLoss):
         self.last_terms = terms
         return total
 
+    def compute_terms(self, batch: EmbeddingBatch) -> dict[str, Tensor]:
+        """Every term's own terms, weighted, under the term's name: ``margin_mse``,
+        ``contrastive``, ``listwise_kl_contrastive``, ``contrastive_2`` ..."""
+        batch.validate()
+        out: dict[str, Tensor] = {}
+        self.last_terms = {}
+        for name, w, loss in zip(self.term_names, self.weights, self.losses, strict=True):
+            if w == 0:
+                continue
+            parts = loss.compute_terms(batch)
+            for part, value in parts.items():
+                out[name + part[len(loss.name) :]] = w * value
+            self.last_terms[name] = sum(v.detach() for v in parts.values())
+        return out
+
     def get_config_dict(self) -> dict[str, Any]:
         return {
             "terms": [

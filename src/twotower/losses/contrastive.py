@@ -163,6 +163,7 @@ class ContrastiveLoss(EmbeddingLoss):
     """
 
     name = "contrastive"
+    st_counterpart = "InfoNCELoss"
 
     def __init__(
         self,

@@ -78,6 +78,7 @@ class ListwiseKLLoss(EmbeddingLoss):
     """
 
     name = "listwise_kl"
+    st_counterpart = "ListwiseDistillationLoss"
 
     def __init__(
         self,
@@ -173,7 +174,9 @@ class ListwiseKLLoss(EmbeddingLoss):
             ids = torch.cat([pid.long().unsqueeze(1), hid.long()], dim=1)
         return cand, mask, teacher, ids
 
-    def compute_loss_from_batch(self, batch: EmbeddingBatch) -> Tensor:
+    def compute_terms(self, batch: EmbeddingBatch) -> dict[str, Tensor]:
+        """``listwise_kl`` and, with ``contrastive_weight > 0``, ``listwise_kl_contrastive``
+        (w_con · L_con)."""
         batch.validate()
         sl = batch.anchor_slice
         idx = batch.anchor_index()
@@ -205,14 +208,15 @@ class ListwiseKLLoss(EmbeddingLoss):
         loss = kl.sum() / n_rows
         if self.temperature_squared_scaling:
             loss = loss * self.student_temperature**2
+        terms = {self.name: loss}
         if self.contrastive_weight > 0:
             if ids is not None:
                 # Padding can neither be forbidden nor a "first copy".
                 ids = ids.long().masked_fill(~valid, -1)
-            loss = loss + self.contrastive_weight * self._contrastive(
+            terms[f"{self.name}_contrastive"] = self.contrastive_weight * self._contrastive(
                 q, c, t, v, valid, ids, idx, rows, n_rows
             )
-        return loss
+        return terms
 
     def _contrastive(self, q, c, t, v, valid, ids, idx, rows, n_rows) -> Tensor:
         n = q.shape[0]

@@ -88,6 +88,7 @@ class MarginMSELoss(EmbeddingLoss):
     """
 
     name = "margin_mse"
+    st_counterpart = "MarginMSEDualLoss"
 
     def __init__(
         self,
@@ -138,7 +139,8 @@ class MarginMSELoss(EmbeddingLoss):
             r.add("negative_queries")
         return frozenset(r)
 
-    def compute_loss_from_batch(self, batch: EmbeddingBatch) -> Tensor:
+    def compute_terms(self, batch: EmbeddingBatch) -> dict[str, Tensor]:
+        """``margin_mse`` and, with ``dual_weight > 0``, ``margin_mse_dual`` (λ · l_d)."""
         batch.validate()
         sl = batch.anchor_slice
         for name in ("hard_negatives", "teacher_positive_scores", "teacher_negative_scores"):
@@ -158,10 +160,10 @@ class MarginMSELoss(EmbeddingLoss):
         t_neg = batch.teacher_negative_scores[sl].detach()
         err = (s_pos.unsqueeze(1) - s_neg) - (t_pos.unsqueeze(1) - t_neg)
         valid = batch.hard_negatives_mask[sl] if batch.hard_negatives_mask is not None else None
-        loss = _masked_mse(err, valid)
+        terms = {self.name: _masked_mse(err, valid)}
         if self.dual_weight > 0:
-            loss = loss + self.dual_weight * self._dual(batch, q, d, s_pos)
-        return loss
+            terms[f"{self.name}_dual"] = self.dual_weight * self._dual(batch, q, d, s_pos)
+        return terms
 
     def _dual(self, batch: EmbeddingBatch, q: Tensor, d: Tensor, s_pos: Tensor) -> Tensor:
         sl = batch.anchor_slice

@@ -99,12 +99,13 @@ class SentenceTransformerLoss(nn.Module):
             listwise_candidates=False,
             document_anchors=document_anchors,
         )
+        # Not ``self.loss``: sentence-transformers' model card lists a loss's ``.loss`` as a loss.
         if isinstance(loss, EmbeddingLoss):
             loss.check_layout(self.layout)
-            self.loss = loss
+            self.objective = loss
         else:
-            self.loss = build_loss(loss, layout=self.layout)
-        if num_negative_query_columns > 0 and "negative_queries" not in self.loss.reads:
+            self.objective = build_loss(loss, layout=self.layout)
+        if num_negative_query_columns > 0 and "negative_queries" not in self.objective.reads:
             raise ConfigError(
                 f"num_negative_query_columns: {num_negative_query_columns} column(s) of negative queries, but no"
                 " configured loss reads negative queries (they need a contrastive d2q block, or margin_mse"
@@ -133,7 +134,7 @@ class SentenceTransformerLoss(nn.Module):
         if isinstance(labels, Mapping):
             scores = labels.get(TEACHER_SCORES)
             self._attach_ids(batch, labels, k, m)
-        if "teacher" in self.loss.reads:
+        if "teacher" in self.objective.reads:
             self._attach_teacher(batch, scores, k, m)
         return batch
 
@@ -179,20 +180,24 @@ class SentenceTransformerLoss(nn.Module):
 
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Labels) -> Tensor:
         """sentence-transformers' signature: per-column embeddings + labels."""
+        return self.objective.compute_loss_from_batch(
+            self.batch_from_embeddings(embeddings, labels)
+        )
+
+    def batch_from_embeddings(self, embeddings: list[Tensor], labels: Labels) -> EmbeddingBatch:
+        """The batch of per-column embeddings and labels; under torchrun, every rank's rows."""
         batch = self.embeddings_to_batch(list(embeddings), labels)
-        if self.gather_across_devices:
-            batch = gather_across_ranks(batch)
-        return self.loss.compute_loss_from_batch(batch)
+        return gather_across_ranks(batch) if self.gather_across_devices else batch
 
     def get_config_dict(self) -> dict[str, Any]:
-        cfg = self.loss.get_config_dict()
+        cfg = self.objective.get_config_dict()
         if self.num_negative_query_columns:
             cfg["num_negative_query_columns"] = self.num_negative_query_columns
         return cfg
 
     @property
     def citation(self) -> str:
-        return self.loss.citation
+        return self.objective.citation
 
 
 __all__ = ["ID_FIELDS", "TEACHER_SCORES", "SentenceTransformerLoss"]
