@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from twotower.cli.adapt_cmd import adapt_command
 from twotower.cli.common import OneLineErrors, setup_logging
 from twotower.cli.eval_cmd import eval_command
 from twotower.cli.filter_cmd import filter_command
@@ -36,6 +37,7 @@ app.command("teach")(teach_command)
 app.command("generate")(generate_command)
 app.command("run")(run_command)
 app.command("filter")(filter_command)
+app.command("adapt")(adapt_command)
 
 if __name__ == "__main__":
     app()

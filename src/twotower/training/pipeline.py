@@ -59,6 +59,10 @@ def _teacher(recipe: Recipe, collection: Collection | None, device: str | None):
         collection=collection,
         alpha=recipe.teacher.alpha,
         device=device,
+        # A dense teacher embeds documents as the run's retrievers do: one cached encoding.
+        max_length=None
+        if recipe.teacher.kind == "cross_encoder"
+        else recipe.model.max_document_length,
     )
 
 
@@ -71,6 +75,7 @@ def _retriever(recipe: Recipe, source: str, device: str | None):
         alpha=recipe.negatives.alpha,
         device=device,
         index=recipe.negatives.index_settings(),
+        max_length=recipe.model.max_document_length,  # one length, one cached encoding
     )
 
 

@@ -126,7 +126,7 @@ def run_recipe(
     ]
     results += dual
     probe_md = ""
-    if probe if probe is not None else recipe.eval.probe:
+    if collections and (probe if probe is not None else recipe.eval.probe):
         start = time.perf_counter()
         probe_md = _probe(encoders, collections[0], run_dir / "probe")
         timings["probe_s"] = time.perf_counter() - start

@@ -23,7 +23,7 @@ from typing import Any
 
 from twotower.data.collection import load_corpus
 from twotower.data.files import atomic_write, file_sha256
-from twotower.errors import ConfigError
+from twotower.errors import ConfigError, InputError
 from twotower.generation.base import SamplingSettings
 from twotower.generation.job import generate_queries, select_documents
 from twotower.generation.roundtrip import filter_file
@@ -109,6 +109,12 @@ def ensure_synthetic_queries(recipe: Recipe, *, device: str | None = None) -> di
     finally:
         generator.close()
     info["generation"] = report.as_dict()
+    if not _has_line(generated):  # nothing to train on: say why, before an empty file is kept
+        raise InputError(
+            f"no usable passage: {generator.kind} wrote no query for any of the {len(doc_ids)}"
+            f" passages (empty, or every query dropped as junk: see {report.dropped_file})",
+            path=corpus.corpus.path,
+        )
     if config.filter is None:
         with generated.open("rb") as source, atomic_write(kept, "wb") as copy:
             shutil.copyfileobj(source, copy)
@@ -130,6 +136,11 @@ def ensure_synthetic_queries(recipe: Recipe, *, device: str | None = None) -> di
     with atomic_write(manifest) as handle:  # last: the file is complete
         handle.write(json.dumps({**wanted, KEPT_SHA256: file_sha256(kept)}, indent=2) + "\n")
     return info
+
+
+def _has_line(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return any(line.strip() for line in handle)
 
 
 def _made_with(manifest: Path) -> dict[str, Any] | None:
