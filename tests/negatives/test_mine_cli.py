@@ -85,7 +85,7 @@ def test_mine_dense_with_teacher_and_negative_queries(tiny_collection, tiny_mode
         (["--retriever", "dense"], "--retriever dense needs --model NAME|PATH"),
         (["--retriever", "splade"], "unknown retriever 'splade'"),
         (["--teacher", "fusion:x"], "needs both --teacher and --margin"),
-        (["--negatives", "passages"], "--negatives must be documents or queries"),
+        (["--negatives", "passages"], "Invalid value for '--negatives'"),
         (["--count", "-1"], "Invalid value for '--count'"),
         (["--split", "train"], "no qrels for split 'train' (available: test)"),
         (

@@ -65,3 +65,16 @@ def test_a_generator_needs_a_file_to_write(tmp_path, tiny_collection):
     path.write_text(f"train: {{data: {tiny_collection}}}\nsynthetic: {{generator: ict}}\n")
     with pytest.raises(ConfigError, match=r"synthetic.generator: .*train.synthetic_queries"):
         load_recipe(path)
+
+
+def test_the_recipes_filter_rules_reach_the_filter(tmp_path, tiny_collection):
+    rules = {"first_stage_rule": "fused", "percentile_of": "best", "per_type": False}
+    synthetic = {"generator": "ict", "filter": {"retrievers": ["bm25"], "top_k": 2, **rules}}
+    path, queries = synthetic_recipe(tmp_path, tiny_collection, synthetic=synthetic)
+    info = ensure_synthetic_queries(load_recipe(path))
+    summary = info["filter"]
+    assert (summary["first_stage"], summary["percentile_of"], summary["percentile_per_type"]) == (
+        "fused",
+        "best",
+        False,
+    )

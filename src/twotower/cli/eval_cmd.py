@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -47,13 +47,15 @@ def eval_command(
         Path | None, typer.Option("--output", "-o", help="write results JSON here")
     ] = None,
     fusion: Annotated[
-        str | None, typer.Option(help="also fuse each dense model with BM25: linear or rrf")
+        Literal["linear", "rrf"] | None,
+        typer.Option(help="also fuse each dense model with BM25: linear or rrf"),
     ] = None,
     alpha: AlphaOpt = 0.5,
     batch_size: BatchSizeOpt = 64,
     max_length: MaxLengthOpt = None,
     precision: Annotated[
-        str, typer.Option(help="auto (bf16 where the CPU or GPU has it), bf16 or fp32")
+        Literal["auto", "bf16", "fp32"],
+        typer.Option(help="auto (bf16 where the CPU or GPU has it), bf16 or fp32"),
     ] = "auto",
     metrics: Annotated[str, typer.Option(help="comma-separated metrics")] = ",".join(
         DEFAULT_METRICS
@@ -71,7 +73,7 @@ def eval_command(
     ] = True,
     device: DeviceOpt = None,
     task: Annotated[
-        str,
+        Literal["retrieval", "dual"],
         typer.Option(
             help="retrieval (queries rank documents) or dual (DANCE: relevant documents rank the"
             " split's queries; dense models only)"
@@ -86,14 +88,8 @@ def eval_command(
     metric_list = [m.strip() for m in metrics.split(",") if m.strip()]
     for name in metric_list:
         parse_metric(name)
-    if fusion not in (None, "linear", "rrf"):
-        raise typer.BadParameter("--fusion must be linear or rrf")
-    if task not in ("retrieval", "dual"):
-        raise typer.BadParameter("--task must be retrieval or dual", param_hint="--task")
     if task == "dual" and (fusion or any(m.lower() == "bm25" for m in model)):
         raise typer.BadParameter("the dual task takes dense models only", param_hint="--task")
-    if precision not in ("fp32", "bf16", "auto"):
-        raise typer.BadParameter("--precision must be fp32, bf16 or auto")
     search = index_settings(index, ivf_lists, ivf_probe, hnsw_neighbors)
     if task == "dual" and search.type != "exact":
         raise typer.BadParameter("the dual task searches exactly", param_hint="--index")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -42,13 +42,20 @@ def filter_command(
     retriever: Annotated[
         list[str] | None,
         typer.Option(
-            help="first stage, repeatable: bm25, dense:MODEL, fusion:MODEL; several are fused by RRF (k 60)"
+            help="first stage, repeatable: bm25, dense:MODEL, fusion:MODEL"
             f" [default: {', '.join(DEFAULT_RETRIEVERS)}]"
         ),
     ] = None,
     top_k: Annotated[
         int, typer.Option(min=1, help="keep a query whose source passage ranks within the top K")
     ] = 20,
+    first_stage: Annotated[
+        Literal["any", "fused"],
+        typer.Option(
+            help="any: the top K of any one retriever (Tamber et al.'s code); fused: the top K of"
+            " the retrievers fused by RRF (k 60)"
+        ),
+    ] = "any",
     teacher: Annotated[
         str | None,
         typer.Option(
@@ -61,9 +68,23 @@ def filter_command(
         typer.Option(
             min=0,
             max=99.999,
-            help="then drop queries whose teacher score is below this percentile (needs --teacher)",
+            help="then drop queries whose teacher score of the source is below this percentile"
+            " (needs --teacher)",
         ),
     ] = None,
+    percentile_of: Annotated[
+        Literal["all", "best"],
+        typer.Option(
+            help="all: of every candidate's teacher score (the paper's code); best: of the kept"
+            " queries' best scores"
+        ),
+    ] = "all",
+    per_type: Annotated[
+        bool,
+        typer.Option(
+            "--per-type/--all-types", help="take the percentile per query type or over all types"
+        ),
+    ] = True,
     types: Annotated[
         str | None,
         typer.Option(help="comma-separated query types to filter (default: all in the file)"),
@@ -103,6 +124,9 @@ def filter_command(
             "use_cache": cache,
         },
         percentile=percentile,
+        first_stage_rule=first_stage,
+        percentile_of=percentile_of,
+        per_type=per_type,
         types=[t.strip() for t in types.split(",") if t.strip()] if types else None,
     )
     write_json(output.with_name(output.stem + ".report.json"), summary)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -122,7 +122,7 @@ def generate_command(
         ),
     ] = "auto",
     api: Annotated[
-        str,
+        Literal["chat", "completions"],
         typer.Option(help="endpoint API: chat (/v1/chat/completions) or completions (base models)"),
     ] = "chat",
     requests_per_second: Annotated[
@@ -155,8 +155,6 @@ def generate_command(
         raise ConfigError(f"--top-p must be in (0, 1], got {top_p}")
     _positive("--timeout", timeout)
     _positive("--requests-per-second", requests_per_second)
-    if api not in ("chat", "completions"):
-        raise ConfigError(f"--api must be chat or completions, got '{api}'")
     if limit is not None and sample is not None:
         raise ConfigError("--limit and --sample choose documents in two ways; give one")
     wanted = None

@@ -6,10 +6,10 @@ from typing import Annotated
 
 import typer
 
-from twotower.retrieval.ann import INDEX_TYPES, IndexSettings, require_faiss
+from twotower.retrieval.ann import IndexSettings, IndexType, require_faiss
 
 IndexOpt = Annotated[
-    str,
+    IndexType,
     typer.Option(
         help="how dense embeddings are searched: exact (default, no FAISS needed), or through"
         " FAISS: flat (exact, faster on a CPU), ivf or hnsw (approximate, for large corpora; their"
@@ -23,10 +23,8 @@ IvfProbeOpt = Annotated[int, typer.Option(min=1, help="ivf: cells visited per qu
 HnswNeighborsOpt = Annotated[int, typer.Option(min=2, help="hnsw: links per node")]
 
 
-def index_settings(index: str, ivf_lists: int | None, ivf_probe: int, hnsw_neighbors: int):
+def index_settings(index: IndexType, ivf_lists: int | None, ivf_probe: int, hnsw_neighbors: int):
     """The settings the options name, refused in one line (exit 2) where FAISS is missing."""
-    if index not in INDEX_TYPES:
-        raise typer.BadParameter(f"must be one of {', '.join(INDEX_TYPES)}", param_hint="--index")
     if index != "exact":
         require_faiss("--index")
-    return IndexSettings(index, lists=ivf_lists, probe=ivf_probe, neighbors=hnsw_neighbors)  # type: ignore[arg-type]
+    return IndexSettings(index, lists=ivf_lists, probe=ivf_probe, neighbors=hnsw_neighbors)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -45,7 +45,7 @@ def mine_command(
         str | None, typer.Option("--model", "-m", help="dense model name or folder")
     ] = None,
     negatives: Annotated[
-        str,
+        Literal["documents", "queries"],
         typer.Option(
             help="documents (hard negatives per query) or queries (per positive document, DANCE)"
         ),
@@ -74,7 +74,7 @@ def mine_command(
         typer.Option(help="drop a negative scoring above (positive score - margin), teacher units"),
     ] = None,
     reference: Annotated[
-        str,
+        Literal["max", "min"],
         typer.Option(
             help="positive score to compare with when a query has several: max or min (stricter)"
         ),
@@ -96,10 +96,6 @@ def mine_command(
     hnsw_neighbors: HnswNeighborsOpt = 32,
 ) -> None:
     """Mine hard negatives from a rank window, never a positive, deterministic for a seed."""
-    if negatives not in ("documents", "queries"):
-        raise ConfigError(f"--negatives must be documents or queries, got '{negatives}'")
-    if reference not in ("min", "max"):
-        raise ConfigError(f"--reference must be min or max, got '{reference}'")
     if (teacher is None) != (margin is None):
         raise ConfigError("false-negative filtering needs both --teacher and --margin")
     if negatives == "queries" and teacher is not None:

@@ -55,7 +55,7 @@ def teach_command(
         typer.Option(
             min=0.0,
             max=100.0,
-            help="drop queries whose best score is below this percentile of the best scores (listwise: 25)",
+            help="drop queries whose best score is below this percentile of all scores (listwise: 25)",
         ),
     ] = None,
     alpha: AlphaOpt = 0.5,

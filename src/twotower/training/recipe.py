@@ -165,8 +165,8 @@ class TeacherConfig(Section):
     )
     alpha: float = Field(0.5, ge=0, le=1)  # fusion: weight of BM25
     normalize: bool = False  # percentile min-max per collection (Tamber et al. 2025)
-    # Listwise distillation (Tamber et al. 2025): drop the queries whose best teacher score (over their
-    # positive and hard negatives) is below this percentile of the queries' best scores (25).
+    # Listwise distillation (Tamber et al. 2025): drop the queries whose best teacher score (over
+    # their positive and hard negatives) is below this percentile of all those scores (25).
     drop_below_percentile: float | None = Field(None, ge=0, lt=100)
 
     @model_validator(mode="after")
@@ -258,11 +258,17 @@ class RefreshConfig(IndexFields):
 class SyntheticFilterConfig(Section):
     """Round-trip filtering of the generated queries (twotower.generation.roundtrip)."""
 
-    # bm25, dense:MODEL, fusion:MODEL; several are fused by reciprocal rank fusion (k 60).
+    # bm25, dense:MODEL, fusion:MODEL: the first-stage retrievers.
     retrievers: list[str] = Field(default_factory=lambda: ["bm25", "dense:all-MiniLM-L6-v2"])
     top_k: int = Field(20, gt=0)  # the source passage must rank within the top K
+    # any: within the top K of any one retriever (Tamber et al.'s code); fused: of their RRF (k 60).
+    first_stage_rule: Literal["any", "fused"] = "any"
     teacher: str | None = None  # KIND:NAME; then the teacher must rank the source first
-    percentile: float | None = Field(None, ge=0, lt=100)  # then a cut on the teacher's score
+    # Then drop a query whose teacher score of its source is below this percentile of ...
+    percentile: float | None = Field(None, ge=0, lt=100)
+    # ... all candidates' teacher scores (the paper's code), or the kept queries' best scores;
+    percentile_of: Literal["all", "best"] = "all"
+    per_type: bool = True  # ... taken per query type (the paper's code), or over all types.
 
     @field_validator("retrievers")
     @classmethod

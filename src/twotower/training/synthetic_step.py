@@ -130,6 +130,9 @@ def ensure_synthetic_queries(recipe: Recipe, *, device: str | None = None) -> di
             teacher=config.filter.teacher,
             teacher_options={"device": device},
             percentile=config.filter.percentile,
+            first_stage_rule=config.filter.first_stage_rule,
+            percentile_of=config.filter.percentile_of,
+            per_type=config.filter.per_type,
         )
         with atomic_write(kept.with_name(kept.stem + ".report.json")) as handle:
             handle.write(json.dumps(info, indent=2) + "\n")
