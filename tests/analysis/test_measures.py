@@ -11,14 +11,15 @@ from twotower.analysis import (
     TowerEmbeddings,
     alignment,
     centroid_gap,
+    geometry,
     mean_pairwise_cosine,
     negative_softmax,
+    neighbours,
     retrieve_topk,
     softmax_entropy,
     top1_similarity,
     uniformity,
 )
-from twotower.analysis import measures as M
 from twotower.errors import InputError
 
 
@@ -79,7 +80,7 @@ def test_uniformity_blockwise_matches_single_block(monkeypatch):
     rng = np.random.default_rng(2)
     x = rng.normal(size=(37, 5))
     whole = uniformity(x)
-    monkeypatch.setattr(M, "_BLOCK_ELEMENTS", 40)  # one row per block
+    monkeypatch.setattr(geometry, "BLOCK_ELEMENTS", 40)  # one row per block
     assert uniformity(x) == pytest.approx(whole, rel=1e-12)
 
 
@@ -146,7 +147,7 @@ def test_centroid_gap():
 def test_retrieve_topk_matches_brute_force_and_excludes(monkeypatch):
     rng = np.random.default_rng(5)
     a, c = rng.normal(size=(9, 4)), rng.normal(size=(13, 4))
-    monkeypatch.setattr(M, "_BLOCK_ELEMENTS", 26)  # 2 anchors per block
+    monkeypatch.setattr(neighbours, "BLOCK_ELEMENTS", 26)  # 2 anchors per block
     r = retrieve_topk(a, c, 4, exclude=[0] + [-1] * 8)
     s = a @ c.T
     s[0, 0] = -np.inf
@@ -236,9 +237,7 @@ def test_tower_embeddings_validation():
 
 def test_sampled_uniformity_is_the_same_computed_blockwise(monkeypatch):
     # The sampled path gathers pair rows in blocks (memory); the blocks must not change the value.
-    import twotower.analysis.measures as measures
-
     x = np.random.default_rng(2).normal(size=(500, 8))
     whole = uniformity(x, max_pairs=5_000, seed=7)
-    monkeypatch.setattr(measures, "_BLOCK_ELEMENTS", 8 * 333)  # 333 pairs per block, ragged last
-    assert measures.uniformity(x, max_pairs=5_000, seed=7) == pytest.approx(whole, rel=1e-12)
+    monkeypatch.setattr(geometry, "BLOCK_ELEMENTS", 8 * 333)  # 333 pairs per block, ragged last
+    assert uniformity(x, max_pairs=5_000, seed=7) == pytest.approx(whole, rel=1e-12)

@@ -10,24 +10,26 @@ hardest negatives (DANCE, Li et al. 2021), writes
 """
 
 from .embeddings import Qrels, TowerEmbeddings
-from .measures import (
+from .geometry import (
     Anisotropy,
     CentroidGap,
-    NegativeSoftmax,
-    Retrieved,
-    Summary,
-    Top1Similarity,
     alignment,
     anisotropy,
     centroid_gap,
     mean_pairwise_cosine,
+    uniformity,
+)
+from .neighbours import (
+    NegativeSoftmax,
+    Retrieved,
+    Summary,
+    Top1Similarity,
     negative_softmax,
     negatives_from_retrieved,
     retrieve_topk,
     softmax_entropy,
     summarize,
     top1_similarity,
-    uniformity,
 )
 from .probe import probe_model, run_probe
 from .results import FIGURES, ModelProbe, ProbeResult, ProbeSettings

@@ -22,16 +22,13 @@ from .embeddings import (
     relevant_docs,
     reverse_relevant,
 )
-from .measures import (
+from .geometry import alignment, anisotropy, positive_pairs, uniformity
+from .neighbours import (
     NegativeSoftmax,
-    alignment,
-    anisotropy,
     negative_softmax,
     negatives_from_retrieved,
-    positive_pairs,
     retrieve_topk,
     top1_similarity,
-    uniformity,
 )
 from .report import write_report
 from .results import ModelProbe, ProbeResult, ProbeSettings

@@ -19,7 +19,8 @@ import numpy as np
 
 from twotower.errors import ConfigError
 
-from .measures import Anisotropy, NegativeSoftmax, Top1Similarity
+from .geometry import Anisotropy
+from .neighbours import NegativeSoftmax, Top1Similarity
 from .tsne import TsneResult
 
 FIGURES = (
