@@ -44,7 +44,7 @@ def short_name(name: str, width: int = 36) -> str:
     return name[: keep // 2] + "…" + name[-(keep - keep // 2) :]
 
 
-def _panels(n: int, *, row_height: float = 4.2, sharex: bool = False, sharey: bool = False):
+def panels(n: int, *, row_height: float = 4.2, sharex: bool = False, sharey: bool = False):
     ncols = min(n, _MAX_COLS)
     nrows = math.ceil(n / ncols)
     width = min(14.0, max(7.0, 4.6 * ncols))
@@ -62,7 +62,7 @@ def _panels(n: int, *, row_height: float = 4.2, sharex: bool = False, sharey: bo
     return fig, flat[:n]
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
     try:
         with atomic_write(path, "wb") as handle:
             fig.savefig(handle, format="png", dpi=DPI, bbox_inches="tight", facecolor="white")
@@ -76,7 +76,7 @@ def plot_tsne(models: Sequence[ModelProbe], path: str | Path) -> Path:
     models = [m for m in models if m.tsne is not None]
     if not models:
         raise ValueError("no model has a t-SNE result")
-    fig, axes = _panels(len(models), row_height=4.6)
+    fig, axes = panels(len(models), row_height=4.6)
     for ax, m in zip(axes, models, strict=True):
         t = m.tsne
         qc, dc = t.query_coords, t.doc_coords
@@ -103,14 +103,14 @@ def plot_tsne(models: Sequence[ModelProbe], path: str | Path) -> Path:
     )
     fig.suptitle("t-SNE of query and document embeddings (fitted jointly per model)", fontsize=12)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
-    return _save(fig, Path(path))
+    return save_figure(fig, Path(path))
 
 
 def plot_top1_similarity(models: Sequence[ModelProbe], path: str | Path) -> Path:
     """Per model: histogram of each query's top-1 similarity, relevant vs non-relevant top-1."""
     # one x scale for all panels when the models score alike (all cosine, or all dot)
     shared = len({m.similarity for m in models}) == 1
-    fig, axes = _panels(len(models), sharex=shared)
+    fig, axes = panels(len(models), sharex=shared)
     for ax, m in zip(axes, models, strict=True):
         t = m.top1
         bins = _bins(np.concatenate([x.top1.scores for x in models]) if shared else t.scores)
@@ -136,7 +136,7 @@ def plot_top1_similarity(models: Sequence[ModelProbe], path: str | Path) -> Path
         "Similarity of each query to its top-1 retrieved document (dashed: medians)", fontsize=12
     )
     fig.tight_layout()
-    return _save(fig, Path(path))
+    return save_figure(fig, Path(path))
 
 
 def _bins(values: np.ndarray, n: int = 30) -> np.ndarray:
@@ -149,7 +149,7 @@ def _bins(values: np.ndarray, n: int = 30) -> np.ndarray:
 def plot_negative_sampling(models: Sequence[ModelProbe], path: str | Path) -> Path:
     """Per model: distribution of the normalised entropy of the softmax over top-k negatives."""
     bins = np.linspace(0.0, 1.0, 26)
-    fig, axes = _panels(len(models), sharex=True, sharey=True)
+    fig, axes = panels(len(models), sharex=True, sharey=True)
     for ax, m in zip(axes, models, strict=True):
         parts = [(m.negatives, QUERY_COLOR, "query → documents")]
         if m.dual_negatives is not None:
@@ -180,7 +180,7 @@ def plot_negative_sampling(models: Sequence[ModelProbe], path: str | Path) -> Pa
         fontsize=12,
     )
     fig.tight_layout()
-    return _save(fig, Path(path))
+    return save_figure(fig, Path(path))
 
 
 def plot_alignment_uniformity(
@@ -257,7 +257,7 @@ def plot_alignment_uniformity(
         handles=handles, fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False
     )
     fig.tight_layout()
-    return _save(fig, Path(path))
+    return save_figure(fig, Path(path))
 
 
 def plot_anisotropy(models: Sequence[ModelProbe], path: str | Path) -> Path:
@@ -303,7 +303,7 @@ def plot_anisotropy(models: Sequence[ModelProbe], path: str | Path) -> Path:
     ax2.set_title("Gap between the query and document centroids", fontsize=11)
     fig.suptitle("Anisotropy and tower gap (L2-normalised embeddings)", fontsize=12)
     fig.tight_layout()
-    return _save(fig, Path(path))
+    return save_figure(fig, Path(path))
 
 
 def write_figures(result: ProbeResult, out: Path) -> dict[str, Path]:
@@ -322,30 +322,3 @@ def write_figures(result: ProbeResult, out: Path) -> dict[str, Path]:
     )
     files["anisotropy.png"] = plot_anisotropy(models, out / "anisotropy.png")
     return files
-
-
-def plot_refresh_rounds(rounds: Sequence[dict], path: str | Path) -> Path:
-    """ANCE/DANCE refresh rounds against the training step of their weights: the positives' mean
-    and median rank under each snapshot (falling as the model learns), the share of each query's
-    new negatives that its previous round also had, and the round's encoding and wall time."""
-    steps = [r["step"] for r in rounds]
-    fig, (ranks, overlap, timing) = _panels(3, row_height=3.6)
-    ranks.plot(steps, [r["positive_rank_mean"] for r in rounds], "o-", label="mean")
-    ranks.plot(steps, [r["positive_rank_median"] for r in rounds], "s--", label="median")
-    ranks.set(title="Positives' rank under the snapshot", xlabel="training step", ylabel="rank")
-    ranks.legend()
-    shared = [
-        (r["step"], r["overlap_with_previous"])
-        for r in rounds
-        if r.get("overlap_with_previous") is not None
-    ]
-    overlap.plot([s for s, _ in shared], [v for _, v in shared], "o-")
-    overlap.set(
-        title="Negatives shared with the previous round", xlabel="training step", ylim=(0, 1)
-    )
-    timing.plot(steps, [r["encode_s"] for r in rounds], "o-", label="encoding")
-    timing.plot(steps, [r["finished"] - r["started"] for r in rounds], "s--", label="whole round")
-    timing.set(title="Round time", xlabel="training step", ylabel="seconds")
-    timing.legend()
-    fig.tight_layout()
-    return _save(fig, Path(path))

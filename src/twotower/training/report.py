@@ -8,7 +8,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from twotower.analysis.plots import plot_refresh_rounds
+from twotower.analysis.plots import panels, save_figure
 from twotower.evaluation.evaluate import EvalResult
 from twotower.evaluation.significance import paired_test
 
@@ -203,3 +203,30 @@ def synthetic_section(train_info: dict) -> str:
             for r in rates
         ]
     return "\n".join(lines) + "\n\n"
+
+
+def plot_refresh_rounds(rounds: Sequence[dict], path: str | Path) -> Path:
+    """ANCE/DANCE refresh rounds against the training step of their weights: the positives' mean
+    and median rank under each snapshot (falling as the model learns), the share of each query's
+    new negatives that its previous round also had, and the round's encoding and wall time."""
+    steps = [r["step"] for r in rounds]
+    fig, (ranks, overlap, timing) = panels(3, row_height=3.6)
+    ranks.plot(steps, [r["positive_rank_mean"] for r in rounds], "o-", label="mean")
+    ranks.plot(steps, [r["positive_rank_median"] for r in rounds], "s--", label="median")
+    ranks.set(title="Positives' rank under the snapshot", xlabel="training step", ylabel="rank")
+    ranks.legend()
+    shared = [
+        (r["step"], r["overlap_with_previous"])
+        for r in rounds
+        if r.get("overlap_with_previous") is not None
+    ]
+    overlap.plot([s for s, _ in shared], [v for _, v in shared], "o-")
+    overlap.set(
+        title="Negatives shared with the previous round", xlabel="training step", ylim=(0, 1)
+    )
+    timing.plot(steps, [r["encode_s"] for r in rounds], "o-", label="encoding")
+    timing.plot(steps, [r["finished"] - r["started"] for r in rounds], "s--", label="whole round")
+    timing.set(title="Round time", xlabel="training step", ylabel="seconds")
+    timing.legend()
+    fig.tight_layout()
+    return save_figure(fig, Path(path))
