@@ -13,6 +13,9 @@ nor sentence-transformers):
   (``twotower eval``), with :func:`load_collection` and :class:`Encoder`; :func:`evaluate_dual`
   for DANCE's dual task.
 * :func:`adapt` ``(data, output_dir=...)`` → the results payload (``twotower adapt``).
+* :func:`compare` ``(sources, baseline=..., metric=...)`` → a :class:`Comparison` of saved
+  results and run files with paired tests (``twotower compare``; ``.to_json()``, and
+  ``twotower.evaluation.compare_report.markdown_comparison`` for its tables).
 
 ``python -m twotower`` is the ``twotower`` command. The sentence-transformers losses are in
 :mod:`twotower.losses` (``InfoNCELoss(model, preset="mnrl_dual")``, ...).
@@ -40,6 +43,8 @@ _LAZY = {
     "load_collection": ("twotower.data.collection", "load_collection"),
     "Encoder": ("twotower.models.encoder", "Encoder"),
     "AdaptOptions": ("twotower.training.adapt", "AdaptOptions"),
+    "compare": ("twotower.evaluation.compare", "compare"),
+    "Comparison": ("twotower.evaluation.compare", "Comparison"),
 }
 
 

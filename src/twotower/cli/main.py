@@ -6,6 +6,7 @@ import typer
 
 from twotower.cli.adapt_cmd import adapt_command
 from twotower.cli.common import OneLineErrors, setup_logging
+from twotower.cli.compare_cmd import compare_command
 from twotower.cli.eval_cmd import eval_command
 from twotower.cli.filter_cmd import filter_command
 from twotower.cli.generate_cmd import generate_command
@@ -38,6 +39,7 @@ app.command("generate")(generate_command)
 app.command("run")(run_command)
 app.command("filter")(filter_command)
 app.command("adapt")(adapt_command)
+app.command("compare")(compare_command)
 
 if __name__ == "__main__":
     app()
