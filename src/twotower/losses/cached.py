@@ -22,6 +22,7 @@ from sentence_transformers.base.losses.gradcache import CachedLossMixin
 from torch import Tensor
 
 from twotower.errors import check_integer
+from twotower.losses.citations import CITE_GRADCACHE
 from twotower.losses.st_loss import SentenceTransformerLoss
 
 
@@ -83,17 +84,7 @@ class CachedSentenceTransformerLoss(CachedLossMixin, SentenceTransformerLoss):
 
     @property
     def citation(self) -> str:
-        return (
-            super().citation
-            + """
-@inproceedings{gao2021scaling,
-  title={Scaling Deep Contrastive Learning Batch Size under Memory Limited Setup},
-  author={Gao, Luyu and Zhang, Yunyi and Han, Jiawei and Callan, Jamie},
-  booktitle={Proceedings of the 6th Workshop on Representation Learning for NLP},
-  year={2021}
-}
-"""
-        )
+        return super().citation + "\n" + CITE_GRADCACHE
 
 
 __all__ = ["CachedSentenceTransformerLoss"]

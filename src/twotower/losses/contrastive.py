@@ -38,7 +38,7 @@ from torch import Tensor
 from twotower.errors import ConfigError
 from twotower.losses.base import EmbeddingLoss, check_temperature
 from twotower.losses.batch import BatchLayout, EmbeddingBatch
-from twotower.losses.citations import CITE_DANCE
+from twotower.losses.citations import CITE_DANCE, CITE_GTE, CITE_INFONCE, CITE_SAMTONE
 from twotower.losses.false_negatives import BatchIds, block_false_negatives
 from twotower.losses.similarity import SimilarityName, check_similarity, prepare
 from twotower.losses.softmax_groups import BLOCKS, DOCUMENT_SIDE, SoftmaxGroup, resolve_groups
@@ -249,16 +249,9 @@ class ContrastiveLoss(EmbeddingLoss):
         lse: dict[str, Tensor] = {}
         pos: Tensor | None = None
         for block in self.blocks:
-            if block == "q2d":
-                parts, pos_q = self._doc_block(Qa, P, H, batch, idx, ar, ids, is_d2d=False)
-                pos = pos_q
-            elif block == "d2d":
-                parts, _ = self._doc_block(Pa, P, H, batch, idx, ar, ids, is_d2d=True)
-            elif block == "d2q":
-                parts, pos_d = self._query_block(Pa, Q, NQ, batch, idx, ar, ids, is_d2q=True)
-                pos = pos if pos is not None else pos_d
-            else:
-                parts, _ = self._query_block(Qa, Q, None, batch, idx, ar, ids, is_d2q=False)
+            parts, block_pos = self._block(block, Qa, Pa, Q, P, H, NQ, batch, idx, ar, ids)
+            if block == "q2d" or (block == "d2q" and pos is None):  # q2d's when both are there
+                pos = block_pos
             # Log-sum-exp per slab, then combine: no concatenation of large score matrices.
             part_lse = [p.lse() for p in parts if p.scores.shape[-1] > 0]
             lse[block] = (
@@ -281,83 +274,70 @@ class ContrastiveLoss(EmbeddingLoss):
         return total
 
     # -- blocks --------------------------------------------------------------------
-    def _doc_block(self, A, P, H, batch, idx, ar, ids: BatchIds | None, *, is_d2d: bool):
-        """q2d (A = scaled queries) or d2d (A = scaled positives) against the document pool."""
-        r = P.shape[0]
-        n = A.shape[0]
-        s_pos = A @ P.T  # (n, R); column idx[i] is d_i
-        pos = s_pos[ar, idx]
-        own_col: Tensor | None = None
-        if is_d2d or ids is not None or not self.in_batch_negatives:  # plain MNRL: no mask
-            own_col = torch.zeros(n, r, dtype=torch.bool, device=A.device)
-            own_col[ar, idx] = True  # the positive slot (q2d) / self (d2d)
-        drop_pos: Tensor | None = own_col if is_d2d else None
-        if not self.in_batch_negatives:  # only the anchor's own positive stays (q2d)
-            drop_pos = torch.ones_like(own_col) if is_d2d else ~own_col
-        parts_h: _Part | None = None
-        hmask = batch.hard_negatives_mask
-        if H is not None and H.shape[1] > 0:
-            k = H.shape[1]
-            if self.share_hard_negatives:
-                s_h = A @ H.reshape(-1, H.shape[-1]).T  # (n, R*K)
-                drop_h = None if hmask is None else ~hmask.reshape(1, -1)
-                if is_d2d and not self.d2d_own_hard_negatives:
-                    owner = torch.arange(r, device=A.device).repeat_interleave(k)
-                    drop_h = _or(drop_h, owner.unsqueeze(0) == idx.unsqueeze(1))
-                parts_h = _Part(s_h, drop_h)
-            elif not is_d2d or self.d2d_own_hard_negatives:
-                s_h = torch.einsum("nd,nkd->nk", A, H[batch.anchor_slice])
-                parts_h = _Part(s_h, None if hmask is None else ~hmask[batch.anchor_slice])
-        fn: Tensor | None = None
-        if ids is not None:
-            fn = block_false_negatives(
-                ids.documents,
-                ids.hard_negatives if parts_h is not None else None,
-                ids.not_negatives_of_anchor,
-                shared=self.share_hard_negatives,
-                anchor_slice=batch.anchor_slice,
-            )
-            fn[:, :r][ar, idx] = False  # the positive slot is never a false negative of itself
-        return _parts(s_pos, drop_pos, parts_h, fn), pos
-
-    def _query_block(self, A, Q, NQ, batch, idx, ar, ids: BatchIds | None, *, is_d2q: bool):
-        """d2q (A = scaled positives, plus negative queries) or q2q (A = scaled queries)."""
-        r = Q.shape[0]
-        n = A.shape[0]
-        s_q = A @ Q.T  # (n, R); column idx[i] is q_i
-        pos = s_q[ar, idx]
-        drop_q: Tensor | None = None
-        if not is_d2q or not self.in_batch_negatives:
-            own = torch.zeros(n, r, dtype=torch.bool, device=A.device)
-            own[ar, idx] = True
-            # q2q: q_i is no candidate of itself; without in-batch negatives only d2q's q_i stays.
-            drop_q = own if self.in_batch_negatives else (~own if is_d2q else torch.ones_like(own))
-        part_nq: _Part | None = None
-        nqmask = batch.negative_queries_mask
-        if is_d2q and NQ is not None and NQ.shape[1] > 0:
-            if self.share_negative_queries:
-                part_nq = _Part(
-                    A @ NQ.reshape(-1, NQ.shape[-1]).T,
-                    None if nqmask is None else ~nqmask.reshape(1, -1),
-                )
-            else:
-                part_nq = _Part(
-                    torch.einsum("nd,nmd->nm", A, NQ[batch.anchor_slice]),
-                    None if nqmask is None else ~nqmask[batch.anchor_slice],
+    def _block(self, block, Qa, Pa, Q, P, H, NQ, batch, idx, ar, ids: BatchIds | None):
+        """One block's slabs and the positive pair's score: the anchors (scaled queries for q2d
+        and q2q, scaled positives for d2d and d2q) against the batch's pool of the other side
+        (positives for q2d and d2d, queries for d2q and q2q) and its slots (hard negatives for the
+        document pool, the mined negative queries for d2q only)."""
+        anchors = Qa if block[0] == "q" else Pa
+        to_documents = block[2] == "d"
+        pool = P if to_documents else Q
+        slots = H if to_documents else (NQ if block == "d2q" else None)
+        slot_mask = batch.hard_negatives_mask if to_documents else batch.negative_queries_mask
+        shared = self.share_hard_negatives if to_documents else self.share_negative_queries
+        # d2d: d_i's own hard negatives are not its candidates unless asked for (module doc).
+        own_slots_out = block == "d2d" and not self.d2d_own_hard_negatives
+        within_tower = block in ("q2q", "d2d")
+        r, n = pool.shape[0], anchors.shape[0]
+        scores = anchors @ pool.T  # (n, R); column idx[i] is the anchor row's own pair
+        pos = scores[ar, idx]
+        drop: Tensor | None = None
+        if within_tower or not self.in_batch_negatives:
+            own = torch.zeros(n, r, dtype=torch.bool, device=anchors.device)
+            own[ar, idx] = True  # the anchor itself (within a tower) or its positive
+            if self.in_batch_negatives:
+                drop = own
+            else:  # only a cross-tower block's own positive stays
+                drop = torch.ones_like(own) if within_tower else ~own
+        part: _Part | None = None
+        if slots is not None and slots.shape[1] > 0:
+            if shared:
+                slot_drop = None if slot_mask is None else ~slot_mask.reshape(1, -1)
+                if own_slots_out:
+                    owner = torch.arange(r, device=anchors.device).repeat_interleave(slots.shape[1])
+                    slot_drop = _or(slot_drop, owner.unsqueeze(0) == idx.unsqueeze(1))
+                part = _Part(anchors @ slots.reshape(-1, slots.shape[-1]).T, slot_drop)
+            elif not own_slots_out:
+                mine = slots[batch.anchor_slice]
+                part = _Part(
+                    torch.einsum("nd,nkd->nk", anchors, mine),
+                    None if slot_mask is None else ~slot_mask[batch.anchor_slice],
                 )
         fn: Tensor | None = None
         if ids is not None:
+            if to_documents:
+                pool_ids, slot_ids, forbidden = (
+                    ids.documents,
+                    ids.hard_negatives,
+                    ids.not_negatives_of_anchor,
+                )
+            else:  # a query is a false negative of its own row's query id
+                pool_ids, slot_ids, forbidden = (
+                    ids.queries,
+                    ids.negative_queries,
+                    ids.queries[idx].unsqueeze(1),
+                )
             fn = block_false_negatives(
-                ids.queries,
-                ids.negative_queries if part_nq is not None else None,
-                ids.queries[idx].unsqueeze(1),  # the anchor row's own query id
-                shared=self.share_negative_queries,
+                pool_ids,
+                slot_ids if part is not None else None,
+                forbidden,
+                shared=shared,
                 anchor_slice=batch.anchor_slice,
             )
-            if is_d2q:
+            if block == "d2q":  # the queries that judge d_i relevant are its positives too
                 fn[:, :r] |= ids.queries_relevant_to_documents(idx)
-            fn[:, :r][ar, idx] = False
-        return _parts(s_q, drop_q, part_nq, fn), pos
+            fn[:, :r][ar, idx] = False  # the own slot is never a false negative of itself
+        return _parts(scores, drop, part, fn), pos
 
     # ------------------------------------------------------------------ metadata
     def get_config_dict(self) -> dict[str, Any]:
@@ -380,34 +360,15 @@ class ContrastiveLoss(EmbeddingLoss):
 
     @property
     def citation(self) -> str:
-        cites = [_CITE_INFONCE]
+        cites = [CITE_INFONCE]
         if "d2q" in self.blocks:
             cites.append(CITE_DANCE)
         joint4 = any(set(g.blocks) == set(BLOCKS) for g in self.groups)
         if joint4:
-            cites.append(_CITE_GTE)
+            cites.append(CITE_GTE)
         elif "q2q" in self.blocks or "d2d" in self.blocks:
-            cites.append(_CITE_SAMTONE)
+            cites.append(CITE_SAMTONE)
         return "\n".join(cites)
 
-
-_CITE_INFONCE = """@misc{oord2019representationlearningcontrastivepredictive,
-      title={Representation Learning with Contrastive Predictive Coding},
-      author={Aaron van den Oord and Yazhe Li and Oriol Vinyals},
-      year={2019}, eprint={1807.03748}, archivePrefix={arXiv}, primaryClass={cs.LG},
-      url={https://arxiv.org/abs/1807.03748},
-}"""
-_CITE_SAMTONE = """@inproceedings{moiseev2023samtone,
-      title={SamToNe: Improving Contrastive Loss for Dual Encoder Retrieval Models with Same Tower Negatives},
-      author={Fedor Moiseev and Gustavo Hernandez Abrego and Peter Dornbach and Imed Zitouni and Enrique Alfonseca and Zhe Dong},
-      booktitle={Findings of the Association for Computational Linguistics: ACL 2023},
-      year={2023}, eprint={2306.02516}, archivePrefix={arXiv},
-}"""
-_CITE_GTE = """@misc{li2023generaltextembeddingsmultistage,
-      title={Towards General Text Embeddings with Multi-stage Contrastive Learning},
-      author={Zehan Li and Xin Zhang and Yanzhao Zhang and Dingkun Long and Pengjun Xie and Meishan Zhang},
-      year={2023}, eprint={2308.03281}, archivePrefix={arXiv}, primaryClass={cs.CL},
-      url={https://arxiv.org/abs/2308.03281},
-}"""
 
 __all__ = ["ContrastiveLoss"]

@@ -36,6 +36,7 @@ from torch import Tensor
 from twotower.errors import ConfigError
 from twotower.losses.base import EmbeddingLoss, check_temperature, check_weight
 from twotower.losses.batch import BatchLayout, BatchShapeError, EmbeddingBatch
+from twotower.losses.citations import CITE_LISTWISE
 from twotower.losses.false_negatives import false_negatives
 from twotower.losses.similarity import SimilarityName, check_similarity, prepare
 
@@ -261,11 +262,7 @@ class ListwiseKLLoss(EmbeddingLoss):
 
     @property
     def citation(self) -> str:
-        return """@misc{tamber2025conventionalcontrastivelearningfalls,
-      title={Conventional Contrastive Learning Often Falls Short: Improving Dense Retrieval with Cross-Encoder Listwise Distillation and Synthetic Data},
-      author={Manveer Singh Tamber and Suleman Kazi and Vivek Sourabh and Jimmy Lin},
-      year={2025}, archivePrefix={arXiv}, primaryClass={cs.IR},
-}"""
+        return CITE_LISTWISE
 
 
 __all__ = ["ListwiseKLLoss"]

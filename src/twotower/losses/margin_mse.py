@@ -34,7 +34,7 @@ from torch import Tensor
 from twotower.errors import ConfigError
 from twotower.losses.base import EmbeddingLoss, check_weight
 from twotower.losses.batch import BatchLayout, BatchShapeError, EmbeddingBatch
-from twotower.losses.citations import CITE_DANCE
+from twotower.losses.citations import CITE_DANCE, CITE_MARGIN_MSE
 from twotower.losses.similarity import SimilarityName, check_similarity, prepare
 
 DUAL_NEGATIVES: tuple[str, ...] = ("mined", "in_batch")
@@ -146,6 +146,11 @@ class MarginMSELoss(EmbeddingLoss):
         for name in ("hard_negatives", "teacher_positive_scores", "teacher_negative_scores"):
             if getattr(batch, name) is None:
                 raise BatchShapeError(f"margin_mse: batch.{name} is required")
+        assert (  # for the type checker: the loop above raised otherwise
+            batch.hard_negatives is not None
+            and batch.teacher_positive_scores is not None
+            and batch.teacher_negative_scores is not None
+        )
         if batch.hard_negatives.shape[1] == 0:  # the mean over no pairs would be NaN
             raise BatchShapeError(
                 "margin_mse: batch.hard_negatives is empty (K = 0); Margin-MSE needs at least one"
@@ -167,6 +172,7 @@ class MarginMSELoss(EmbeddingLoss):
 
     def _dual(self, batch: EmbeddingBatch, q: Tensor, d: Tensor, s_pos: Tensor) -> Tensor:
         sl = batch.anchor_slice
+        assert batch.teacher_positive_scores is not None  # compute_terms checked it
         if self.dual_negatives == "mined":
             if batch.negative_queries is None or batch.teacher_negative_query_scores is None:
                 raise BatchShapeError(
@@ -219,13 +225,7 @@ class MarginMSELoss(EmbeddingLoss):
 
     @property
     def citation(self) -> str:
-        return _CITE_MARGIN_MSE + ("\n" + CITE_DANCE if self.dual_weight > 0 else "")
+        return CITE_MARGIN_MSE + ("\n" + CITE_DANCE if self.dual_weight > 0 else "")
 
-
-_CITE_MARGIN_MSE = """@misc{hofstätter2021improving,
-    title={Improving Efficient Neural Ranking Models with Cross-Architecture Knowledge Distillation},
-    author={Sebastian Hofstätter and Sophia Althammer and Michael Schröder and Mete Sertkan and Allan Hanbury},
-    year={2021}, eprint={2010.02666}, archivePrefix={arXiv}, primaryClass={cs.IR}
-}"""
 
 __all__ = ["DUAL_NEGATIVES", "MarginMSELoss"]
