@@ -41,41 +41,8 @@ from twotower.losses.batch import BatchLayout, EmbeddingBatch
 from twotower.losses.citations import CITE_DANCE, CITE_GTE, CITE_INFONCE, CITE_SAMTONE
 from twotower.losses.false_negatives import BatchIds, block_false_negatives
 from twotower.losses.similarity import SimilarityName, check_similarity, prepare
+from twotower.losses.slabs import Slab, block_slabs, mask_union
 from twotower.losses.softmax_groups import BLOCKS, DOCUMENT_SIDE, SoftmaxGroup, resolve_groups
-
-
-def _or(a: Tensor | None, b: Tensor | None) -> Tensor | None:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return a | b
-
-
-class _Part:
-    """Scores of one slab of candidates for every anchor, and which entries to drop."""
-
-    __slots__ = ("scores", "drop")
-
-    def __init__(self, scores: Tensor, drop: Tensor | None = None) -> None:
-        self.scores = scores
-        self.drop = drop
-
-    def lse(self) -> Tensor:
-        s = self.scores if self.drop is None else self.scores.masked_fill(self.drop, float("-inf"))
-        return torch.logsumexp(s, dim=-1)
-
-
-def _parts(
-    scores: Tensor, drop: Tensor | None, slots: _Part | None, false_negative_mask: Tensor | None
-) -> list[_Part]:
-    """A block's in-batch slab (R columns) and slot slab, less the (n, R + X) false negatives."""
-    if false_negative_mask is not None:
-        r = scores.shape[1]
-        drop = _or(drop, false_negative_mask[:, :r])
-        if slots is not None:
-            slots.drop = _or(slots.drop, false_negative_mask[:, r:])
-    return [_Part(scores, drop)] + ([slots] if slots is not None else [])
 
 
 class ContrastiveLoss(EmbeddingLoss):
@@ -299,17 +266,17 @@ class ContrastiveLoss(EmbeddingLoss):
                 drop = own
             else:  # only a cross-tower block's own positive stays
                 drop = torch.ones_like(own) if within_tower else ~own
-        part: _Part | None = None
+        part: Slab | None = None
         if slots is not None and slots.shape[1] > 0:
             if shared:
                 slot_drop = None if slot_mask is None else ~slot_mask.reshape(1, -1)
                 if own_slots_out:
                     owner = torch.arange(r, device=anchors.device).repeat_interleave(slots.shape[1])
-                    slot_drop = _or(slot_drop, owner.unsqueeze(0) == idx.unsqueeze(1))
-                part = _Part(anchors @ slots.reshape(-1, slots.shape[-1]).T, slot_drop)
+                    slot_drop = mask_union(slot_drop, owner.unsqueeze(0) == idx.unsqueeze(1))
+                part = Slab(anchors @ slots.reshape(-1, slots.shape[-1]).T, slot_drop)
             elif not own_slots_out:
                 mine = slots[batch.anchor_slice]
-                part = _Part(
+                part = Slab(
                     torch.einsum("nd,nkd->nk", anchors, mine),
                     None if slot_mask is None else ~slot_mask[batch.anchor_slice],
                 )
@@ -337,7 +304,7 @@ class ContrastiveLoss(EmbeddingLoss):
             if block == "d2q":  # the queries that judge d_i relevant are its positives too
                 fn[:, :r] |= ids.queries_relevant_to_documents(idx)
             fn[:, :r][ar, idx] = False  # the own slot is never a false negative of itself
-        return _parts(scores, drop, part, fn), pos
+        return block_slabs(scores, drop, part, fn), pos
 
     # ------------------------------------------------------------------ metadata
     def get_config_dict(self) -> dict[str, Any]:
