@@ -147,15 +147,15 @@ def test_a_damaged_line_inside_the_file_is_moved_aside_and_generated_again(
     assert (tmp_path / "gen.damaged.jsonl").read_text() == text[1] + "\n"  # kept, not lost
 
 
-def test_a_malformed_line_in_a_file_without_checksums_is_an_input_error(tmp_path):
+def test_a_file_without_checksums_is_not_resumed_and_left_alone(tmp_path):
     out = tmp_path / "gen.jsonl"
     generate_queries(CORPUS, IDS[:2], ["questions"], 1, Scripted(), out, progress=False)
     rows = [{k: v for k, v in row.items() if k != "checksum"} for row in lines(out)]
-    out.write_text("\n".join([json.dumps(rows[0]), "{broken", json.dumps(rows[1])]) + "\n")
+    out.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
     before = out.read_bytes()
-    with pytest.raises(InputError, match=r"gen.jsonl:2"):
+    with pytest.raises(InputError, match=r"gen.jsonl:1: no line carries a checksum"):
         generate_queries(CORPUS, IDS[:2], ["questions"], 1, Scripted(), out, progress=False)
-    assert out.read_bytes() == before  # a file this version did not write is left alone
+    assert out.read_bytes() == before  # a file twotower generate did not write is left alone
 
 
 def test_resuming_with_other_settings_is_refused(tmp_path):

@@ -20,7 +20,6 @@ from twotower.generation.job import (
     dropped_path,
     generate_queries,
     query_id,
-    read_done,
     select_documents,
 )
 from twotower.generation.junk import REASONS, JunkFilter, Verdict, clean_completion
@@ -31,6 +30,7 @@ from twotower.generation.prompts import (
     load_prompts,
     parse_query_types,
 )
+from twotower.generation.resume import read_done
 from twotower.generation.spec import NAMED, build_generator
 
 __all__ = [

@@ -30,17 +30,17 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from twotower.data.files import atomic_write, raise_if_disk_full
-from twotower.data.jsonl import line_checksum_matches, with_line_checksum
-from twotower.errors import ConfigError, InputError, check_integer
+from twotower.data.files import raise_if_disk_full
+from twotower.data.jsonl import with_line_checksum
+from twotower.errors import ConfigError, check_integer
 from twotower.generation.base import GenerationTask, Generator, SamplingSettings
 from twotower.generation.junk import JunkFilter
 from twotower.generation.prompts import PROMPT_VERSION, parse_query_types
+from twotower.generation.resume import read_done
 
 log = logging.getLogger(__name__)
 
 DROPPED_SUFFIX = ".dropped.jsonl"
-DAMAGED_SUFFIX = ".damaged.jsonl"
 EMPTY_PASSAGE = "empty_passage"  # a drop reason of the job: nothing to write a query for
 
 
@@ -145,128 +145,6 @@ def _settings(generator: Generator) -> dict[str, Any]:
         "prompt_version": PROMPT_VERSION if uses_prompts else None,
         "sampling": generator.sampling.as_dict(),
     }
-
-
-def damaged_path(output: str | Path) -> Path:
-    """``queries.jsonl`` → ``queries.damaged.jsonl``: where resume moves damaged lines."""
-    output = Path(output)
-    return output.with_name(output.name.removesuffix(".jsonl") + DAMAGED_SUFFIX)
-
-
-def read_done(path: Path, settings: dict[str, Any] | None = None) -> set[tuple[str, str, int]]:
-    """The (doc id, type, sample) tasks a previous run wrote to ``path``.
-
-    Every line carries a checksum of its fields: a line that does not match it or is not JSON
-    (a flipped byte, a torn write) is moved to ``NAME.damaged.jsonl`` with one warning and its
-    task generated again; a last line cut short by a kill is cut off and generated again. In a
-    file whose lines have no checksum (not written by this version), a malformed line inside
-    the file is an :class:`InputError`. With ``settings``, a file written with other generator,
-    prompt or sampling settings is refused: one file, one configuration.
-    """
-    done: set[tuple[str, str, int]] = set()
-    if not path.is_file():
-        return done
-    size = path.stat().st_size
-    cut_at = None
-    checksummed = False
-    damaged: dict[int, tuple[int, int]] = {}  # line number → (start, end) offsets
-    unchecked: dict[int, tuple[tuple[int, int], tuple[str, str, int]]] = {}  # no checksum
-    with path.open("rb") as handle:
-        offset = 0
-        for line_number, raw in enumerate(handle, start=1):
-            start, offset = offset, offset + len(raw)
-            try:
-                obj = json.loads(raw) if raw.strip() else None
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                obj = False
-            if not raw.endswith(b"\n") or (obj is False and offset == size):
-                log.warning(
-                    "%s:%d: cutting off a truncated last line (it is generated again)",
-                    path,
-                    line_number,
-                )
-                cut_at = start
-                break
-            matches = line_checksum_matches(obj) if isinstance(obj, dict) else None
-            checksummed = checksummed or matches is not None
-            if obj is False or matches is False:
-                damaged[line_number] = (start, offset)
-                continue
-            if obj is None:
-                continue
-            if not isinstance(obj, dict):
-                raise InputError("expected a JSON object", path=path, line=line_number)
-            try:
-                key = (str(obj["doc_id"]), str(obj["type"]), int(obj["sample"]))
-            except (KeyError, TypeError, ValueError):
-                raise InputError(
-                    "not a line of twotower generate (needs doc_id, type and sample)",
-                    path=path,
-                    line=line_number,
-                ) from None
-            if settings is not None:
-                _check_settings(obj, settings, path, line_number)
-                settings = None  # one line per file suffices: a file has one configuration
-            if matches is None:
-                unchecked[line_number] = ((start, offset), key)
-            done.add(key)
-    if damaged and not checksummed:  # not this version's file: do not rewrite it
-        raise InputError(
-            "malformed JSON in a file written by twotower generate", path=path, line=min(damaged)
-        )
-    if checksummed:  # a line without its checksum in a checksummed file lost it to damage
-        for line_number, (span, key) in unchecked.items():
-            damaged[line_number] = span
-            done.discard(key)
-    if damaged:
-        _move_damaged_lines(path, damaged, cut_at if cut_at is not None else size)
-    elif cut_at is not None:
-        with path.open("r+b") as handle:
-            handle.truncate(cut_at)
-    return done
-
-
-def _move_damaged_lines(path: Path, damaged: dict[int, tuple[int, int]], end: int) -> None:
-    """Append the ``damaged`` lines to the damaged file (nothing is lost) and rewrite ``path``
-    with its other lines up to offset ``end``, atomically."""
-    spans = sorted(damaged.values())
-    with path.open("rb") as source:
-        with damaged_path(path).open("ab") as aside:
-            for start, stop in spans:
-                source.seek(start)
-                aside.write(source.read(stop - start))
-        with atomic_write(path, "wb") as rewritten:
-            position = 0
-            for start, stop in [*spans, (end, end)]:
-                source.seek(position)
-                left = start - position
-                while left > 0:  # in blocks: a generated file may be larger than memory
-                    block = source.read(min(left, 1 << 24))
-                    rewritten.write(block)
-                    left -= len(block)
-                position = stop
-    numbers = sorted(damaged)
-    shown = ", ".join(map(str, numbers[:10])) + (" …" if len(numbers) > 10 else "")
-    log.warning(
-        "%s: %d damaged line(s) (line %s: malformed or not matching their checksum) moved to"
-        " %s; their tasks are generated again",
-        path,
-        len(numbers),
-        shown,
-        damaged_path(path),
-    )
-
-
-def _check_settings(obj: dict[str, Any], settings: dict[str, Any], path: Path, line: int) -> None:
-    differ = [k for k, v in settings.items() if obj.get(k) != v]
-    if differ:
-        details = "; ".join(
-            f"{k} {json.dumps(obj.get(k))} there, {json.dumps(settings[k])} now" for k in differ
-        )
-        raise ConfigError(
-            f"{path}:{line}: written with other settings ({details}); resume with the same "
-            "generator and options, or write to another --output"
-        )
 
 
 def generate_queries(
@@ -384,7 +262,8 @@ def _run_batch(
             f"{generator!r} returned {len(completions)} completions for {len(work)} tasks"
         )
     raw_of = {t.key: c for t, c in zip(work, completions, strict=True)}
-    kept_lines, dropped_lines = [], []
+    kept_lines: list[dict[str, Any]] = []
+    dropped_lines: list[dict[str, Any]] = []
     for task in batch:
         line: dict[str, Any] = {
             "doc_id": task.doc_id,
@@ -392,6 +271,7 @@ def _run_batch(
             "query_id": query_id(task.doc_id, task.query_type, task.sample),
             "sample": task.sample,
         }
+        reason: str | None
         if task.key not in raw_of:
             reason, raw, text = EMPTY_PASSAGE, "", ""
         else:
