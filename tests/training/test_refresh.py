@@ -314,3 +314,32 @@ def test_a_bare_off_in_yaml_turns_refresh_off(tmp_path):
     path = tmp_path / "r.yaml"
     path.write_text("refresh: {mode: off}\n")  # YAML reads `off` as false
     assert load_recipe(path).refresh.mode == "off"
+
+
+def test_a_round_never_keeps_a_querys_own_document_where_queries_are_documents(
+    tmp_path, tiny_model
+):
+    from tests.conftest import DOCS, write_collection
+    from twotower.models.encoder import Encoder, load_sentence_transformer
+    from twotower.negatives.mine import RankWindow, mine_negatives
+    from twotower.negatives.retrievers import DenseRetriever
+
+    # ArguAna's shape: each query is a document of the corpus, under the document's id.
+    queries = [{"_id": d["_id"], "text": d["text"]} for d in DOCS[:3]]
+    qrels = "query-id\tcorpus-id\tscore\r\nd1\td2\t1\r\nd2\td1\t1\r\nd3\td4\t1\r\n"
+    root = write_collection(tmp_path / "shared", queries=queries, qrels=qrels, split="train")
+    collection = load_collection(str(root), "train")
+    assert collection.ids_are_shared()
+    request, _ = _request(tmp_path, root, tiny_model, 1)
+    request.query_ids, request.negatives, request.window = ["d1", "d2", "d3"], 6, (1, 6)
+    request.negative_queries = 0
+    tables, _ = compute_round(request, collection)
+    documents = tables["documents"]
+    for qid in request.query_ids:
+        assert qid not in documents[qid]
+    # The same rule as the first mining: on the same weights, the same table.
+    encoder = Encoder(load_sentence_transformer(str(tiny_model)), show_progress=False)
+    mined, _ = mine_negatives(
+        collection, DenseRetriever(encoder), window=RankWindow(1, 6), count=6, seed=0
+    )
+    assert documents.negatives == mined.negatives and documents.ranks == mined.ranks

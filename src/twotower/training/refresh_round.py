@@ -9,7 +9,8 @@ training queries with each positive document. A round here:
    tower (or reads the frozen index's embeddings) and the training queries with its query tower;
 2. searches exactly (:func:`twotower.retrieval.dense.exact_run`), takes each query's rank window
    less its positives, and keeps the first ``count`` of the query's shuffled candidates (the one
-   sampling rule of :mod:`twotower.negatives.mine`);
+   sampling rule of :mod:`twotower.negatives.mine`, its own document left out where queries are
+   documents of the corpus, as there);
 3. for DANCE, searches the training queries with each positive document, never keeping a query
    that has the document as a positive;
 4. measures the positives' ranks under the snapshot and the overlap with the previous round;
@@ -238,7 +239,14 @@ def compute_round(request: RoundRequest, collection: Collection) -> tuple[dict, 
             neighbors=request.hnsw_neighbors,
         )
         run = search_run(
-            request.query_ids, queries[subset], corpus.ids, documents, request.depth, index
+            request.query_ids,
+            queries[subset],
+            corpus.ids,
+            documents,
+            request.depth,
+            index,
+            # As first mining: a query that is a document of the corpus never ranks itself.
+            ignore_identical_ids=collection.ids_are_shared(),
         )
         if index.approximate:
             stats.notes.append(f"{index.type} index (FAISS): the candidates are approximate")
