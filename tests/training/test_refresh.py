@@ -238,12 +238,37 @@ def test_an_approximate_index_without_faiss_is_refused_naming_the_key(tmp_path, 
         load_recipe(path)
 
 
-def test_positive_ranks_count_the_documents_scored_above():
-    import numpy as np
+def test_positive_ranks_are_places_in_the_searched_ranking_or_beyond_its_depth():
+    run = {"q1": {"d3": 0.9, "d1": 0.5, "d2": 0.1}, "q2": {"d2": 0.7}}
+    ranks = positive_ranks(run, {"q1": ["d1", "d5"], "q2": ["d2"], "q3": ["d4"]}, depth=3)
+    assert ranks == [2, 4, 1, 4]  # d5 and q3's d4 were not found in the top 3
 
-    queries = np.array([[1.0, 0.0]])
-    documents = np.array([[0.9, 0.1], [0.2, 0.8], [1.0, 0.0]])
-    assert positive_ranks(queries, documents, [[0, 1, 2]]) == [2, 3, 1]
+
+def test_a_rounds_positive_ranks_come_from_its_search_not_the_whole_corpus(
+    tmp_path, tiny_model, train_collection, monkeypatch
+):
+    from twotower.training import refresh_round
+
+    searched, search_run = {}, refresh_round.search_run
+
+    def missing_a_positive(*args, **kwargs):
+        run = search_run(*args, **kwargs)
+        run["q1"].pop("d1", None)  # as an approximate index can miss a document
+        searched.update(run)
+        return run
+
+    monkeypatch.setattr(refresh_round, "search_run", missing_a_positive)
+    request, collection = _request(tmp_path, train_collection, tiny_model, 1)
+    request.depth, request.window, request.negative_queries = 4, (1, 4), 0
+    _, stats = compute_round(request, collection)
+    expected = [
+        list(searched[q]).index(d) + 1 if d in searched[q] else 5
+        for q in request.query_ids
+        for d in sorted(collection.positives(q))
+    ]
+    assert stats.positives_beyond_depth == expected.count(5) >= 1
+    assert stats.positive_rank_mean == pytest.approx(sum(expected) / len(expected))
+    assert any("beyond the searched depth (4)" in note for note in stats.notes)
 
 
 def test_a_killed_or_half_written_round_is_never_read_and_resume_takes_the_newest(

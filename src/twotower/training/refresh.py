@@ -25,7 +25,8 @@ run folder must be on a file system every rank sees, as the caches must).
 
 Every adopted round is a line of ``refresh_log.jsonl`` in the run folder (timings, the step of
 its weights, queries covered, overlap with the previous round, the positives' mean and median
-rank under the snapshot); failures are lines too.
+rank in the round's search, one beyond ``refresh.depth`` counting as depth + 1); failures are
+lines too.
 """
 
 from __future__ import annotations

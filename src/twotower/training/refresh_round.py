@@ -13,7 +13,8 @@ training queries with each positive document. A round here:
    documents of the corpus, as there);
 3. for DANCE, searches the training queries with each positive document, never keeping a query
    that has the document as a positive;
-4. measures the positives' ranks under the snapshot and the overlap with the previous round;
+4. measures the positives' ranks in the ranking it searched (a positive beyond the searched
+   depth counts as one place past it) and the overlap with the previous round;
 5. writes ``negatives.jsonl`` (and ``queries.jsonl``), ``stats.json`` and, last, ``manifest.json``
    (the SHA-256 of each file, and a checksum of its own) into a temporary folder that is then
    renamed: a reader never sees half a round, and a damaged one is set aside, never read.
@@ -32,7 +33,9 @@ import shutil
 import sys
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +55,7 @@ from twotower.negatives.mine import (
 )
 from twotower.negatives.queries import positive_queries_by_document
 from twotower.negatives.table import NegativesTable
+from twotower.retrieval import Run
 from twotower.retrieval.ann import IndexSettings, search_run
 from twotower.retrieval.dense import exact_run
 from twotower.training.examples import training_collection
@@ -103,8 +107,11 @@ class RoundStats:
     queries_encoded: int = 0
     encode_s: float = 0.0
     search_s: float = 0.0
+    # Ranks in the searched top `depth`: a positive beyond it counts as depth + 1, so with any
+    # beyond (positives_beyond_depth) the mean and median are lower bounds.
     positive_rank_mean: float = 0.0
     positive_rank_median: float = 0.0
+    positives_beyond_depth: int = 0
     overlap_with_previous: float | None = None
     negatives: int = 0
     negative_queries: int = 0
@@ -167,20 +174,13 @@ def read_round(folder: Path, collection: Collection):
     return manifest, documents, queries
 
 
-def positive_ranks(
-    queries: np.ndarray,
-    documents: np.ndarray,
-    positive_rows: list[list[int]],
-    *,
-    block: int = 256,
-) -> list[int]:
-    """The 1-based rank of every positive of every query in the full ranking (ties: best)."""
+def positive_ranks(run: Run, positives: Mapping[str, Sequence[str]], depth: int) -> list[int]:
+    """The 1-based rank of every positive of every query in the searched ``run``, the ranking
+    the windows are cut from; a positive not in its top ``depth`` counts as ``depth + 1``."""
     ranks: list[int] = []
-    for start in range(0, len(queries), block):
-        scores = queries[start : start + block] @ documents.T
-        for offset, row in enumerate(scores):
-            for positive in positive_rows[start + offset]:
-                ranks.append(1 + int(np.count_nonzero(row > row[positive])))
+    for query, documents in positives.items():
+        place = {d: rank for rank, d in enumerate(islice(run.get(query, {}), depth), start=1)}
+        ranks += [place.get(d, depth + 1) for d in documents]
     return ranks
 
 
@@ -230,26 +230,27 @@ def compute_round(request: RoundRequest, collection: Collection) -> tuple[dict, 
         q: [d for d in sorted(collection.positives(q)) if d in corpus.index]
         for q in request.query_ids
     }
+    index = IndexSettings(
+        request.index,  # type: ignore[arg-type]
+        lists=request.ivf_lists,
+        probe=request.ivf_probe,
+        neighbors=request.hnsw_neighbors,
+    )
+    # Searched even without negatives to keep: the positives' ranks are read from it.
+    run = search_run(
+        request.query_ids,
+        queries[subset],
+        corpus.ids,
+        documents,
+        request.depth,
+        index,
+        # As first mining: a query that is a document of the corpus never ranks itself.
+        ignore_identical_ids=collection.ids_are_shared(),
+    )
+    if index.approximate:
+        stats.notes.append(f"{index.type} index (FAISS): the candidates are approximate")
     if request.negatives:
         window = RankWindow(*request.window)
-        index = IndexSettings(
-            request.index,  # type: ignore[arg-type]
-            lists=request.ivf_lists,
-            probe=request.ivf_probe,
-            neighbors=request.hnsw_neighbors,
-        )
-        run = search_run(
-            request.query_ids,
-            queries[subset],
-            corpus.ids,
-            documents,
-            request.depth,
-            index,
-            # As first mining: a query that is a document of the corpus never ranks itself.
-            ignore_identical_ids=collection.ids_are_shared(),
-        )
-        if index.approximate:
-            stats.notes.append(f"{index.type} index (FAISS): the candidates are approximate")
         pools = {
             q: shuffled_candidates(run.get(q, {}), window, collection.positives(q), request.seed, q)
             for q in request.query_ids
@@ -262,10 +263,10 @@ def compute_round(request: RoundRequest, collection: Collection) -> tuple[dict, 
         doc_ids = list(dict.fromkeys(d for q in request.query_ids for d in positives[q]))
         rows = [corpus.index[d] for d in doc_ids]
         depth = min(window.end, len(encoded_ids))
-        run = exact_run(doc_ids, np.asarray(documents[rows]), encoded_ids, queries, depth)
+        reverse = exact_run(doc_ids, np.asarray(documents[rows]), encoded_ids, queries, depth)
         pools = {
             d: shuffled_candidates(
-                run.get(d, {}), window, set(positive_of.get(d, [])), request.seed, d
+                reverse.get(d, {}), window, set(positive_of.get(d, [])), request.seed, d
             )
             for d in doc_ids
         }
@@ -274,15 +275,18 @@ def compute_round(request: RoundRequest, collection: Collection) -> tuple[dict, 
             first_of_each(pools, request.negative_queries), query_positives, "queries"
         )
         stats.negative_queries = tables["queries"].total()
-    ranks = positive_ranks(
-        queries[subset],
-        np.asarray(documents),
-        [[corpus.index[d] for d in positives[q]] for q in request.query_ids],
-    )
+    # From the search, not the whole corpus rescored: that would undo an index's saving.
+    ranks = positive_ranks(run, positives, request.depth)
     stats.search_s = time.perf_counter() - started
     stats.queries = len(request.query_ids)
     stats.positive_rank_mean = float(np.mean(ranks)) if ranks else 0.0
     stats.positive_rank_median = float(np.median(ranks)) if ranks else 0.0
+    stats.positives_beyond_depth = sum(rank > request.depth for rank in ranks)
+    if stats.positives_beyond_depth:
+        stats.notes.append(
+            f"positives beyond the searched depth ({request.depth}) count as rank"
+            f" {request.depth + 1}: the positives' mean and median ranks are lower bounds"
+        )
     previous_round = read_round(Path(request.previous), collection) if request.previous else None
     if previous_round is not None and tables["documents"] is not None:
         stats.overlap_with_previous = _overlap(tables["documents"], previous_round[1])
