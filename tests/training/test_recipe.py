@@ -20,6 +20,17 @@ def test_shipped_recipe_loads_and_validates(path):
     build_loss(recipe.loss)
 
 
+@pytest.mark.parametrize(("name", "in_batch"), [("ance", False), ("dance", True)])
+def test_a_refresh_recipes_header_says_whether_it_keeps_in_batch_negatives(name, in_batch):
+    path = RECIPES[0].parent / f"{name}.yaml"
+    header = " ".join(
+        line.lstrip("# ") for line in path.read_text().splitlines() if line.startswith("#")
+    )
+    loss = load_recipe(path).loss[0]
+    assert loss.in_batch_negatives is in_batch and loss.share_hard_negatives is in_batch
+    assert ("in-batch negatives on both sides" if in_batch else "no in-batch negatives") in header
+
+
 def write(tmp_path, text):
     path = tmp_path / "r.yaml"
     path.write_text(text)
