@@ -14,7 +14,11 @@ loop), so a sweep costs one training run per setting instead of a whole `twotowe
     python benchmarks/adapt_selection.py --teacher-temperature 0.1 --full-corpus
 
 ``--full-corpus`` normalises the student's softmax over the whole corpus instead of the candidate
-list; ``--drop-source`` leaves each sentence's own passage out of the teacher's list.
+list; ``--drop-source`` leaves each sentence's own passage out of the teacher's list;
+``--generator crop`` writes Contriever's random crops (5-30 words) instead, ``mix`` half of each;
+``--doc-adapter`` trains a residual two-layer adapter on the frozen document embeddings beside
+the query tower (zero-initialised, so training starts at the base model; the corpus is never
+re-encoded, only its cached vectors are mapped).
 Measured (2-core CPU, shared): see BENCHMARKS.md "No-label adaptation".
 """
 
@@ -78,6 +82,10 @@ def main() -> None:
     ap.add_argument("--drop-source", action="store_true")
     ap.add_argument("--learning-rate", type=float, default=5e-5)
     ap.add_argument("--wise-ft", type=float, default=1.0)
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--generator", choices=["ict", "crop", "mix"], default="ict")
+    ap.add_argument("--doc-adapter", action="store_true")
+    ap.add_argument("--adapter-learning-rate", type=float, default=1e-3)
     ap.add_argument("--work", type=Path, default=Path("runs/adapt-selection"))
     a = ap.parse_args()
     torch.manual_seed(0)
@@ -92,14 +100,23 @@ def main() -> None:
 
     queries, sources = [], []
     for row, text in enumerate(corpus.texts):
+        rng = random.Random(f"{row}")
         sentences = [s for s in split_sentences(text) if 6 <= len(s.split()) <= 40]
-        random.Random(f"{row}").shuffle(sentences)
-        for sentence in sentences[: a.per_doc]:
-            queries.append(sentence)
+        rng.shuffle(sentences)
+        words = text.split()
+        for k in range(a.per_doc):
+            if a.generator == "ict" or (a.generator == "mix" and k % 2 == 0):
+                if k >= len(sentences):
+                    continue
+                queries.append(sentences[k])
+            else:
+                length = min(rng.randint(5, 30), len(words))
+                start = rng.randint(0, len(words) - length)
+                queries.append(" ".join(words[start : start + length]))
             sources.append(row)
     src = np.array(sources)
     a.work.mkdir(parents=True, exist_ok=True)
-    cached = a.work / f"teacher-{a.per_doc}.npz"
+    cached = a.work / f"teacher-{a.generator}-{a.per_doc}.npz"
     if not cached.is_file():
         bm25 = BM25().index(corpus.ids, corpus.texts)
         np.savez(cached, B=bm25_matrix(bm25, queries), Q=encoders[TEACHER].encode_queries(queries))
@@ -119,6 +136,18 @@ def main() -> None:
     model.max_seq_length = 64
     base = copy.deepcopy(model.state_dict())
     index = torch.from_numpy(documents[STUDENT])
+    dim = index.shape[1]
+    adapter = torch.nn.Sequential(
+        torch.nn.Linear(dim, dim), torch.nn.GELU(), torch.nn.Linear(dim, dim)
+    )
+    torch.nn.init.zeros_(adapter[2].weight)
+    torch.nn.init.zeros_(adapter[2].bias)
+    residual_scale = 1.0
+
+    def documents_of(vectors: torch.Tensor) -> torch.Tensor:
+        if not a.doc_adapter:
+            return vectors
+        return torch.nn.functional.normalize(vectors + residual_scale * adapter(vectors), dim=-1)
 
     def embed(texts: list[str]) -> torch.Tensor:
         return torch.nn.functional.normalize(
@@ -129,16 +158,23 @@ def main() -> None:
         model.eval()
         with torch.no_grad():
             e = torch.cat([embed(dev_queries[i : i + 128]) for i in range(0, len(qids), 128)])
-        return ndcg(e.numpy() @ documents[STUDENT].T, qids, dev)
+            d = documents_of(index)
+        return ndcg((e @ d.T).numpy(), qids, dev)
 
     base_ndcg, base_per = evaluate()
     n, batch = len(queries), 32
-    steps, warm = n // batch, max(1, n // batch // 10)
-    opt = torch.optim.AdamW(model.parameters(), lr=a.learning_rate)
+    per_epoch = n // batch
+    steps = per_epoch * a.epochs
+    warm = max(1, steps // 10)
+    groups = [{"params": list(model.parameters()), "lr": a.learning_rate}]
+    if a.doc_adapter:
+        groups.append({"params": list(adapter.parameters()), "lr": a.adapter_learning_rate})
+    opt = torch.optim.AdamW(groups)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm)))
     )
-    order = np.random.default_rng(0).permutation(n)
+    rng = np.random.default_rng(0)
+    order = np.concatenate([rng.permutation(n)[: per_epoch * batch] for _ in range(a.epochs)])
     started = time.time()
     model.train()
     for step in range(steps):
@@ -147,12 +183,12 @@ def main() -> None:
         c = torch.from_numpy(candidates[rows])
         p_teacher = torch.softmax(torch.from_numpy(targets[rows]) / a.teacher_temperature, -1)
         if a.full_corpus:
-            logits = q @ index.T / a.student_temperature
+            logits = q @ documents_of(index).T / a.student_temperature
             if a.drop_source:
                 logits = logits.scatter(1, torch.from_numpy(src[rows])[:, None], -1e4)
             log_student = torch.log_softmax(logits, -1).gather(1, c)
         else:
-            scores = torch.einsum("bd,bpd->bp", q, index[c]) / a.student_temperature
+            scores = torch.einsum("bd,bpd->bp", q, documents_of(index[c])) / a.student_temperature
             log_student = torch.log_softmax(scores, -1)
         loss = -(p_teacher * log_student).sum(-1).mean()
         opt.zero_grad()
@@ -162,6 +198,7 @@ def main() -> None:
     if a.wise_ft < 1:
         state = model.state_dict()
         model.load_state_dict({k: a.wise_ft * state[k] + (1 - a.wise_ft) * base[k] for k in state})
+        residual_scale = a.wise_ft  # the adapter's base is the identity: its residual scaled
     trained, per = evaluate()
     test = paired_test(per, base_per)
     print(
