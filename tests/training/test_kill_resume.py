@@ -86,6 +86,48 @@ def test_a_kill_during_a_step_resumes_to_bit_identical_weights(
     assert not differ, f"the resumed weights differ from the uninterrupted run's: {differ}"
 
 
+def test_a_kill_after_a_round_mid_epoch_resumes_to_bit_identical_weights(
+    tmp_path, tiny_model, train_collection, one_thread
+):
+    # Two batches an epoch, a sync round after every third step and a checkpoint with it: the
+    # checkpoint of step 3 is mid-epoch, after round 1, whose negatives step 4 draws.
+    optim = {"batch_size": 2, "epochs": 6, "save_steps": 3, "save_total_limit": 2}
+    optim |= {"precision": "fp32", "logging_steps": 1}
+    path = tmp_path / "refresh.yaml"
+    path.write_text(
+        f"model: {{name: {tiny_model}}}\n"
+        f"train: {{data: {train_collection}, split: train}}\n"
+        "negatives: {source: dense, count: 1, rank_window: [1, 5]}\n"
+        "refresh: {mode: sync, every_steps: 3, depth: 8, threads: 1}\n"
+        "loss:\n  - {loss: contrastive, preset: mnrl}\n"
+        f"optim: {json.dumps(optim)}\n"
+    )
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    reference = train_process(path, tmp_path / "reference", **pipes)
+    out = tmp_path / "killed"
+    killed = train_process(path, out, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    written = out / "checkpoints" / "checkpoint-3" / "trainer_state.json"  # written last
+    while not written.is_file() and killed.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    killed.send_signal(signal.SIGKILL)  # steps 4-6 take a fraction of round 2's time
+    killed.wait()
+    assert not (out / "checkpoints" / "checkpoint-6").exists(), "killed too late"
+    _finish(reference, "the uninterrupted run")
+    resumed = train_process(path, out, "--resume", **pipes)
+    assert "resuming from" in _finish(resumed, "the resumed run")
+    expected = load_file(tmp_path / "reference" / "model" / "model.safetensors")
+    got = load_file(out / "model" / "model.safetensors")
+    differ = [name for name in expected if not np.array_equal(expected[name], got[name])]
+    assert not differ, f"the resumed weights differ from the uninterrupted run's: {differ}"
+
+    def rounds(run):
+        lines = (run / "refresh_log.jsonl").read_text().splitlines()
+        return [(e["generation"], e["step"], e["first_step"]) for e in map(json.loads, lines)]
+
+    assert rounds(out) == rounds(tmp_path / "reference") == [(1, 3, 4), (2, 6, 7), (3, 9, 10)]
+
+
 def test_a_killed_generate_resumes_with_each_task_exactly_once(tmp_path):
     docs = [
         {"_id": f"d{i}", "title": "", "text": f"Passage {i} starts here. It has words {i}. End."}

@@ -21,6 +21,7 @@ from twotower.training.refresh_round import (
     positive_ranks,
     publish_round,
     read_round,
+    round_dir,
 )
 from twotower.training.rows import query_key
 from twotower.training.trainer import train_model
@@ -91,6 +92,60 @@ def test_negatives_in_use_come_from_the_newest_round_and_never_a_positive(
     assert all(entry["queries"] == 3 and entry["positive_rank_mean"] >= 1 for entry in log)
     assert log[1]["overlap_with_previous"] is not None
     assert not round_processes() and not list((tmp_path / "run" / "refresh").glob("snapshot-*"))
+
+
+def _record_batches(monkeypatch) -> dict[int, dict]:
+    """Step (numbered as train_log.jsonl numbers it) -> the ids of the batch its loss saw."""
+    from sentence_transformers import SentenceTransformerTrainer
+
+    batches: dict[int, dict] = {}
+    compute_loss = SentenceTransformerTrainer.compute_loss
+
+    def recording(self, model, inputs, *args, **kwargs):
+        batches[self.state.global_step + 1] = {
+            k: v.tolist() for k, v in inputs["label"].items() if k.endswith("_ids")
+        }
+        return compute_loss(self, model, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(SentenceTransformerTrainer, "compute_loss", recording)
+    return batches
+
+
+def test_a_sync_runs_log_names_the_first_step_trained_on_each_round_whose_batch_it_drew(
+    tmp_path, tiny_model, train_collection, monkeypatch
+):
+    batches = _record_batches(monkeypatch)
+    refresh = {"mode": "sync", "every_steps": 1, "depth": 8}
+    path = refresh_recipe(
+        tmp_path, tiny_model, train_collection, refresh=refresh, optim={"epochs": 2}
+    )
+    data, outcome = _train(path, tmp_path / "run")
+    log = [json.loads(line) for line in (tmp_path / "run" / "refresh_log.jsonl").open()]
+    # Rounds after steps 1, 2 and 3: two of them in the middle of an epoch (two batches each).
+    assert [entry["first_step"] for entry in log] == [2, 3, 4] and outcome.steps == 4
+    rows = data.rows
+    row_of = {}
+    for index in range(len(rows)):
+        ids = rows.ids(rows.drawn(index))
+        row_of[ids["query_ids"], ids["positive_ids"]] = index
+    # The rows as each round left them: the same draws, replayed outside the trainer.
+    replay = prepare_rows(load_recipe(path)).rows
+    differs = False
+    for entry in log:
+        before = {i: replay.drawn(i) for i in range(len(replay))}
+        replay.publish(
+            documents=read_round(
+                round_dir(tmp_path / "run" / "refresh", entry["generation"]), data.collection
+            )[1]
+        )
+        batch = batches[entry["first_step"]]
+        for query, positive, negatives in zip(
+            batch["query_ids"], batch["positive_ids"], batch["hard_negative_ids"], strict=True
+        ):
+            index = row_of[query, positive]
+            assert negatives == rows.ids(replay.drawn(index))["hard_negative_ids"]
+            differs |= negatives != rows.ids(before[index])["hard_negative_ids"]
+    assert differs, "no round changed a drawn negative: the test could not tell the rounds apart"
 
 
 def test_asynchronous_rounds_run_beside_training_and_leave_no_process(

@@ -8,6 +8,7 @@ def _round(generation, step, rank, overlap):
         "generation": generation,
         "step": step,
         "adopted_at_step": step + 3,
+        "first_step": step + 4,
         "started": 100.0 * generation,
         "finished": 100.0 * generation + 42,
         "queries": 809,
@@ -29,8 +30,8 @@ def test_the_report_tabulates_and_plots_the_rounds_and_names_the_failed_ones(tmp
     adopted, failed = read_refresh_log(tmp_path / "refresh_log.jsonl")
     assert [r["generation"] for r in adopted] == [1, 3] and failed[0]["generation"] == 2
     text = refresh_section(tmp_path)
-    assert "| 1 | 6 | 9 | 809 | 31.2 / 2 |  | 40 | 42 |" in text
-    assert "| 3 | 18 | 21 | 809 | 20.4 / 2 | 2.0% | 40 | 42 |" in text
+    assert "| 1 | 6 | 10 | 809 | 31.2 / 2 |  | 40 | 42 |" in text
+    assert "| 3 | 18 | 22 | 809 | 20.4 / 2 | 2.0% | 40 | 42 |" in text
     assert "round 2 (weights of step 12) failed with exit status -9" in text
     assert (tmp_path / "refresh_rounds.png").stat().st_size > 10_000
 

@@ -13,7 +13,7 @@ from twotower.losses.st_loss import TEACHER_SCORES, SentenceTransformerLoss
 from twotower.training.examples import Example
 from twotower.training.pipeline import _score_rows, prepare_rows
 from twotower.training.recipe import Recipe, load_recipe
-from twotower.training.rows import IDS_COLUMN, RowsCollator, TrainingRows
+from twotower.training.rows import IDS_COLUMN, ROW_COLUMN, RowsCollator, TrainingRows
 
 
 @pytest.fixture
@@ -44,6 +44,20 @@ def test_rows_read_the_newest_published_table_and_never_a_positive(collection):
         collection.corpus.text_of("d1"),
         collection.corpus.text_of("d2"),
     }
+
+
+def test_rows_as_first_mined_stay_as_they_were_and_numbered_rows_collate_to_their_numbers(
+    collection,
+):
+    examples = [Example(collection.queries["q2"], "x", query_id="q2", positive_id="d3")]
+    rows = TrainingRows(examples, collection, negatives=1, documents={"q2": ["d1", "d2"]})
+    first = rows.drawn(0).negative_keys
+    rows.publish(documents={"q2": ["d5", "d6"]})
+    assert rows.drawn(0, mined=True).negative_keys == first  # what the batch sampler reads
+    assert set(rows.drawn(0).negative_keys) <= {"d5", "d6"}
+    # The data loader reads ahead: it collects row numbers, drawn when their step begins.
+    dataset = rows.dataset(lambda i: rows.read(i, with_teacher=False), numbered=True)
+    assert RowsCollator()([dataset[0]]) == {ROW_COLUMN: [0]}
 
 
 def test_a_partial_refresh_keeps_the_other_queries_candidates(collection):

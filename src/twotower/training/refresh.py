@@ -7,8 +7,10 @@ negatives stay hard; DANCE (Li et al. 2021) refreshes its negative queries the s
 * when a round is due it saves a snapshot of the weights and starts
   :mod:`twotower.training.refresh_round` in a process of its own (``async``: training goes on;
   ``sync``: training waits for the round, the baseline for the overhead);
-* before every step it adopts the newest published round: :meth:`TrainingRows.publish` hands
-  the new negatives to the rows, which draw from them from the next batch on;
+* before every step (and, ``sync``, right after the round) it adopts the newest published
+  round: :meth:`TrainingRows.publish` hands the new negatives to the rows, and the next step's
+  batch is drawn from them (the trainer draws each batch when its step begins, not when its
+  data loader reads ahead);
 * a round that fails or is killed leaves training on the last good negatives (the log says
   so); a half-written round is never read (rounds are renamed into place, manifest last);
 * no round process outlives the trainer: it is stopped at the end of training or on an
@@ -16,17 +18,19 @@ negatives stay hard; DANCE (Li et al. 2021) refreshes its negative queries the s
 * ``--resume`` continues where the checkpoint left refresh: its rounds are published again in
   the order they were adopted (the rows draw the same negatives, same generation), the cadence
   is restored, and rounds started after the checkpoint are set aside, so a resumed ``sync`` run
-  repeats the uninterrupted one exactly (``async`` adopts a round when it happens to finish, so
-  its runs differ anyway); an older checkpoint without that state takes the newest round.
+  repeats the uninterrupted one exactly, a checkpoint mid-epoch included (``async`` adopts a
+  round when it happens to finish, so its runs differ anyway); an older checkpoint without that
+  state takes the newest round.
 
 Under torchrun, rank 0 runs the rounds and chooses which to adopt; before every step it tells
 the other ranks, and every rank publishes the same round into its rows at the same step (the
 run folder must be on a file system every rank sees, as the caches must).
 
 Every adopted round is a line of ``refresh_log.jsonl`` in the run folder (timings, the step of
-its weights, queries covered, overlap with the previous round, the positives' mean and median
-rank in the round's search, one beyond ``refresh.depth`` counting as depth + 1); failures are
-lines too.
+its weights, ``adopted_at_step``: the steps trained when it was adopted, ``first_step``: the
+first step whose batch was drawn from it, numbered as ``train_log.jsonl`` numbers steps, queries
+covered, overlap with the previous round, the positives' mean and median rank in the round's
+search, one beyond ``refresh.depth`` counting as depth + 1); failures are lines too.
 """
 
 from __future__ import annotations
@@ -229,12 +233,13 @@ class Refresher:
         if manifest is None:  # damaged, set aside: the next round replaces it
             return False
         stats = json.loads((newest / "stats.json").read_text())
-        self._record({**stats, "adopted_at_step": step})
+        # Batches are drawn when their step begins: the next step is the first to train on it.
+        self._record({**stats, "adopted_at_step": step, "first_step": step + 1})
         log.info(
             "refresh round %d (weights of step %d) in use from step %d: positives' mean rank %.1f",
             generation,
             manifest["step"],
-            step,
+            step + 1,
             stats["positive_rank_mean"],
         )
         return True

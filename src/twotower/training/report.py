@@ -150,14 +150,14 @@ def refresh_section(run_dir: Path) -> str:
     lines = [
         "## Refresh rounds",
         "",
-        "| round | weights of step | in use from step | queries | positives' rank mean / median "
+        "| round | weights of step | first step trained on it | queries | positives' rank mean / median "
         "| negatives shared with previous | encoding s | round s |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in adopted:
         overlap = r.get("overlap_with_previous")
         lines.append(
-            f"| {r['generation']} | {r['step']} | {r.get('adopted_at_step', '')} | {r['queries']} "
+            f"| {r['generation']} | {r['step']} | {r.get('first_step', '')} | {r['queries']} "
             f"| {r['positive_rank_mean']:.1f} / {r['positive_rank_median']:.0f} "
             f"| {'' if overlap is None else f'{overlap:.1%}'} | {r['encode_s']:.0f} "
             f"| {r['finished'] - r['started']:.0f} |"

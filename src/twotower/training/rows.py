@@ -4,10 +4,16 @@ Each row holds one (query, positive) example. Its hard negatives and DANCE negat
 drawn from the current negatives tables when the row is read, so an ANCE-style refresher can
 publish new tables between batches (:meth:`TrainingRows.publish`) without rebuilding the
 dataset. A draw depends only on the seed, the row's id and the tables' generation: every
-reader of a row (the duplicate-free batch sampler, the collator, another process) sees the same
-negatives until a new generation is published. A row's id is its (query, positive) and which
-occurrence of that pair it is, not its position, so rows dropped after the teacher scored them
-(the weak-query filter) leave every other row's negatives as scored.
+reader of a row (the collator, another process) sees the same negatives until a new generation
+is published. A row's id is its (query, positive) and which occurrence of that pair it is, not
+its position, so rows dropped after the teacher scored them (the weak-query filter) leave every
+other row's negatives as scored.
+
+The trainer's data loader reads a batch ahead, so it only collects row numbers
+(:data:`ROW_COLUMN`); the trainer draws and collates the batch when the step that trains on it
+begins, after any round adopted before that step. The duplicate-free batch sampler reads the
+rows as first mined (``drawn(..., mined=True)``): which rows share a batch does not depend on
+when a round came in, so a run resumed mid-epoch forms the interrupted run's batches.
 
 A row read for sentence-transformers' trainer has the columns
 
@@ -35,6 +41,8 @@ from twotower.negatives.table import rng_for
 from twotower.training.examples import NEGATIVE_QUERY_COLUMN, Example
 
 IDS_COLUMN = "twotower_ids"
+# A row's number, in the rows the data loader collects instead of their texts.
+ROW_COLUMN = "twotower_row"
 # Candidates mined per hard negative a row draws, so each example of a query draws its own.
 POOL_FACTOR = 4
 # Negative queries mined per document, at least (DANCE samples 20).
@@ -158,6 +166,8 @@ class TrainingRows:
         self._lock = threading.Lock()
         self._documents = _as_dict(documents)
         self._queries = _as_dict(queries)
+        # The tables as first mined: publish replaces the dicts, never edits them.
+        self._mined = (self._documents, self._queries)
         self.generation = 0
         self._document_ids = _Interner()
         self._query_ids = _Interner()
@@ -180,19 +190,23 @@ class TrainingRows:
 
     # --- which rows can be drawn -----------------------------------------------------------
 
-    def _document_candidates(self, example: Example) -> list[str]:
-        if self._documents is None:
+    def _document_candidates(
+        self, example: Example, documents: Mapping[str, Sequence[str]] | None
+    ) -> list[str]:
+        if documents is None:
             return []
         positives = self._positives(example)
-        return [d for d in self._documents.get(example.query_id, []) if d not in positives]
+        return [d for d in documents.get(example.query_id, []) if d not in positives]
 
-    def _query_candidates(self, example: Example) -> list[str]:
+    def _query_candidates(
+        self, example: Example, queries: Mapping[str, Sequence[str]] | None
+    ) -> list[str]:
         doc = example.positive_id
-        if self._queries is None or doc is None or self.collection is None:
+        if queries is None or doc is None or self.collection is None:
             return []
         return [
             q
-            for q in self._queries.get(doc, [])
+            for q in queries.get(doc, [])
             if q != example.query_id and doc not in self.collection.positives(q)
         ]
 
@@ -202,9 +216,9 @@ class TrainingRows:
             if self._documents is None:
                 if len(example.negatives) < self.num_negatives:
                     return "negatives"
-            elif not self._document_candidates(example):
+            elif not self._document_candidates(example, self._documents):
                 return "negatives"
-        if self.num_negative_queries and not self._query_candidates(example):
+        if self.num_negative_queries and not self._query_candidates(example, self._queries):
             return "negative_queries"
         return None
 
@@ -243,27 +257,29 @@ class TrainingRows:
     def __len__(self) -> int:
         return len(self.examples)
 
-    def drawn(self, index: int) -> DrawnRow:
-        """The negatives of row ``index`` under the current generation."""
+    def drawn(self, index: int, *, mined: bool = False) -> DrawnRow:
+        """The negatives of row ``index`` under the current generation (``mined``: under the
+        tables as first mined, generation 0, whatever was published since)."""
         example = self.examples[index]
         row_id = self.row_ids[index]
         k, m = self.num_negatives, self.num_negative_queries
         with self._lock:
-            generation = self.generation
+            documents, queries = self._mined if mined else (self._documents, self._queries)
+            generation = 0 if mined else self.generation
             if not k:
                 keys: list[str] = []
-            elif self._documents is None:  # a triples file: its own negatives, in file order
+            elif documents is None:  # a triples file: its own negatives, in file order
                 keys = list(example.negatives[:k])
             elif self.pool:
-                keys = self._document_candidates(example)[:k]
+                keys = self._document_candidates(example, documents)[:k]
             else:
                 rng = rng_for(self.seed, *row_id, "documents", generation)
-                keys = draw(rng, self._document_candidates(example), k)
+                keys = draw(rng, self._document_candidates(example, documents), k)
             query_keys: list[str] = []
             if m:
                 rng = rng_for(self.seed, *row_id, "queries", generation)
-                query_keys = draw(rng, self._query_candidates(example), m)
-        texts = keys if self._documents is None else [self._document_text(d) for d in keys]
+                query_keys = draw(rng, self._query_candidates(example, queries), m)
+        texts = keys if documents is None else [self._document_text(d) for d in keys]
         query_texts = [self.collection.queries[q] for q in query_keys] if query_keys else []
         return DrawnRow(example, keys, texts, query_keys, query_texts)
 
@@ -331,9 +347,10 @@ class TrainingRows:
         names += [f"{NEGATIVE_QUERY_COLUMN}{j + 1}" for j in range(self.num_negative_queries)]
         return names
 
-    def read(self, index: int, *, with_teacher: bool) -> dict[str, Any]:
-        """Row ``index`` as the trainer reads it (texts, label, ids)."""
-        row = self.drawn(index)
+    def read(self, index: int, *, with_teacher: bool, mined: bool = False) -> dict[str, Any]:
+        """Row ``index`` as the trainer reads it (texts, label, ids); ``mined``: see
+        :meth:`drawn`."""
+        row = self.drawn(index, mined=mined)
         e = row.example
         values: dict[str, Any] = {"anchor": e.query, "positive": e.positive}
         for i, text in enumerate(row.negatives):
@@ -345,13 +362,16 @@ class TrainingRows:
         values[IDS_COLUMN] = self.ids(row)
         return values
 
-    def dataset(self, read: Callable[[int], dict[str, Any]]):
+    def dataset(self, read: Callable[[int], dict[str, Any]], *, numbered: bool = False):
         """A ``datasets.Dataset`` of row numbers whose rows are made by ``read`` when read
-        (e.g. ``functools.partial(rows.read, with_teacher=True)``)."""
+        (e.g. ``functools.partial(rows.read, with_teacher=True)``); ``numbered``: each row also
+        carries its number (:data:`ROW_COLUMN`), which :class:`RowsCollator` collects instead."""
         from datasets import Dataset  # heavy import, deferred
 
         def transform(batch: dict[str, list]) -> dict[str, list]:
             rows = [read(i) for i in batch["row"]]
+            if numbered:
+                rows = [{**row, ROW_COLUMN: i} for row, i in zip(rows, batch["row"], strict=True)]
             return {name: [r[name] for r in rows] for name in rows[0]} if rows else {}
 
         return Dataset.from_dict({"row": list(range(len(self)))}).with_transform(transform)
@@ -360,11 +380,14 @@ class TrainingRows:
 class RowsCollator:
     """Mixin for sentence-transformers' collator: turns ``twotower_ids`` into id tensors and
     hands them to the loss with the teacher scores, as ``label = {TEACHER_SCORES: ..., ids}``
-    (the id fields of the losses, or a frozen index's document rows)."""
+    (the id fields of the losses, or a frozen index's document rows). Numbered rows (what the
+    data loader reads ahead) become ``{ROW_COLUMN: [numbers]}``, drawn at their step."""
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         import torch
 
+        if features and ROW_COLUMN in features[0]:
+            return {ROW_COLUMN: [f[ROW_COLUMN] for f in features]}
         if not features or IDS_COLUMN not in features[0]:
             return super().__call__(features)  # type: ignore[misc]
         ids = [f[IDS_COLUMN] for f in features]

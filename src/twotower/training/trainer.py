@@ -7,9 +7,11 @@ import logging
 import pickle
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from twotower.data.files import atomic_write, folder_sha256
 from twotower.errors import ConfigError, InputError
@@ -24,7 +26,7 @@ from twotower.training.examples import is_query_column
 from twotower.training.nonfinite import NonFiniteLossGuard
 from twotower.training.recipe import Recipe
 from twotower.training.refresh import RefreshCallback, Refresher
-from twotower.training.rows import IDS_COLUMN, RowsCollator, TrainingRows
+from twotower.training.rows import IDS_COLUMN, ROW_COLUMN, RowsCollator, TrainingRows
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,10 @@ def last_complete_checkpoint(folder: Path) -> str | None:
     return None
 
 
+# A training row by number (``mined``: as first mined, see TrainingRows.drawn).
+RowReader = Callable[..., dict[str, Any]]
+
+
 def _wire_frozen_documents(recipe: Recipe, model, rows: TrainingRows, collection):
     """Freeze the document route, encode the corpus once; rows carry corpus rows as labels."""
     import torch
@@ -104,8 +110,8 @@ def _wire_frozen_documents(recipe: Recipe, model, rows: TrainingRows, collection
     width = max(len(collection.positives(e.query_id)) for e in rows.examples)
     with_teacher = recipe.teacher.kind != "none"
 
-    def read(index: int) -> dict:
-        drawn = rows.drawn(index)
+    def read(index: int, *, mined: bool = False) -> dict:
+        drawn = rows.drawn(index, mined=mined)
         e = drawn.example
         known = sorted(row_of[d] for d in collection.positives(e.query_id) if d in row_of)
         negatives = [row_of[d] for d in drawn.negative_keys]
@@ -124,7 +130,7 @@ def _wire_frozen_documents(recipe: Recipe, model, rows: TrainingRows, collection
         num_positive_ids=width,
         teacher_scores=with_teacher,
     )
-    return rows.dataset(read), ["anchor"], loss
+    return read, ["anchor"], loss
 
 
 def _wire_both_towers(recipe: Recipe, model, rows: TrainingRows):
@@ -141,7 +147,7 @@ def _wire_both_towers(recipe: Recipe, model, rows: TrainingRows):
         )
     else:
         loss = SentenceTransformerLoss(model, recipe.loss, **columns)
-    return rows.dataset(partial(rows.read, with_teacher=with_teacher)), rows.columns(), loss
+    return partial(rows.read, with_teacher=with_teacher), rows.columns(), loss
 
 
 def _checkpoint_to_resume(checkpoints: Path, resume: bool | None) -> str | None:
@@ -223,7 +229,12 @@ def _training_arguments(recipe: Recipe, checkpoints: Path, device_type: str, row
     )
 
 
-def _trainer_class():
+def _trainer_class(read: RowReader, loaded, sampled):
+    """The trainer, drawing each batch (``read``) when the step that trains on it begins: its
+    data loader reads a batch ahead (accelerate), which would leave the batch after an adopted
+    round on the old negatives, so the loader walks ``loaded`` (numbered rows, collected as
+    numbers). The duplicate-free batch sampler reads ``sampled``, the rows as first mined: its
+    batches do not depend on when a round came in."""
     from sentence_transformers import SentenceTransformerTrainer
     from sentence_transformers.sentence_transformer.data_collator import (
         SentenceTransformerDataCollator,
@@ -234,6 +245,20 @@ def _trainer_class():
 
     class Trainer(SentenceTransformerTrainer):
         data_collator_class = Collator
+
+        def get_train_dataloader(self):
+            shown, self.train_dataset = self.train_dataset, loaded
+            try:
+                return super().get_train_dataloader()
+            finally:
+                self.train_dataset = shown
+
+        def get_batch_sampler(self, dataset, *args, **kwargs):
+            return super().get_batch_sampler(sampled, *args, **kwargs)
+
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            batch = self.data_collator([read(i) for i in inputs.pop(ROW_COLUMN)])
+            return super().training_step(model, batch, num_items_in_batch)
 
     return Trainer
 
@@ -269,9 +294,11 @@ def train_model(
         device.split(":")[0] if device else ("cuda" if torch.cuda.is_available() else "cpu")
     )
     if recipe.model.train_document_tower:
-        dataset, columns, loss = _wire_both_towers(recipe, model, rows)
+        read, columns, loss = _wire_both_towers(recipe, model, rows)
     else:
-        dataset, columns, loss = _wire_frozen_documents(recipe, model, rows, collection)
+        read, columns, loss = _wire_frozen_documents(recipe, model, rows, collection)
+    # The rows as first mined, as the model card shows them (see _trainer_class).
+    dataset = rows.dataset(partial(read, mined=True))
     if len(dataset) == 0:
         raise ConfigError("no training example has the requested number of negatives")
     base_weights = _trainable_copy(model) if recipe.optim.wise_ft is not None else None
@@ -293,7 +320,8 @@ def train_model(
             checkpoint=resume_from,
         )
         callbacks.append(RefreshCallback(refresher))
-    trainer = _trainer_class()(
+    loaded = rows.dataset(partial(read, mined=True), numbered=True)
+    trainer = _trainer_class(read, loaded, dataset)(
         model=model, args=args, train_dataset=dataset, loss=loss, callbacks=callbacks
     )
     started = time.perf_counter()
