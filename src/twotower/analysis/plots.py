@@ -79,11 +79,12 @@ def plot_tsne(models: Sequence[ModelProbe], path: str | Path) -> Path:
     fig, axes = panels(len(models), row_height=4.6)
     for ax, m in zip(axes, models, strict=True):
         t = m.tsne
+        assert t is not None  # models without one were left out above
         qc, dc = t.query_coords, t.doc_coords
         if len(t.pairs):
             segs = np.stack([qc[t.pairs[:, 0]], dc[t.pairs[:, 1]]], axis=1)
             ax.add_collection(
-                LineCollection(segs, colors="#555555", linewidths=0.6, alpha=0.25, zorder=1)
+                LineCollection(list(segs), colors="#555555", linewidths=0.6, alpha=0.25, zorder=1)
             )
         ax.scatter(dc[:, 0], dc[:, 1], s=11, c=DOC_COLOR, alpha=0.75, lw=0, zorder=2)
         ax.scatter(qc[:, 0], qc[:, 1], s=11, c=QUERY_COLOR, alpha=0.75, lw=0, zorder=3)

@@ -20,7 +20,7 @@ from typer.core import TyperGroup
 try:  # typer >= 0.22 carries its own copy of click
     from typer._click import exceptions as click_errors
 except ImportError:  # pragma: no cover - older typer on click
-    from click import exceptions as click_errors
+    from click import exceptions as click_errors  # type: ignore[no-redef]
 
 from twotower.data.files import atomic_write
 from twotower.errors import TrainingFault, TwotowerError
@@ -54,7 +54,8 @@ class OneLineErrors(TyperGroup):
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         try:
-            code = super().main(*args, standalone_mode=False, **kwargs)
+            # click's main takes standalone_mode positionally too; callers pass it by keyword.
+            code = super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[misc]
         except click_errors.NoArgsIsHelpError as exc:
             exc.show()
             sys.exit(exc.exit_code)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -220,11 +221,11 @@ def print_report(result: GenerationReport, collection: str) -> None:
         for reason in reasons:
             table.add_column(reason, justify="right")
         for kind in sorted(set(result.written_by_type) | set(result.dropped_by_type)):
-            dropped = result.dropped_by_type.get(kind, {})
+            of_kind = result.dropped_by_type.get(kind, Counter())
             table.add_row(
                 kind,
                 str(result.written_by_type.get(kind, 0)),
-                *(str(dropped.get(r, 0)) for r in reasons),
+                *(str(of_kind.get(r, 0)) for r in reasons),
             )
         console.print(table)
     by_type = ", ".join(f"{k} {n}" for k, n in sorted(result.written_by_type.items()))

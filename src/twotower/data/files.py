@@ -21,7 +21,7 @@ import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from twotower.errors import DiskFullError
 
@@ -137,13 +137,13 @@ def atomic_write(
     try:
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as handle:
             hashing = _HashingWriter(handle) if checksum else None
-            yield hashing or handle
+            yield handle if hashing is None else cast(IO[Any], hashing)
             handle.flush()
             os.fsync(handle.fileno())
         if path.exists():  # keep the permissions a user gave the file it replaces
             with contextlib.suppress(OSError):
                 shutil.copymode(path, tmp)
-        if checksum:
+        if hashing is not None:
             with atomic_write(checksum_path(path)) as sidecar:
                 sidecar.write(hashing.digest.hexdigest() + "\n")
         os.replace(tmp, path)

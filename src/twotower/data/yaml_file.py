@@ -43,7 +43,7 @@ def read_yaml(path: Path, what: str = "file") -> tuple[Any, KeyLines]:
     return data, lines
 
 
-def key_lines(node: yaml.Node, prefix: tuple = ()) -> KeyLines:
+def key_lines(node: yaml.Node | None, prefix: tuple = ()) -> KeyLines:
     """Map each key path of a YAML document (list entries by index) to its 1-based line."""
     lines: KeyLines = {}
     if isinstance(node, yaml.MappingNode):

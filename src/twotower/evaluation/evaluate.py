@@ -14,7 +14,7 @@ from twotower.retrieval import Run
 from twotower.retrieval.ann import IndexSettings, checked_recall, search_run
 from twotower.retrieval.bm25 import BM25
 from twotower.retrieval.dense import exact_run
-from twotower.retrieval.fusion import FUSION_DEPTH, check_alpha, fuse
+from twotower.retrieval.fusion import FUSION_DEPTH, FusionMethod, check_alpha, fuse
 
 # Depth of the ranking kept per query: enough for every metric cut-off.
 MIN_DEPTH = 100
@@ -163,7 +163,7 @@ def evaluate_systems(
     *,
     encoders: list[Encoder] | None = None,
     bm25: bool = False,
-    fusion: str | None = None,
+    fusion: FusionMethod | None = None,
     alpha: float = 0.5,
     metrics: tuple[str, ...] | list[str] = DEFAULT_METRICS,
     ignore_identical_ids: bool | None = None,

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -160,7 +160,8 @@ class CausalLMGenerator(Generator):
             self.model = AutoModelForCausalLM.from_pretrained(str(source), dtype=dtype, **load)
         except (OSError, ValueError, KeyError) as exc:
             raise ResolutionError(f"could not load model '{label}': {_first_line(exc)}") from None
-        self.model.to(self.device).eval()
+        # transformers wraps PreTrainedModel.to in functools.wraps, which typeshed types unbound.
+        self.model.to(self.device).eval()  # type: ignore[arg-type]
         self.tokenizer.padding_side = "left"  # generation continues every row from its end
         self.tokenizer.truncation_side = "left"  # an over-long prompt keeps its target passage
         if self.tokenizer.pad_token is None:
@@ -194,9 +195,10 @@ class CausalLMGenerator(Generator):
         """The prompt text of ``task`` as the model sees it."""
         seed = self.sampling.seed
         if self.chat:
-            return self.tokenizer.apply_chat_template(
+            rendered = self.tokenizer.apply_chat_template(
                 self.prompts.chat(task, seed), tokenize=False, add_generation_prompt=True
             )
+            return cast(str, rendered)  # tokenize=False: the text
         return self.prompts.continuation(task, seed)
 
     def instructions(self, query_type: str) -> list[str]:
@@ -253,7 +255,8 @@ class CausalLMGenerator(Generator):
                     break
                 count += 1
             self.generated_tokens += count
-            completions.append(self.tokenizer.decode(row[:count], skip_special_tokens=True))
+            text = self.tokenizer.decode(row[:count], skip_special_tokens=True)
+            completions.append(cast(str, text))  # one row of ids decodes to one string
         return completions
 
     def describe(self) -> dict[str, Any]:

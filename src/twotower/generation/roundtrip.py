@@ -81,7 +81,7 @@ class FilterReport:
                 row[step] = counts[kind]
                 row[f"{step}_rate"] = counts[kind] / total[kind]
             rows.append(row)
-        all_row = {"type": "all", "generated": sum(total.values())}
+        all_row: dict[str, Any] = {"type": "all", "generated": sum(total.values())}
         for step, counts in self.passed.items():
             all_row[step] = sum(counts.values())
             all_row[f"{step}_rate"] = all_row[step] / max(1, all_row["generated"])
@@ -183,9 +183,9 @@ def roundtrip_filter(
         groups = report.types if per_type else None
         thresholds = weak_query_thresholds(kept, percentile, of=percentile_of, types=groups)
         report.thresholds = thresholds
-        survivors = set(keep_queries(kept, percentile, of=percentile_of, types=groups))
+        passing = set(keep_queries(kept, percentile, of=percentile_of, types=groups))
         for q in kept:
-            if q not in survivors:
+            if q not in passing:
                 threshold = thresholds[report.types[q] if per_type else ALL_TYPES]
                 _drop(
                     verdicts[q],

@@ -8,6 +8,7 @@ PyPI (they work offline); anything else is a model folder, a ``.gguf`` file, or 
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from pathlib import Path
 
@@ -153,26 +154,27 @@ def build_generator(
         )
     from twotower.generation.causal_lm import CausalLMGenerator
 
-    local = {
-        "sampling": sampling,
-        "batch_size": size,
-        "device": device,
-        "prompts": prompts,
-        "chat": chat,
-        "trust_remote_code": trust_remote_code,
-        "precision": precision,
-    }
+    local = functools.partial(
+        CausalLMGenerator,
+        sampling=sampling,
+        batch_size=size,
+        device=device,
+        prompts=prompts,
+        chat=chat,
+        trust_remote_code=trust_remote_code,
+        precision=precision,
+    )
     if key in ("smollm2", "gemma3-270m"):
         path = smollm2_gguf() if key == "smollm2" else gemma3_gguf()
-        return CausalLMGenerator(path.parent, gguf_file=path.name, name=key, **local)
+        return local(path.parent, gguf_file=path.name, name=key)
     if Path(text).expanduser().exists():
         folder, gguf_file = _model_location(text)
-        return CausalLMGenerator(folder, gguf_file=gguf_file, name=text, **local)
+        return local(folder, gguf_file=gguf_file, name=text)
     if _is_path_like(text):
         raise ConfigError(f"generator '{text}': no such file or folder")
     if text.count("/") == 1 and all(text.split("/")):
         source = _hub_name(text)
-        return CausalLMGenerator(source, name=text, local_files_only=offline(), **local)
+        return local(source, name=text, local_files_only=offline())
     raise ConfigError(
         f"generator '{text}': expected {', '.join(NAMED)}, an http(s):// endpoint, a model folder, "
         "a .gguf file or a hub name org/name" + did_you_mean(key, NAMED)

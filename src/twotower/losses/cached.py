@@ -23,7 +23,7 @@ from torch import Tensor
 
 from twotower.errors import check_integer
 from twotower.losses.citations import CITE_GRADCACHE
-from twotower.losses.st_loss import SentenceTransformerLoss
+from twotower.losses.st_loss import Labels, SentenceTransformerLoss
 
 
 class CachedSentenceTransformerLoss(CachedLossMixin, SentenceTransformerLoss):
@@ -56,7 +56,7 @@ class CachedSentenceTransformerLoss(CachedLossMixin, SentenceTransformerLoss):
         self.show_progress_bar = show_progress_bar
 
     def calculate_loss(
-        self, reps: list[list[Tensor]], labels: Tensor | None = None, *, with_backward: bool = False
+        self, reps: list[list[Tensor]], labels: Labels = None, *, with_backward: bool = False
     ) -> Tensor:
         """The loss over the whole batch from its mini-batch embeddings (step 2)."""
         embeddings = [torch.cat(column) for column in reps]
@@ -66,10 +66,9 @@ class CachedSentenceTransformerLoss(CachedLossMixin, SentenceTransformerLoss):
             loss = loss.detach()
         return loss
 
-    def forward(
-        self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None
-    ) -> Tensor:
-        return self.forward_cached(sentence_features, labels)
+    def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Labels) -> Tensor:
+        # Typed Tensor | None there, but handed to calculate_loss untouched: a mapping passes.
+        return self.forward_cached(sentence_features, labels)  # type: ignore[arg-type]
 
     def get_config_dict(self) -> dict[str, Any]:
         return {

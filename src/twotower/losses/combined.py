@@ -7,7 +7,7 @@ Margin-MSE (Hofstätter et al. 2020) + MNRL-Dual (Li et al. 2021) encodes each t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from torch import Tensor, nn
 
@@ -61,8 +61,13 @@ class CombinedLoss(EmbeddingLoss):
         if layout is not None:
             self.check_layout(layout)
 
+    @property
+    def _terms(self) -> list[EmbeddingLoss]:
+        """``self.losses``, typed: a ModuleList's items are plain modules to a type checker."""
+        return cast("list[EmbeddingLoss]", list(self.losses))
+
     def check_layout(self, layout: BatchLayout) -> None:
-        for i, loss in enumerate(self.losses):
+        for i, loss in enumerate(self._terms):
             try:
                 loss.check_layout(layout)
             except ConfigError as e:
@@ -71,7 +76,7 @@ class CombinedLoss(EmbeddingLoss):
     @property
     def reads(self) -> frozenset[str]:
         out: set[str] = set()
-        for loss in self.losses:
+        for loss in self._terms:
             out |= loss.reads
         return frozenset(out)
 
@@ -79,7 +84,7 @@ class CombinedLoss(EmbeddingLoss):
         batch.validate()
         total: Tensor | None = None
         terms: dict[str, Tensor] = {}
-        for name, w, loss in zip(self.term_names, self.weights, self.losses, strict=True):
+        for name, w, loss in zip(self.term_names, self.weights, self._terms, strict=True):
             if w == 0:  # a term switched off is not computed at all
                 continue
             value = loss.compute_loss_from_batch(batch)
@@ -95,20 +100,21 @@ class CombinedLoss(EmbeddingLoss):
         batch.validate()
         out: dict[str, Tensor] = {}
         self.last_terms = {}
-        for name, w, loss in zip(self.term_names, self.weights, self.losses, strict=True):
+        for name, w, loss in zip(self.term_names, self.weights, self._terms, strict=True):
             if w == 0:
                 continue
             parts = loss.compute_terms(batch)
             for part, value in parts.items():
                 out[name + part[len(loss.name) :]] = w * value
-            self.last_terms[name] = sum(v.detach() for v in parts.values())
+            # a tensor: every term computes at least one part
+            self.last_terms[name] = cast(Tensor, sum(v.detach() for v in parts.values()))
         return out
 
     def get_config_dict(self) -> dict[str, Any]:
         return {
             "terms": [
                 {"loss": loss.name, "weight": w, **loss.get_config_dict()}
-                for w, loss in zip(self.weights, self.losses, strict=True)
+                for w, loss in zip(self.weights, self._terms, strict=True)
             ]
         }
 
@@ -120,7 +126,7 @@ class CombinedLoss(EmbeddingLoss):
     @property
     def citation(self) -> str:
         seen: list[str] = []
-        for loss in self.losses:
+        for loss in self._terms:
             for c in loss.citation.split("\n@"):
                 c = c if c.startswith("@") else "@" + c
                 if c.strip() != "@" and c not in seen:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -101,7 +102,7 @@ def _same_widths(batch: EmbeddingBatch) -> EmbeddingBatch:
         )
     most, least = every[:, 1:].amax(dim=0), every[:, 1:].amin(dim=0)
     widths, uneven = most, (most != least).tolist()
-    changes: dict[str, Tensor | None] = {}
+    changes: dict[str, Any] = {}  # EmbeddingBatch fields: tensors, or None for an absent one
     for index, name in enumerate(blocks):
         if not uneven[index]:  # the same on every rank: nothing to pad anywhere
             continue

@@ -104,10 +104,11 @@ class FrozenDocumentsLoss(nn.Module):
     ) -> Tensor:
         features = list(sentence_features)
         queries = self.model(features[0])["sentence_embedding"]
-        scores = None
         if isinstance(labels, Mapping):
-            labels, scores = labels[DOCUMENT_ROWS], labels.get(TEACHER_SCORES)
-        batch = self.batch(queries, labels, scores)
+            rows, scores = labels[DOCUMENT_ROWS], labels.get(TEACHER_SCORES)
+        else:
+            rows, scores = labels, None
+        batch = self.batch(queries, rows, scores)
         if self.gather_across_devices:  # every rank's queries and index rows are candidates
             batch = gather_across_ranks(batch)
         return self.loss.compute_loss_from_batch(batch)
@@ -132,7 +133,8 @@ class FrozenDocumentsLoss(nn.Module):
         def lookup(rows: Tensor) -> Tensor:
             return documents[rows.clamp(min=0).to(documents.device)]
 
-        teacher: dict[str, Tensor] = {}
+        t_pos: Tensor | None = None
+        t_neg: Tensor | None = None
         if self.teacher_scores:
             if teacher_scores is None or tuple(teacher_scores.shape) != (len(labels), 1 + k):
                 shape = None if teacher_scores is None else tuple(teacher_scores.shape)
@@ -141,11 +143,12 @@ class FrozenDocumentsLoss(nn.Module):
                     f" T(q, d-_1..{k})], got {shape}"
                 )
             scores = teacher_scores.detach().to(queries.device, torch.float32)
-            teacher = {"teacher_positive_scores": scores[:, 0]}
+            t_pos = scores[:, 0]
             if k:
-                teacher["teacher_negative_scores"] = scores[:, 1:]
+                t_neg = scores[:, 1:]
         return EmbeddingBatch(
-            **teacher,
+            teacher_positive_scores=t_pos,
+            teacher_negative_scores=t_neg,
             queries=queries,
             positives=lookup(positive_rows),
             hard_negatives=lookup(negative_rows) if k else None,

@@ -97,7 +97,9 @@ class TwoTowerLoss(SentenceTransformerLoss):
             )
         super().__init__(model, loss, **columns)
 
-    def forward(
+    # A dict where SentenceTransformerLoss returns the total: sentence-transformers' trainer
+    # sums and logs each term, which is what this class is for (hence the narrower override).
+    def forward(  # type: ignore[override]
         self, sentence_features: Iterable[dict[str, Tensor]], labels: Labels
     ) -> Tensor | dict[str, Tensor]:
         embeddings = _embed_columns(self.model, list(sentence_features))

@@ -37,7 +37,7 @@ class _L2Normalize(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx, x: Tensor) -> Tensor:
         norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(1e-12)
         y = x / norm
         ctx.save_for_backward(y, norm)
@@ -45,7 +45,7 @@ class _L2Normalize(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+    def backward(ctx, grad: Tensor) -> Tensor:
         y, norm = ctx.saved_tensors
         # The gradient of a candidate matrix arrives transposed from ``A @ C.T``; elementwise
         # kernels on that layout are several times slower than one copy to contiguous memory.

@@ -31,7 +31,7 @@ written in a recipe. ``build_loss(specs)`` takes such specs (or the raw mappings
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -188,10 +188,10 @@ def parse_loss_specs(specs: Any) -> list[LossSpec]:
         raise ConfigError(f"loss: expected a list of loss entries, got {type(specs).__name__}")
     if not specs:
         raise ConfigError("loss: the list is empty; give at least one loss entry")
-    out = []
+    out: list[LossSpec] = []
     for i, raw in enumerate(specs):
         if isinstance(raw, _Spec):
-            out.append(raw)
+            out.append(cast(LossSpec, raw))  # built already: one of SPEC_TYPES
             continue
         if not isinstance(raw, Mapping):
             raise ConfigError(f"loss[{i}]: expected a mapping with a 'loss' key, got {raw!r}")

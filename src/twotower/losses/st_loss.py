@@ -130,10 +130,12 @@ class SentenceTransformerLoss(nn.Module):
             hard_negatives=torch.stack(embeddings[2 : 2 + k], dim=1) if k else None,
             negative_queries=torch.stack(embeddings[2 + k :], dim=1) if m else None,
         )
-        scores = labels
+        scores: Tensor | None
         if isinstance(labels, Mapping):
             scores = labels.get(TEACHER_SCORES)
             self._attach_ids(batch, labels, k, m)
+        else:
+            scores = labels
         if "teacher" in self.objective.reads:
             self._attach_teacher(batch, scores, k, m)
         return batch

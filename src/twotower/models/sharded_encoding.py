@@ -59,6 +59,7 @@ def _gather_rows(local: np.ndarray, size: int, world: int, rank: int) -> np.ndar
         dist.gather(block, received, dst=0)
         if merged is None:
             continue
+        assert received is not None  # rank 0, like merged
         for r, (start, end) in enumerate(bounds):
             rows = min(width, end - start - first)
             if rows > 0:

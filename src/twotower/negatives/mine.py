@@ -150,6 +150,7 @@ def mine_negatives(
     if teacher is None:
         kept = first_of_each(pools, count)
     else:
+        assert margin is not None  # given with the teacher, checked above
         kept = _filter_with_teacher(
             collection, pools, count, teacher, float(margin), reference, stats
         )

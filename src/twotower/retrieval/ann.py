@@ -106,19 +106,22 @@ def build_index(documents: np.ndarray, settings: IndexSettings, k: int):
 
     vectors = np.ascontiguousarray(documents, dtype=np.float32)
     n, dim = vectors.shape
+    index: faiss.Index
     if settings.type == "flat":
         index = faiss.IndexFlatIP(dim)
     elif settings.type == "ivf":
         lists = _ivf_lists(settings, n)
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
-        index.train(vectors)
-        index.nprobe = min(settings.probe, lists)
+        ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
+        ivf.train(vectors)
+        ivf.nprobe = min(settings.probe, lists)
+        index = ivf
     elif settings.type == "hnsw":
-        index = faiss.IndexHNSWFlat(dim, settings.neighbors, faiss.METRIC_INNER_PRODUCT)
+        hnsw = faiss.IndexHNSWFlat(dim, settings.neighbors, faiss.METRIC_INNER_PRODUCT)
         # Wider candidate lists than FAISS's defaults (40, 16): near-tied neighbours are the rule
         # among embeddings of one domain, and the top 200 of ANCE is deep.
-        index.hnsw.efConstruction = 4 * settings.neighbors
-        index.hnsw.efSearch = max(settings.search_depth or max(2 * k, 128), k)
+        hnsw.hnsw.efConstruction = 4 * settings.neighbors
+        hnsw.hnsw.efSearch = max(settings.search_depth or max(2 * k, 128), k)
+        index = hnsw
     else:
         raise ConfigError("build_index is for FAISS indexes; exact search needs none")
     index.add(vectors)
@@ -177,7 +180,7 @@ def recall_against_exact(
     rows = np.arange(len(query_ids))
     if len(rows) > sample:
         rows = np.sort(np.random.default_rng(seed).choice(rows, sample, replace=False))
-    ids = [query_ids[r] for r in rows]
+    ids = [query_ids[r] for r in rows.tolist()]
     exact = exact_run(
         ids, queries[rows], doc_ids, documents, k, ignore_identical_ids=ignore_identical_ids
     )

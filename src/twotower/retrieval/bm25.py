@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -16,8 +17,8 @@ class BM25:
         self, k1: float = 0.9, b: float = 0.4, method: str = "lucene", language: str = "english"
     ) -> None:
         self.k1, self.b, self.method, self.language = k1, b, method, language
-        self._retriever = None
-        self._stemmer = None
+        self._retriever: Any = None  # a bm25s.BM25 once indexed (bm25s ships no types)
+        self._stemmer: Any = None
         self.doc_ids: list[str] = []
 
     def _tokenize(self, texts: Sequence[str]):

@@ -80,6 +80,7 @@ def exact_search(
                 order = torch.sort(top_scores, dim=1, descending=True, stable=True).indices[:, :k]
                 top_scores, top_index = top_scores.gather(1, order), top_index.gather(1, order)
             best = (top_scores, top_index)
+        assert best is not None  # k > 0, so m > 0: at least one block of documents
         scores_out[start : start + len(block)] = best[0].numpy()
         index_out[start : start + len(block)] = best[1].numpy()
     if skip is not None:

@@ -63,6 +63,7 @@ class CrossEncoderTeacher(Teacher):
                 f"unknown cross-encoder activation '{activation}' (logits, sigmoid or model)"
             )
         if model is None:
+            assert name_or_path is not None  # exactly one of the two, checked above
             model = load_cross_encoder(
                 name_or_path,
                 device=device,

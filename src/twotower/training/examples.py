@@ -81,6 +81,7 @@ def examples_from_jsonl(path: str | Path, max_examples: int | None = None) -> li
 def training_collection(train: TrainDataConfig, info: dict[str, Any] | None = None) -> Collection:
     """The collection whose queries train (a recipe's ``train`` section): ``train.data``'s
     split, its corpus with synthetic queries, or both."""
+    assert train.data is not None  # TrainDataConfig: without it, train.pairs (read elsewhere)
     if not train.synthetic_queries:
         return load_collection(train.data, train.split)
     base = (

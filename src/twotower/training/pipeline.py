@@ -53,6 +53,7 @@ def _teacher(recipe: Recipe, collection: Collection | None, device: str | None):
 
     if recipe.teacher.kind == "none":
         return None
+    assert recipe.teacher.model is not None  # TeacherConfig: every other kind names its model
     return build_teacher(
         recipe.teacher.kind,
         recipe.teacher.model,
@@ -112,6 +113,7 @@ def encode_mining_corpus_across_ranks(recipe: Recipe, device: str | None):
         return None  # prepare_rows builds its retriever, freed when mining is done
     retriever = _mining_retriever(recipe, device)
     if retriever is not None:
+        assert recipe.train.data is not None  # a retriever mines train.data's corpus
         ensure_process_group(device)
         encode_corpus_sharded(retriever.dense_encoder, load_corpus(recipe.train.data).corpus)
     return retriever
@@ -140,6 +142,7 @@ def prepare_rows(recipe: Recipe, *, device: str | None = None, retriever=None) -
     teacher = _teacher(recipe, collection, device)
     if count > 0 and collection is not None:
         if neg.source == "file":  # mined earlier (twotower mine) or by another tool
+            assert neg.file is not None  # NegativesConfig: source file goes with a file
             documents = read_negatives(neg.file, collection, kind="documents")
             info["negatives_file"] = {
                 "file": neg.file,

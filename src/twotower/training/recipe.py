@@ -50,7 +50,7 @@ class IndexFields(Section):
 
     def index_settings(self) -> IndexSettings:
         return IndexSettings(
-            self.index,  # type: ignore[arg-type]
+            self.index,
             lists=self.ivf_lists,
             probe=self.ivf_probe,
             neighbors=self.hnsw_neighbors,
@@ -328,6 +328,13 @@ class SyntheticConfig(Section):
         return self
 
 
+EvalTask = Literal["retrieval", "dual"]
+
+
+def _retrieval_only() -> list[EvalTask]:
+    return ["retrieval"]
+
+
 class EvalConfig(IndexFields):
     """What ``twotower run`` evaluates, and how (``index``: see IndexFields; an approximate
     index's recall against exact search is reported beside the metrics)."""
@@ -343,7 +350,7 @@ class EvalConfig(IndexFields):
     probe: bool = True
     # retrieval: queries rank documents; dual: relevant documents rank the split's queries
     # (DANCE's dual task, Li et al. 2021), reported beside the first.
-    tasks: list[Literal["retrieval", "dual"]] = Field(default_factory=lambda: ["retrieval"])
+    tasks: list[EvalTask] = Field(default_factory=_retrieval_only)
 
 
 class Recipe(Section):

@@ -7,6 +7,7 @@ import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 from twotower.analysis.plots import panels, save_figure
 from twotower.evaluation.evaluate import EvalResult
@@ -102,7 +103,7 @@ def rich_comparison(rows: Sequence[dict], title: str):
     from rich.table import Table
 
     table = Table(title=title)
-    for column, justify in [
+    columns: list[tuple[str, Literal["left", "right"]]] = [
         ("collection", "left"),
         ("metric", "left"),
         ("BM25", "right"),
@@ -111,7 +112,8 @@ def rich_comparison(rows: Sequence[dict], title: str):
         ("Δ", "right"),
         ("p", "right"),
         ("wins/losses", "right"),
-    ]:
+    ]
+    for column, justify in columns:
         table.add_column(column, justify=justify)
     for row in rows:
         delta = row["delta"]
@@ -130,7 +132,8 @@ def rich_comparison(rows: Sequence[dict], title: str):
 
 def read_refresh_log(path: Path) -> tuple[list[dict], list[dict]]:
     """The adopted rounds of a run's refresh_log.jsonl, in order, and its failed rounds."""
-    adopted, failed = [], []
+    adopted: list[dict] = []
+    failed: list[dict] = []
     if path.is_file():
         for number, line in enumerate(path.read_text().splitlines(), start=1):
             try:

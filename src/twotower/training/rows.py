@@ -37,7 +37,7 @@ import numpy as np
 from twotower.data.collection import Collection
 from twotower.errors import ConfigError
 from twotower.losses.st_loss import TEACHER_SCORES
-from twotower.negatives.table import rng_for
+from twotower.negatives.table import NegativesTable, rng_for
 from twotower.training.examples import NEGATIVE_QUERY_COLUMN, Example
 
 IDS_COLUMN = "twotower_ids"
@@ -49,6 +49,8 @@ POOL_FACTOR = 4
 NEGATIVE_QUERY_POOL = 20
 # The teacher's score of a (query, document) pair, keyed by their ids (or texts without ids).
 PairScores = dict[tuple[str, str], float]
+# Anchor id -> ranked candidate ids: a NegativesTable or a plain mapping.
+Candidates = Mapping[str, Sequence[str]] | NegativesTable
 
 
 def documents_to_mine(count: int, *, frozen: bool) -> int:
@@ -93,17 +95,19 @@ def draw(rng: np.random.Generator, candidates: Sequence[str], count: int) -> lis
     return [candidates[i] for i in rng.integers(0, len(candidates), size=count)]
 
 
-def _as_dict(table) -> dict[str, Sequence[str]] | None:
+def _plain(table: Candidates) -> dict[str, Sequence[str]]:
     """A negatives table (or any mapping of anchor -> candidates) as a plain dict."""
-    if table is None:
-        return None
-    return dict(getattr(table, "negatives", table))
+    return dict(table.negatives if isinstance(table, NegativesTable) else table)
 
 
-def _non_empty(table) -> dict[str, Sequence[str]]:
+def _as_dict(table: Candidates | None) -> dict[str, Sequence[str]] | None:
+    return None if table is None else _plain(table)
+
+
+def _non_empty(table: Candidates) -> dict[str, Sequence[str]]:
     """The anchors of a new table that have candidates: one without any keeps its old ones (a
     row must always be drawable)."""
-    return {anchor: found for anchor, found in _as_dict(table).items() if found}
+    return {anchor: found for anchor, found in _plain(table).items() if found}
 
 
 class _Interner:
@@ -151,8 +155,8 @@ class TrainingRows:
         negatives: int,
         negative_queries: int = 0,
         seed: int = 0,
-        documents: Mapping[str, Sequence[str]] | None = None,
-        queries: Mapping[str, Sequence[str]] | None = None,
+        documents: Candidates | None = None,
+        queries: Candidates | None = None,
         pool: bool = False,
     ) -> None:
         if negatives < 0 or negative_queries < 0:
@@ -193,7 +197,7 @@ class TrainingRows:
     def _document_candidates(
         self, example: Example, documents: Mapping[str, Sequence[str]] | None
     ) -> list[str]:
-        if documents is None:
+        if documents is None or example.query_id is None:  # ids are never None
             return []
         positives = self._positives(example)
         return [d for d in documents.get(example.query_id, []) if d not in positives]
@@ -231,8 +235,8 @@ class TrainingRows:
 
     def publish(
         self,
-        documents: Mapping[str, Sequence[str]] | None = None,
-        queries: Mapping[str, Sequence[str]] | None = None,
+        documents: Candidates | None = None,
+        queries: Candidates | None = None,
         teacher_scores: PairScores | None = None,
     ) -> int:
         """Replace the rows of the queries (documents) in ``documents`` (``queries``) from the
@@ -280,7 +284,10 @@ class TrainingRows:
                 rng = rng_for(self.seed, *row_id, "queries", generation)
                 query_keys = draw(rng, self._query_candidates(example, queries), m)
         texts = keys if documents is None else [self._document_text(d) for d in keys]
-        query_texts = [self.collection.queries[q] for q in query_keys] if query_keys else []
+        query_texts: list[str] = []
+        if query_keys:
+            assert self.collection is not None  # negative queries are drawn from the collection
+            query_texts = [self.collection.queries[q] for q in query_keys]
         return DrawnRow(example, keys, texts, query_keys, query_texts)
 
     def _document_text(self, doc_id: str) -> str:

@@ -75,6 +75,7 @@ def ensure_synthetic_queries(recipe: Recipe, *, device: str | None = None) -> di
         log.warning("%s %s (damaged or cut short): made again", kept, why)
     kept.parent.mkdir(parents=True, exist_ok=True)
     info: dict[str, Any] = {}
+    assert recipe.train.data is not None  # Recipe: synthetic_queries are for train.data's corpus
     corpus = load_corpus(recipe.train.data)
     generator = build_generator(
         config.generator,

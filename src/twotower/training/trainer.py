@@ -137,16 +137,20 @@ def _wire_both_towers(recipe: Recipe, model, rows: TrainingRows):
     """Rows of texts drawn when read; the loss sees their ids and teacher scores."""
 
     with_teacher = recipe.teacher.kind != "none"
-    columns = {
-        "num_hard_negative_columns": rows.num_negatives,
-        "num_negative_query_columns": rows.num_negative_queries,
-    }
+    k, m = rows.num_negatives, rows.num_negative_queries
+    loss: SentenceTransformerLoss
     if recipe.optim.mini_batch_size:
         loss = CachedSentenceTransformerLoss(
-            model, recipe.loss, mini_batch_size=recipe.optim.mini_batch_size, **columns
+            model,
+            recipe.loss,
+            mini_batch_size=recipe.optim.mini_batch_size,
+            num_hard_negative_columns=k,
+            num_negative_query_columns=m,
         )
     else:
-        loss = SentenceTransformerLoss(model, recipe.loss, **columns)
+        loss = SentenceTransformerLoss(
+            model, recipe.loss, num_hard_negative_columns=k, num_negative_query_columns=m
+        )
     return partial(rows.read, with_teacher=with_teacher), rows.columns(), loss
 
 
@@ -356,6 +360,7 @@ def train_model(
             len(dataset),
         )
     if base_weights is not None:
+        assert recipe.optim.wise_ft is not None  # base_weights are kept for it
         _interpolate(model, base_weights, recipe.optim.wise_ft)
     if recipe.train.max_document_length:  # training-only truncation: save the evaluation length
         _set_max_length(model, recipe.model.max_document_length)
