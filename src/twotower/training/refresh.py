@@ -162,10 +162,8 @@ class Refresher:
             query_ids=self.chunks[(generation - 1) % len(self.chunks)],
             negatives=config.negatives_per_query or documents_to_mine(k, frozen=self.rows.pool),
             negative_queries=config.negative_queries_per_document or queries_to_mine(m),
-            window=tuple(config.rank_window or negatives.rank_window),
-            negative_query_window=tuple(
-                config.negative_query_window or negatives.negative_query_window
-            ),
+            window=config.rank_window or negatives.rank_window,
+            negative_query_window=config.negative_query_window or negatives.negative_query_window,
             depth=config.depth,
             seed=negatives.seed + generation,
             precision=config.precision,

@@ -255,8 +255,8 @@ def compute_round(request: RoundRequest, collection: Collection) -> tuple[dict, 
             q: shuffled_candidates(run.get(q, {}), window, collection.positives(q), request.seed, q)
             for q in request.query_ids
         }
-        tables["documents"] = table_from_kept(first_of_each(pools, request.negatives), positives)
-        stats.negatives = tables["documents"].total()
+        table = table_from_kept(first_of_each(pools, request.negatives), positives)
+        tables["documents"], stats.negatives = table, table.total()
     if request.negative_queries:
         window = RankWindow(*request.negative_query_window)
         positive_of = positive_queries_by_document(collection)
@@ -271,10 +271,10 @@ def compute_round(request: RoundRequest, collection: Collection) -> tuple[dict, 
             for d in doc_ids
         }
         query_positives = {d: list(positive_of.get(d, [])) for d in doc_ids}
-        tables["queries"] = table_from_kept(
+        table = table_from_kept(
             first_of_each(pools, request.negative_queries), query_positives, "queries"
         )
-        stats.negative_queries = tables["queries"].total()
+        tables["queries"], stats.negative_queries = table, table.total()
     # From the search, not the whole corpus rescored: that would undo an index's saving.
     ranks = positive_ranks(run, positives, request.depth)
     stats.search_s = time.perf_counter() - started
