@@ -184,7 +184,8 @@ def st_train(cfg: dict, out: Path, bf16: bool = False) -> dict:
 
 
 def tt_train(cfg: dict, out: Path, precision: str) -> dict:
-    from twotower.training.recipe import ModelConfig, OptimConfig, Recipe
+    from twotower.training.recipe import Recipe
+    from twotower.training.recipe_sections import ModelConfig, OptimConfig
     from twotower.training.trainer import train_model, use_bf16
 
     examples = _train_pairs(cfg)

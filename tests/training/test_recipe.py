@@ -104,7 +104,7 @@ def test_invalid_yaml(tmp_path):
 
 def test_one_index_setting_for_mining_evaluation_and_refresh(tmp_path, monkeypatch):
     from twotower.retrieval.ann import IndexSettings
-    from twotower.training import recipe as recipe_module
+    from twotower.training import recipe_sections as recipe_module
 
     monkeypatch.setattr(recipe_module, "faiss_available", lambda: True)
     path = tmp_path / "r.yaml"
@@ -122,4 +122,11 @@ def test_one_index_setting_for_mining_evaluation_and_refresh(tmp_path, monkeypat
     monkeypatch.setattr(recipe_module, "faiss_available", lambda: False)
     path.write_text("eval: {index: hnsw}\n")
     with pytest.raises(ConfigError, match=r"eval.index: .*pip install faiss-cpu"):
+        load_recipe(path)
+
+
+def test_a_rule_across_sections_points_at_the_line_of_the_key_it_names(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("name: r\nteacher:\n  kind: none\n  drop_below_percentile: 25\n")
+    with pytest.raises(ConfigError, match=r"r\.yaml:4: teacher\.drop_below_percentile filters"):
         load_recipe(path)

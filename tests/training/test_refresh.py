@@ -284,7 +284,7 @@ def test_a_round_can_search_through_an_hnsw_index(tmp_path, tiny_model, train_co
 
 
 def test_an_approximate_index_without_faiss_is_refused_naming_the_key(tmp_path, monkeypatch):
-    from twotower.training import recipe as recipe_module
+    from twotower.training import recipe_sections as recipe_module
 
     monkeypatch.setattr(recipe_module, "faiss_available", lambda: False)
     path = tmp_path / "r.yaml"

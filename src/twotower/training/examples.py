@@ -16,7 +16,7 @@ from twotower.data.synthetic import load_synthetic_queries
 from twotower.errors import InputError
 
 if TYPE_CHECKING:  # the recipe module needs no examples; only the type is wanted here
-    from twotower.training.recipe import TrainDataConfig
+    from twotower.training.recipe_sections import TrainDataConfig
 
 NEGATIVE_QUERY_COLUMN = "negative_query_"
 
