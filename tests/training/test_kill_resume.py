@@ -14,6 +14,7 @@ from safetensors.numpy import load_file
 from tests.conftest import last_logged_step, train_process, write_collection
 from twotower.data.collection import load_collection
 from twotower.generation import build_generator, generate_queries
+from twotower.training.examples import query_key
 from twotower.training.pipeline import prepare_rows
 from twotower.training.recipe import load_recipe
 from twotower.training.refresh import RefreshCallback, Refresher, checkpoint_state
@@ -23,7 +24,6 @@ from twotower.training.refresh_round import (
     compute_round,
     publish_round,
 )
-from twotower.training.rows import query_key
 
 
 @pytest.fixture

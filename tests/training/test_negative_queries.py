@@ -9,7 +9,8 @@ from twotower.errors import ConfigError
 from twotower.training.examples import Example
 from twotower.training.pipeline import weak_query_filter
 from twotower.training.recipe import load_recipe
-from twotower.training.rows import TrainingRows, teacher_scores_for
+from twotower.training.rows import TrainingRows
+from twotower.training.teacher_rows import teacher_scores_for
 
 DUAL_DOCS = DOCS + [
     {"_id": "d7", "title": "Tennis", "text": "Tennis is played with rackets on a court."},
@@ -183,7 +184,7 @@ def test_teacher_scores_and_columns_with_negative_queries():
         pairs.extend(zip(queries, documents, strict=True))
         return list(range(len(queries)))
 
-    rows.teacher_scores = teacher_scores_for(rows, score, [rows.drawn(0)])
+    rows.teacher_scores = teacher_scores_for(score, [rows.drawn(0)])
     assert pairs == [("q", "d+"), ("q", "d-1"), ("q", "d-2")]
     row = rows.read(0, with_teacher=True)
     assert [k for k in row if k != "twotower_ids"] == [

@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import train_process
 from twotower.data.collection import load_collection
 from twotower.errors import ConfigError
+from twotower.training.examples import query_key
 from twotower.training.pipeline import prepare_rows, write_recipe
 from twotower.training.recipe import load_recipe
 from twotower.training.refresh import Refresher
@@ -23,7 +24,6 @@ from twotower.training.refresh_round import (
     read_round,
     round_dir,
 )
-from twotower.training.rows import query_key
 from twotower.training.trainer import train_model
 
 

@@ -10,10 +10,11 @@ from tests.conftest import QRELS, write_collection
 from twotower.cli.main import app
 from twotower.data.collection import load_collection
 from twotower.losses.st_loss import TEACHER_SCORES, SentenceTransformerLoss
+from twotower.training.collate import IDS_COLUMN, ROW_COLUMN, RowsCollator, rows_dataset
 from twotower.training.examples import Example
 from twotower.training.pipeline import _score_rows, prepare_rows
 from twotower.training.recipe import Recipe, load_recipe
-from twotower.training.rows import IDS_COLUMN, ROW_COLUMN, RowsCollator, TrainingRows
+from twotower.training.rows import TrainingRows
 
 
 @pytest.fixture
@@ -38,7 +39,7 @@ def test_rows_read_the_newest_published_table_and_never_a_positive(collection):
         collection.corpus.text_of(d) for d in rows.drawn(0).negative_keys
     ]
     # The dataset the trainer holds reads the new table without being rebuilt.
-    dataset = rows.dataset(lambda i: rows.read(i, with_teacher=False))
+    dataset = rows_dataset(lambda i: rows.read(i, with_teacher=False), len(rows))
     rows.publish(documents={"q2": ["d1", "d2"]})
     assert {dataset[0]["negative_1"], dataset[0]["negative_2"]} == {
         collection.corpus.text_of("d1"),
@@ -56,7 +57,7 @@ def test_rows_as_first_mined_stay_as_they_were_and_numbered_rows_collate_to_thei
     assert rows.drawn(0, mined=True).negative_keys == first  # what the batch sampler reads
     assert set(rows.drawn(0).negative_keys) <= {"d5", "d6"}
     # The data loader reads ahead: it collects row numbers, drawn when their step begins.
-    dataset = rows.dataset(lambda i: rows.read(i, with_teacher=False), numbered=True)
+    dataset = rows_dataset(lambda i: rows.read(i, with_teacher=False), len(rows), numbered=True)
     assert RowsCollator()([dataset[0]]) == {ROW_COLUMN: [0]}
 
 

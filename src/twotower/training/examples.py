@@ -102,3 +102,13 @@ def training_collection(train: TrainDataConfig, info: dict[str, Any] | None = No
 def is_query_column(name: str) -> bool:
     """Whether a column of :func:`to_columns` holds queries (anchor, negative_query_*)."""
     return name == "anchor" or name.startswith(NEGATIVE_QUERY_COLUMN)
+
+
+def query_key(example: Example) -> str:
+    """The query's id, or its text where it has none: what teacher scores and rows key on."""
+    return example.query_id if example.query_id is not None else example.query
+
+
+def positive_key(example: Example) -> str:
+    """The positive's id, or its text where it has none."""
+    return example.positive_id if example.positive_id is not None else example.positive

@@ -26,17 +26,13 @@ from twotower.training.distributed import ensure_process_group, main_process_fir
 from twotower.training.examples import (
     examples_from_collection,
     examples_from_jsonl,
+    query_key,
     training_collection,
 )
 from twotower.training.recipe import Recipe, recipe_to_yaml
-from twotower.training.rows import (
-    TrainingRows,
-    documents_to_mine,
-    queries_to_mine,
-    query_key,
-    teacher_scores_for,
-)
+from twotower.training.rows import TrainingRows, documents_to_mine, queries_to_mine
 from twotower.training.synthetic_step import ensure_synthetic_queries
+from twotower.training.teacher_rows import teacher_scores_for
 from twotower.training.trainer import FINISHED, train_model
 
 log = logging.getLogger(__name__)
@@ -190,7 +186,7 @@ def _score_rows(recipe: Recipe, rows: TrainingRows, teacher, info: dict[str, Any
     """Teacher scores of the rows as drawn now, then the optional weak-query filter and
     percentile normalisation (Tamber et al. 2025)."""
     drawn = [rows.drawn(i) for i in range(len(rows))]
-    rows.teacher_scores = teacher_scores_for(rows, teacher.score_pairs, drawn)
+    rows.teacher_scores = teacher_scores_for(teacher.score_pairs, drawn)
     keep = None
     if recipe.teacher.drop_below_percentile is not None:
         keep = weak_query_filter(rows, drawn, recipe.teacher.drop_below_percentile)

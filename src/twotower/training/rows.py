@@ -21,14 +21,14 @@ A row read for sentence-transformers' trainer has the columns
 
 (``anchor, label, twotower_ids`` for a frozen document index, whose label holds corpus rows).
 ``twotower_ids`` carries integer ids of every text in the row and the query's known positives;
-:class:`RowsCollator` turns them into tensors beside the teacher scores, so the losses can mask
+:class:`twotower.training.collate.RowsCollator` turns them into tensors beside the teacher scores, so the losses can mask
 false negatives by id (a known positive of q_i appearing as another row's positive or negative).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,19 +36,15 @@ import numpy as np
 
 from twotower.data.collection import Collection
 from twotower.errors import ConfigError
-from twotower.losses.st_loss import TEACHER_SCORES
 from twotower.negatives.table import NegativesTable, rng_for
-from twotower.training.examples import NEGATIVE_QUERY_COLUMN, Example
+from twotower.training.collate import IDS_COLUMN
+from twotower.training.examples import NEGATIVE_QUERY_COLUMN, Example, positive_key, query_key
+from twotower.training.teacher_rows import PairScores, teacher_pairs
 
-IDS_COLUMN = "twotower_ids"
-# A row's number, in the rows the data loader collects instead of their texts.
-ROW_COLUMN = "twotower_row"
 # Candidates mined per hard negative a row draws, so each example of a query draws its own.
 POOL_FACTOR = 4
 # Negative queries mined per document, at least (DANCE samples 20).
 NEGATIVE_QUERY_POOL = 20
-# The teacher's score of a (query, document) pair, keyed by their ids (or texts without ids).
-PairScores = dict[tuple[str, str], float]
 # Anchor id -> ranked candidate ids: a NegativesTable or a plain mapping.
 Candidates = Mapping[str, Sequence[str]] | NegativesTable
 
@@ -62,14 +58,6 @@ def documents_to_mine(count: int, *, frozen: bool) -> int:
 def queries_to_mine(count: int) -> int:
     """Negative queries to mine per document for rows that draw ``count``."""
     return max(NEGATIVE_QUERY_POOL, count) if count else 0
-
-
-def query_key(example: Example) -> str:
-    return example.query_id if example.query_id is not None else example.query
-
-
-def positive_key(example: Example) -> str:
-    return example.positive_id if example.positive_id is not None else example.positive
 
 
 # A row's id: (query key, positive key, occurrence of that pair among the examples).
@@ -294,30 +282,13 @@ class TrainingRows:
         assert self.collection is not None
         return self.collection.corpus.text_of(doc_id)
 
-    def teacher_pairs(self, rows: Iterable[DrawnRow]) -> list[tuple[str, str, str, str]]:
-        """(query key, document key, query text, document text) of every teacher score that
-        ``rows`` need: T(q, d+), T(q, d-_1..K), T(q-_1..M, d+)."""
-        pairs = []
-        for row in rows:
-            e = row.example
-            qk, pk = query_key(e), positive_key(e)
-            pairs.append((qk, pk, e.query, e.positive))
-            pairs += [
-                (qk, dk, e.query, d) for dk, d in zip(row.negative_keys, row.negatives, strict=True)
-            ]
-            pairs += [
-                (nk, pk, nq, e.positive)
-                for nk, nq in zip(row.negative_query_keys, row.negative_queries, strict=True)
-            ]
-        return pairs
-
     def teacher_row(self, row: DrawnRow) -> list[float]:
         """[T(q, d+), T(q, d-_1..K), T(q-_1..M, d+)] of a drawn row."""
         if self.teacher_scores is None:
             raise ConfigError("the loss needs teacher scores, but none were given for these rows")
         scores = self.teacher_scores
         try:
-            return [scores[(k, d)] for k, d, _, _ in self.teacher_pairs([row])]
+            return [scores[(k, d)] for k, d, _, _ in teacher_pairs([row])]
         except KeyError as missing:
             raise ConfigError(
                 f"no teacher score for the training pair {missing.args[0]} (generation"
@@ -368,53 +339,3 @@ class TrainingRows:
             values["label"] = self.teacher_row(row)
         values[IDS_COLUMN] = self.ids(row)
         return values
-
-    def dataset(self, read: Callable[[int], dict[str, Any]], *, numbered: bool = False):
-        """A ``datasets.Dataset`` of row numbers whose rows are made by ``read`` when read
-        (e.g. ``functools.partial(rows.read, with_teacher=True)``); ``numbered``: each row also
-        carries its number (:data:`ROW_COLUMN`), which :class:`RowsCollator` collects instead."""
-        from datasets import Dataset  # heavy import, deferred
-
-        def transform(batch: dict[str, list]) -> dict[str, list]:
-            rows = [read(i) for i in batch["row"]]
-            if numbered:
-                rows = [{**row, ROW_COLUMN: i} for row, i in zip(rows, batch["row"], strict=True)]
-            return {name: [r[name] for r in rows] for name in rows[0]} if rows else {}
-
-        return Dataset.from_dict({"row": list(range(len(self)))}).with_transform(transform)
-
-
-class RowsCollator:
-    """Mixin for sentence-transformers' collator: turns ``twotower_ids`` into id tensors and
-    hands them to the loss with the teacher scores, as ``label = {TEACHER_SCORES: ..., ids}``
-    (the id fields of the losses, or a frozen index's document rows). Numbered rows (what the
-    data loader reads ahead) become ``{ROW_COLUMN: [numbers]}``, drawn at their step."""
-
-    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
-        import torch
-
-        if features and ROW_COLUMN in features[0]:
-            return {ROW_COLUMN: [f[ROW_COLUMN] for f in features]}
-        if not features or IDS_COLUMN not in features[0]:
-            return super().__call__(features)  # type: ignore[misc]
-        ids = [f[IDS_COLUMN] for f in features]
-        batch = super().__call__(  # type: ignore[misc]
-            [{k: v for k, v in f.items() if k != IDS_COLUMN} for f in features]
-        )
-        label: dict[str, Any] = {TEACHER_SCORES: batch.pop("label", None)}
-        for name in ids[0]:
-            values = [row[name] for row in ids]
-            if isinstance(values[0], list):
-                width = max(len(v) for v in values)
-                values = [v + [-1] * (width - len(v)) for v in values]
-            label[name] = torch.tensor(values, dtype=torch.long)
-        batch["label"] = label
-        return batch
-
-
-def teacher_scores_for(rows: TrainingRows, score_pairs, drawn: Sequence[DrawnRow]) -> PairScores:
-    """Score, in one batched call, every pair the ``drawn`` rows need (each distinct pair once)."""
-    pairs = {(qk, dk): (q, d) for qk, dk, q, d in rows.teacher_pairs(drawn)}
-    keys = list(pairs)
-    scores = score_pairs([pairs[k][0] for k in keys], [pairs[k][1] for k in keys])
-    return dict(zip(keys, map(float, scores), strict=True))

@@ -21,12 +21,13 @@ from twotower.losses.st_loss import SentenceTransformerLoss
 from twotower.models.build import build_model
 from twotower.models.embedding_cache import encode_corpus
 from twotower.models.encoder import Encoder, bf16_supported, route_modules
+from twotower.training.collate import IDS_COLUMN, ROW_COLUMN, RowsCollator, rows_dataset
 from twotower.training.distributed import wait_for_every_rank
 from twotower.training.examples import is_query_column
 from twotower.training.nonfinite import NonFiniteLossGuard
 from twotower.training.recipe import Recipe
 from twotower.training.refresh import RefreshCallback, Refresher
-from twotower.training.rows import IDS_COLUMN, ROW_COLUMN, RowsCollator, TrainingRows
+from twotower.training.rows import TrainingRows
 
 log = logging.getLogger(__name__)
 
@@ -302,7 +303,7 @@ def train_model(
     else:
         read, columns, loss = _wire_frozen_documents(recipe, model, rows, collection)
     # The rows as first mined, as the model card shows them (see _trainer_class).
-    dataset = rows.dataset(partial(read, mined=True))
+    dataset = rows_dataset(partial(read, mined=True), len(rows))
     if len(dataset) == 0:
         raise ConfigError("no training example has the requested number of negatives")
     base_weights = _trainable_copy(model) if recipe.optim.wise_ft is not None else None
@@ -324,7 +325,7 @@ def train_model(
             checkpoint=resume_from,
         )
         callbacks.append(RefreshCallback(refresher))
-    loaded = rows.dataset(partial(read, mined=True), numbered=True)
+    loaded = rows_dataset(partial(read, mined=True), len(rows), numbered=True)
     trainer = _trainer_class(read, loaded, dataset)(
         model=model, args=args, train_dataset=dataset, loss=loss, callbacks=callbacks
     )
