@@ -13,7 +13,7 @@ c = load_collection("scifact", "train")
 tables = {}
 for depth in (100, 1000):
     r.MINING_FUSION_DEPTH = depth
-    retriever = r.make_retriever("fusion", "all-MiniLM-L6-v2", alpha=0.5)
+    retriever = r.build_retriever("fusion", "all-MiniLM-L6-v2", alpha=0.5)
     tables[depth], _ = mine_negatives(
         c, retriever, window=RankWindow(10, 100), count=8, seed=0, use_cache=False
     )

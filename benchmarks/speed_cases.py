@@ -297,11 +297,11 @@ def st_mine(cfg: dict, out: Path, autocast: bool = False) -> dict:
 
 def tt_mine(cfg: dict, out: Path, precision: str, table_cache: bool) -> dict:
     from twotower.data import load_collection
-    from twotower.negatives import RankWindow, make_retriever, mine_negatives
+    from twotower.negatives import RankWindow, build_retriever, mine_negatives
 
     collection = load_collection(cfg["data"], "train")
     model = load_st(cfg["max_length"])
-    retriever = make_retriever("dense", encoder(model, cfg, precision))
+    retriever = build_retriever("dense", encoder(model, cfg, precision))
     started = time.perf_counter()
     table, stats = mine_negatives(
         collection,

@@ -9,7 +9,7 @@ from twotower.errors import ConfigError
 from twotower.evaluation.evaluate import evaluate_systems
 from twotower.negatives.retrievers import FusionRetriever
 from twotower.retrieval.fusion import linear_fusion
-from twotower.teachers import FusionTeacher, load_teacher
+from twotower.teachers import FusionTeacher, build_teacher, parse_teacher_spec
 
 
 @pytest.mark.parametrize("alpha", [-0.1, 1.5])
@@ -21,8 +21,8 @@ def test_alpha_outside_0_1_is_one_config_error_before_any_work(alpha, tiny_colle
         "evaluation": lambda: evaluate_systems(collection, bm25=True, fusion="linear", alpha=alpha),
         "mining retriever": lambda: FusionRetriever(None, alpha=alpha),  # fails before the model
         "teacher": lambda: FusionTeacher(collection.corpus, "no-such-model", alpha=alpha),
-        "teacher spec": lambda: load_teacher(
-            "fusion:no-such-model", collection=collection, alpha=alpha
+        "teacher spec": lambda: build_teacher(
+            *parse_teacher_spec("fusion:no-such-model"), collection=collection, alpha=alpha
         ),
     }
     for where, attempt in attempts.items():

@@ -9,7 +9,7 @@ from tests.conftest import QRELS, write_collection
 from twotower.cli.main import app
 from twotower.data import load_collection
 from twotower.errors import ConfigError, InputError
-from twotower.teachers import ScoresFileTeacher, load_teacher, read_scores
+from twotower.teachers import ScoresFileTeacher, build_teacher, parse_teacher_spec, read_scores
 from twotower.training.pipeline import prepare_rows
 from twotower.training.recipe import load_recipe
 
@@ -42,7 +42,7 @@ def test_scores_come_from_the_file_by_text(tmp_path, tiny_collection):
     path = scores_file(
         tmp_path / "s.jsonl", [("q1", "d1", 9.0), ("q1", "d2", 1.5), ("q2", "d3", -2.0)]
     )
-    teacher = load_teacher(f"file:{path}", collection=collection)
+    teacher = build_teacher(*parse_teacher_spec(f"file:{path}"), collection=collection)
     assert isinstance(teacher, ScoresFileTeacher) and len(teacher) == 3
     text = collection.corpus.text_of
     q = collection.queries
@@ -54,9 +54,9 @@ def test_scores_come_from_the_file_by_text(tmp_path, tiny_collection):
     ):
         teacher.score_pairs([q["q1"], q["q2"], q["q3"]], [text("d1"), text("d1"), text("d1")])
     with pytest.raises(ConfigError, match="needs the collection"):
-        load_teacher(f"file:{path}")
+        build_teacher(*parse_teacher_spec(f"file:{path}"))
     with pytest.raises(InputError, match="teacher scores file not found"):
-        load_teacher(f"file:{tmp_path / 'nope.jsonl'}", collection=collection)
+        build_teacher(*parse_teacher_spec(f"file:{tmp_path / 'nope.jsonl'}"), collection=collection)
 
 
 def test_recipe_trains_from_mined_and_scored_files(tmp_path, tiny_model):

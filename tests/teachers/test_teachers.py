@@ -19,8 +19,8 @@ from twotower.teachers import (
     BiEncoderTeacher,
     CrossEncoderTeacher,
     FusionTeacher,
+    build_teacher,
     keep_queries,
-    load_teacher,
     min_max_top,
     normalize_percentile,
     normalize_scores,
@@ -266,7 +266,7 @@ def test_parse_teacher_spec():
         with pytest.raises(ConfigError, match="expected cross-encoder:NAME"):
             parse_teacher_spec(bad)
     with pytest.raises(ConfigError, match="needs the collection's corpus"):
-        load_teacher("fusion:x")
+        build_teacher(*parse_teacher_spec("fusion:x"))
 
 
 def test_read_scores_reports_file_line_field(tmp_path, tiny_collection):

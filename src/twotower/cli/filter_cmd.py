@@ -20,7 +20,7 @@ from twotower.cli.common import (
 from twotower.data.collection import load_corpus
 from twotower.errors import ConfigError
 from twotower.generation.roundtrip import filter_file
-from twotower.negatives.retrievers import parse_retriever_spec, retriever_from_spec
+from twotower.negatives.retrievers import build_retriever, parse_retriever_spec
 
 DEFAULT_RETRIEVERS = ["bm25", "dense:all-MiniLM-L6-v2"]
 
@@ -105,8 +105,12 @@ def filter_command(
         parse_retriever_spec(spec)
     corpus = load_corpus(data, data_dir)
     retrievers = [
-        retriever_from_spec(
-            spec, use_cache=cache, device=device, batch_size=batch_size, max_length=max_length
+        build_retriever(
+            *parse_retriever_spec(spec),
+            use_cache=cache,
+            device=device,
+            batch_size=batch_size,
+            max_length=max_length,
         )
         for spec in specs
     ]

@@ -28,7 +28,7 @@ from twotower.data import load_collection
 from twotower.errors import ConfigError
 from twotower.negatives import (
     RankWindow,
-    make_retriever,
+    build_retriever,
     mine_negative_queries,
     mine_negatives,
     write_negatives,
@@ -115,7 +115,7 @@ def mine_command(
     if for_queries and search.type != "exact":
         raise ConfigError("--index applies to negative documents (queries are searched exactly)")
     collection = load_collection(data, split, data_dir)
-    ranker = make_retriever(
+    ranker = build_retriever(
         retriever,
         model,
         alpha=alpha,
@@ -132,10 +132,10 @@ def mine_command(
     else:
         scorer = None
         if teacher is not None:
-            from twotower.teachers import load_teacher
+            from twotower.teachers import build_teacher, parse_teacher_spec
 
-            scorer = load_teacher(
-                teacher,
+            scorer = build_teacher(
+                *parse_teacher_spec(teacher),
                 collection=collection,
                 device=device,
                 batch_size=batch_size,

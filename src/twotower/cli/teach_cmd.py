@@ -20,9 +20,10 @@ from twotower.cli.common import (
 from twotower.data import load_collection
 from twotower.negatives import read_negatives
 from twotower.teachers import (
+    build_teacher,
     keep_queries,
-    load_teacher,
     normalize_scores,
+    parse_teacher_spec,
     score_collection_pairs,
     write_scores,
 )
@@ -84,8 +85,8 @@ def teach_command(
                 to_score.setdefault(qid, [])
                 if doc_id not in to_score[qid]:
                     to_score[qid].append(doc_id)
-    scorer = load_teacher(
-        teacher,
+    scorer = build_teacher(
+        *parse_teacher_spec(teacher),
         collection=collection,
         device=device,
         batch_size=batch_size,

@@ -43,7 +43,7 @@ from twotower.teachers.normalize import (
     keep_queries,
     weak_query_thresholds,
 )
-from twotower.teachers.spec import load_teacher
+from twotower.teachers.spec import build_teacher, parse_teacher_spec
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +271,11 @@ def filter_file(
     collection, _ = load_synthetic_queries(queries_path, corpus, types=types)
     by_type = query_types(queries_path, set(collection.queries))
     scorer = (
-        load_teacher(teacher, collection=collection, **(teacher_options or {})) if teacher else None
+        build_teacher(
+            *parse_teacher_spec(teacher), collection=collection, **(teacher_options or {})
+        )
+        if teacher
+        else None
     )
     verdicts, report = roundtrip_filter(
         collection,

@@ -14,7 +14,7 @@ from twotower.negatives.retrievers import (
     DenseRetriever,
     FusionRetriever,
     Retriever,
-    make_retriever,
+    build_retriever,
 )
 from twotower.negatives.table import (
     NegativesTable,
@@ -31,7 +31,7 @@ __all__ = [
     "RankWindow",
     "Retriever",
     "false_negative_mask",
-    "make_retriever",
+    "build_retriever",
     "mine_negative_queries",
     "mine_negatives",
     "positive_queries_by_document",

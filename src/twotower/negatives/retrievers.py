@@ -196,7 +196,7 @@ class FusionRetriever(Retriever):
         return linear_fusion(first, second, self.alpha, k=depth)
 
 
-def make_retriever(
+def build_retriever(
     kind: str,
     model: str | Encoder | None = None,
     *,
@@ -240,8 +240,3 @@ def parse_retriever_spec(spec: str) -> tuple[str, str | None]:
     if kind not in ("bm25", "dense", "fusion") or (kind != "bm25") != bool(model.strip()):
         raise ConfigError(f"retriever '{spec}': expected bm25, dense:MODEL or fusion:MODEL")
     return kind, model.strip() or None
-
-
-def retriever_from_spec(spec: str, **options) -> Retriever:
-    """The retriever a ``KIND[:MODEL]`` spec names; ``options`` as :func:`make_retriever`'s."""
-    return make_retriever(*parse_retriever_spec(spec), **options)

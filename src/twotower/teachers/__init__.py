@@ -18,7 +18,7 @@ from twotower.teachers.normalize import (
 )
 from twotower.teachers.scores import read_scores, score_collection_pairs, write_scores
 from twotower.teachers.scores_file import ScoresFileTeacher
-from twotower.teachers.spec import load_teacher, parse_teacher_spec
+from twotower.teachers.spec import build_teacher, parse_teacher_spec
 
 __all__ = [
     "BiEncoderTeacher",
@@ -29,8 +29,8 @@ __all__ = [
     "ScoringStats",
     "Teacher",
     "TeacherScores",
+    "build_teacher",
     "keep_queries",
-    "load_teacher",
     "min_max_top",
     "normalize_percentile",
     "normalize_scores",

@@ -37,11 +37,6 @@ def parse_teacher_spec(spec: str) -> tuple[str, str]:
     return kind, name.strip()
 
 
-def load_teacher(spec: str, **options) -> Teacher:
-    """The teacher a command-line spec ``KIND:NAME`` names; options as :func:`build_teacher`."""
-    return build_teacher(*parse_teacher_spec(spec), **options)
-
-
 def build_teacher(
     kind: str,
     name: str,

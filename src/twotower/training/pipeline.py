@@ -18,7 +18,7 @@ from twotower.models.sharded_encoding import encode_corpus_sharded
 from twotower.negatives.io import read_negatives
 from twotower.negatives.mine import RankWindow, mine_negatives
 from twotower.negatives.queries import mine_negative_queries
-from twotower.negatives.retrievers import make_retriever
+from twotower.negatives.retrievers import build_retriever
 from twotower.settings import is_main_process, world_size
 from twotower.teachers.normalize import keep_queries, normalize_percentile, percentile_bounds
 from twotower.teachers.spec import build_teacher
@@ -66,7 +66,7 @@ def _teacher(recipe: Recipe, collection: Collection | None, device: str | None):
 def _retriever(recipe: Recipe, source: str, device: str | None):
 
     model = None if source == "bm25" else (recipe.negatives.model or recipe.model.name)
-    return make_retriever(
+    return build_retriever(
         source,
         model,
         alpha=recipe.negatives.alpha,

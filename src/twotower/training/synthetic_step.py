@@ -28,7 +28,7 @@ from twotower.generation.base import SamplingSettings
 from twotower.generation.job import generate_queries, select_documents
 from twotower.generation.roundtrip import filter_file
 from twotower.generation.spec import build_generator
-from twotower.negatives.retrievers import retriever_from_spec
+from twotower.negatives.retrievers import build_retriever, parse_retriever_spec
 from twotower.training.recipe import Recipe
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,10 @@ def ensure_synthetic_queries(recipe: Recipe, *, device: str | None = None) -> di
             shutil.copyfileobj(source, copy)
         info["filter"] = None
     else:
-        retrievers = [retriever_from_spec(s, device=device) for s in config.filter.retrievers]
+        retrievers = [
+            build_retriever(*parse_retriever_spec(s), device=device)
+            for s in config.filter.retrievers
+        ]
         info["filter"], _ = filter_file(
             generated,
             corpus,
