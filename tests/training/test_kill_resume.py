@@ -17,13 +17,15 @@ from twotower.generation import build_generator, generate_queries
 from twotower.training.examples import query_key
 from twotower.training.pipeline import prepare_rows
 from twotower.training.recipe import load_recipe
-from twotower.training.refresh import RefreshCallback, Refresher, checkpoint_state
+from twotower.training.refresh import Refresher
+from twotower.training.refresh_callback import RefreshCallback
 from twotower.training.refresh_round import (
     RoundRequest,
     complete_rounds,
     compute_round,
     publish_round,
 )
+from twotower.training.refresh_state import checkpoint_state
 
 
 @pytest.fixture

@@ -188,7 +188,7 @@ def test_a_failing_round_does_not_stop_training(
 def test_an_exception_in_the_trainer_leaves_no_round_behind(
     tmp_path, tiny_model, train_collection, monkeypatch
 ):
-    from twotower.training.refresh import RefreshCallback
+    from twotower.training.refresh_callback import RefreshCallback
 
     on_step_end = RefreshCallback.on_step_end
 
@@ -423,3 +423,10 @@ def test_a_round_never_keeps_a_querys_own_document_where_queries_are_documents(
         collection, DenseRetriever(encoder), window=RankWindow(1, 6), count=6, seed=0
     )
     assert documents.negatives == mined.negatives and documents.ranks == mined.ranks
+
+
+def test_the_checkpointed_state_is_read_under_the_callbacks_name():
+    from twotower.training.refresh_callback import RefreshCallback
+    from twotower.training.refresh_state import CALLBACK_NAME
+
+    assert RefreshCallback.__name__ == CALLBACK_NAME  # the trainer stores its state by class name

@@ -50,8 +50,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from transformers import TrainerCallback
-from transformers.trainer_callback import ExportableState
 
 from twotower.data.collection import Collection
 from twotower.data.files import atomic_write
@@ -65,6 +63,7 @@ from twotower.training.refresh_round import (
     read_round,
     round_dir,
 )
+from twotower.training.refresh_state import checkpoint_state, forget_rounds_after
 from twotower.training.rows import TrainingRows, documents_to_mine, queries_to_mine
 
 log = logging.getLogger(__name__)
@@ -313,24 +312,7 @@ class Refresher:
         self.launched = launched
         self.last_launch_step = saved["last_launch_step"]
         if self.main:
-            self._forget_rounds_after(launched, set(saved["adopted_rounds"]))
-
-    def _forget_rounds_after(self, launched: int, adopted: set[int]) -> None:
-        """Rewrite refresh_log.jsonl as the checkpoint saw it: the interrupted run's lines for
-        rounds the resumed run computes again would show those rounds twice in report.md."""
-        if not self.log_path.is_file():
-            return
-        kept = []
-        for line in self.log_path.read_text().splitlines():
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:  # a line cut by the kill
-                continue
-            generation = entry.get("generation", 0)
-            if generation in adopted or ("failed" in entry and generation <= launched):
-                kept.append(line)
-        with atomic_write(self.log_path) as handle:
-            handle.write("".join(line + "\n" for line in kept))
+            forget_rounds_after(self.log_path, launched, set(saved["adopted_rounds"]))
 
     def stop(self) -> None:
         """End a running round (training is over or failed); its half-written files are never
@@ -347,40 +329,3 @@ class Refresher:
             return
         with self.log_path.open("a") as handle:
             handle.write(json.dumps({"time": time.time(), **entry}) + "\n")
-
-
-def checkpoint_state(checkpoint: str | Path) -> dict | None:
-    """The refresher's state a checkpoint holds (None for a checkpoint written without one)."""
-    trainer_state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
-    stored = (trainer_state.get("stateful_callbacks") or {}).get(RefreshCallback.__name__)
-    return stored.get("attributes") if isinstance(stored, dict) else None
-
-
-class RefreshCallback(TrainerCallback, ExportableState):
-    """Drives a :class:`Refresher` from the trainer's steps; the trainer writes its
-    :meth:`state` into every checkpoint's trainer_state.json (the file that marks a checkpoint
-    complete), read back by :func:`checkpoint_state`."""
-
-    def __init__(self, refresher: Refresher) -> None:
-        self.refresher = refresher
-
-    def state(self) -> dict:
-        return {"args": {}, "attributes": self.refresher.state()}
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.refresher.adopt(state.global_step)  # resuming: the newest complete round
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        self.refresher.adopt(state.global_step)
-
-    def on_step_end(self, args, state, control, model=None, **kwargs):
-        refresher = self.refresher
-        if state.global_step >= state.max_steps or not refresher.due(state.global_step):
-            return
-        refresher.launch(model, state.global_step)
-        if refresher.config.mode == "sync":
-            refresher.collect(wait=True)
-            refresher.adopt(state.global_step)
-
-    def on_train_end(self, args, state, control, **kwargs):
-        self.refresher.stop()

@@ -26,7 +26,8 @@ from twotower.training.distributed import wait_for_every_rank
 from twotower.training.examples import is_query_column
 from twotower.training.nonfinite import NonFiniteLossGuard
 from twotower.training.recipe import Recipe
-from twotower.training.refresh import RefreshCallback, Refresher
+from twotower.training.refresh import Refresher
+from twotower.training.refresh_callback import RefreshCallback
 from twotower.training.rows import TrainingRows
 
 log = logging.getLogger(__name__)
