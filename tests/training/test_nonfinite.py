@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from tests.training import test_train
 from twotower.cli.main import app
 from twotower.losses.margin_mse import MarginMSELoss
-from twotower.training.trainer import last_complete_checkpoint
+from twotower.training.checkpoints import last_complete_checkpoint
 
 recipe = test_train.recipe
 

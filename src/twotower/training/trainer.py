@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import pickle
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from twotower.losses.st_loss import SentenceTransformerLoss
 from twotower.models.build import build_model
 from twotower.models.embedding_cache import encode_corpus
 from twotower.models.encoder import Encoder, bf16_supported, route_modules
+from twotower.training.checkpoints import checkpoint_to_resume
 from twotower.training.collate import IDS_COLUMN, ROW_COLUMN, RowsCollator, rows_dataset
 from twotower.training.distributed import wait_for_every_rank
 from twotower.training.examples import is_query_column
@@ -58,29 +58,6 @@ def _loss_log_callback(path: Path):
                     )
 
     return LossLog()
-
-
-def last_complete_checkpoint(folder: Path) -> str | None:
-    """The newest checkpoint that was written whole; a kill mid-save leaves a partial one.
-
-    The trainer writes ``trainer_state.json`` last, so a checkpoint without a readable one is
-    incomplete: it is renamed ``*.incomplete`` (kept for inspection, skipped by rotation).
-    """
-    if not folder.is_dir():
-        return None
-    candidates = sorted(
-        (p for p in folder.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()),
-        key=lambda p: int(p.name.split("-")[-1]),
-        reverse=True,
-    )
-    for candidate in candidates:
-        try:
-            json.loads((candidate / "trainer_state.json").read_text())
-            return str(candidate)
-        except (OSError, ValueError):
-            log.warning("%s was not written completely (interrupted save); skipping it", candidate)
-            candidate.rename(candidate.with_name(candidate.name + ".incomplete"))
-    return None
 
 
 # A training row by number (``mined``: as first mined, see TrainingRows.drawn).
@@ -154,21 +131,6 @@ def _wire_both_towers(recipe: Recipe, model, rows: TrainingRows):
             model, recipe.loss, num_hard_negative_columns=k, num_negative_query_columns=m
         )
     return partial(rows.read, with_teacher=with_teacher), rows.columns(), loss
-
-
-def _checkpoint_to_resume(checkpoints: Path, resume: bool | None) -> str | None:
-    """``resume``: True continues from the last complete checkpoint (an error if there is none),
-    False starts afresh (old checkpoints removed), None resumes when one exists."""
-    last = last_complete_checkpoint(checkpoints)
-    if resume and last is None:
-        raise ConfigError(f"--resume: no checkpoint in {checkpoints}")
-    if resume is False:
-        if checkpoints.exists():
-            shutil.rmtree(checkpoints)
-        return None
-    if last:
-        log.info("resuming from %s", last)
-    return last
 
 
 def _trainable_copy(model) -> dict:
@@ -280,12 +242,12 @@ def train_model(
 ) -> TrainOutcome:
     """Fine-tune the recipe's model on ``rows``; the result is saved to ``run_dir/model``.
 
-    ``resume``: see :func:`_checkpoint_to_resume` (checkpoints in ``run_dir/checkpoints``).
+    ``resume``: see :func:`checkpoint_to_resume` (checkpoints in ``run_dir/checkpoints``).
     """
     import torch
 
     checkpoints = run_dir / "checkpoints"
-    resume_from = _checkpoint_to_resume(checkpoints, resume)
+    resume_from = checkpoint_to_resume(checkpoints, resume)
     torch.manual_seed(recipe.optim.seed)
     model = build_model(
         recipe.model.name,
