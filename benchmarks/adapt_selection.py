@@ -71,6 +71,20 @@ def ndcg(scores: np.ndarray, qids: list[str], collection) -> tuple[float, dict[s
     return means["ndcg@10"], {q: v["ndcg@10"] for q, v in per.items()}
 
 
+def optimiser(a, model, adapter, steps: int):
+    """AdamW over the query tower (and the document adapter at its own rate), linear warm-up over
+    the first 10% of ``steps`` and linear decay, as sentence-transformers' trainer schedules."""
+    groups = [{"params": list(model.parameters()), "lr": a.learning_rate}]
+    if a.doc_adapter:
+        groups.append({"params": list(adapter.parameters()), "lr": a.adapter_learning_rate})
+    opt = torch.optim.AdamW(groups)
+    warm = max(1, steps // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm)))
+    )
+    return opt, sched
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--teacher-temperature", type=float, default=0.1)
@@ -165,14 +179,7 @@ def main() -> None:
     n, batch = len(queries), 32
     per_epoch = n // batch
     steps = per_epoch * a.epochs
-    warm = max(1, steps // 10)
-    groups = [{"params": list(model.parameters()), "lr": a.learning_rate}]
-    if a.doc_adapter:
-        groups.append({"params": list(adapter.parameters()), "lr": a.adapter_learning_rate})
-    opt = torch.optim.AdamW(groups)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm)))
-    )
+    opt, sched = optimiser(a, model, adapter, steps)
     rng = np.random.default_rng(0)
     order = np.concatenate([rng.permutation(n)[: per_epoch * batch] for _ in range(a.epochs)])
     started = time.time()

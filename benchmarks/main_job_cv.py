@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from adapt_selection import STUDENT, TEACHER, bm25_matrix, fused
+from adapt_selection import STUDENT, TEACHER, bm25_matrix, fused, optimiser
 
 from twotower.data.collection import load_collection
 from twotower.evaluation.metrics import evaluate_run
@@ -82,14 +82,7 @@ def train_fold(a, dev, qids, fold, positives, index, teacher_rows, f) -> dict[fl
     batch = 32
     per_epoch = len(pairs) // batch
     steps = per_epoch * a.epochs
-    warm = max(1, steps // 10)
-    groups = [{"params": list(model.parameters()), "lr": a.learning_rate}]
-    if a.doc_adapter:
-        groups.append({"params": list(adapter.parameters()), "lr": a.adapter_learning_rate})
-    opt = torch.optim.AdamW(groups)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm)))
-    )
+    opt, sched = optimiser(a, model, adapter, steps)
     rng = np.random.default_rng(f)
     schedule = np.concatenate(
         [rng.permutation(len(pairs))[: per_epoch * batch] for _ in range(a.epochs)]
