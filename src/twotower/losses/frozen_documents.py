@@ -15,7 +15,7 @@ A loss that distils a teacher (listwise KL, Margin-MSE) takes the label as a map
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -35,7 +35,8 @@ class FrozenDocumentsLoss(nn.Module):
 
     The model encodes the ``anchor`` column; positives and hard negatives are looked up by row in
     ``documents``, and the row numbers double as document ids, so copies of a query's known
-    positives are masked as false negatives. Gradients reach the query tower only.
+    positives are masked as false negatives. Gradients reach the query tower only (and the
+    document adapter, where there is one).
 
     Args:
         model: the sentence-transformers model whose query route encodes the anchors.
@@ -46,6 +47,9 @@ class FrozenDocumentsLoss(nn.Module):
         num_positive_ids: L, the known-positive rows in each label row.
         gather_across_devices: under torchrun, every rank's queries and index rows are candidates
             of every rank's anchors (twotower.losses.distributed).
+        document_adapter: maps index rows to the model's document embeddings (the ``adapt`` of a
+            residual adapter ending the document route, twotower.models.adapter), training with
+            the query tower. None: the rows are the document embeddings.
 
     References:
         - Lee et al. 2021, "Learning Dense Representations of Phrases at Scale" (query-side
@@ -82,8 +86,10 @@ class FrozenDocumentsLoss(nn.Module):
         num_positive_ids: int,
         teacher_scores: bool = False,
         gather_across_devices: bool = True,
+        document_adapter: Callable[[Tensor], Tensor] | None = None,
     ):
         super().__init__()
+        self.document_adapter = document_adapter
         self.gather_across_devices = gather_across_devices
         self.model = model
         self.documents = documents.detach()
@@ -131,7 +137,10 @@ class FrozenDocumentsLoss(nn.Module):
         documents = self.documents.to(queries.device, queries.dtype)
 
         def lookup(rows: Tensor) -> Tensor:
-            return documents[rows.clamp(min=0).to(documents.device)]
+            found = documents[rows.clamp(min=0).to(documents.device)]
+            if self.document_adapter is None:
+                return found
+            return self.document_adapter(found)
 
         t_pos: Tensor | None = None
         t_neg: Tensor | None = None

@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import copy
 import logging
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    import torch
 
 from twotower.errors import ConfigError
-from twotower.models.encoder import load_sentence_transformer
+from twotower.models.adapter import ResidualAdapter, adapters
+from twotower.models.encoder import embedding_dimension, load_sentence_transformer
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +29,10 @@ def build_model(
     query_prompt: str = "",
     document_prompt: str = "",
     device: str | None = None,
+    document_adapter: bool = False,
 ):
+    """``document_adapter``: a :class:`~twotower.models.adapter.ResidualAdapter` ends the
+    document route (separate towers only), unless the model has one there already."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.base.modules import Router
 
@@ -39,16 +47,26 @@ def build_model(
         return base
     if towers != "separate":
         raise ConfigError(f"towers must be shared or separate, got {towers!r}")
-    if any(isinstance(module, Router) for module in base):
-        return base  # already asymmetric
+    routers = [module for module in base if isinstance(module, Router)]
+    if routers:  # already asymmetric
+        route = cast("torch.nn.Sequential", routers[0].sub_modules["document"])
+        if document_adapter and not adapters(route):
+            route.append(_adapter_for(base).to(base.device))
+        return base
     document_modules = list(base)
     query_modules = copy.deepcopy(document_modules)
+    if document_adapter:
+        document_modules.append(_adapter_for(base))
     router = Router.for_query_document(
         query_modules=query_modules, document_modules=document_modules
     )
     model = SentenceTransformer(modules=[router], device=str(base.device), prompts=prompts)
     model.similarity_fn_name = base.similarity_fn_name
     return model
+
+
+def _adapter_for(model) -> ResidualAdapter:
+    return ResidualAdapter(embedding_dimension(model))
 
 
 def _set_pooling(model, mode: str) -> None:

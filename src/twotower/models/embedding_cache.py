@@ -1,7 +1,10 @@
 """On-disk cache of embeddings, keyed by the encoding route's fingerprint and the texts' content.
 
 Corpora are keyed by their content fingerprint; query sets by a hash of their texts. A second
-evaluation (or mining run) of the same model on the same data then encodes nothing.
+evaluation (or mining run) of the same model on the same data then encodes nothing. An entry
+holds a route's embeddings before its residual adapters (``models/adapter.py``), which are
+applied on reading: a model trained with an adapter over a frozen index reads its base model's
+corpus entries.
 
 Every entry is written atomically (:func:`twotower.data.files.atomic_write`) with a SHA-256 of
 its bytes beside it (``NAME.npy.sha256``); an entry whose bytes do not match (a flipped byte, a
@@ -84,7 +87,10 @@ def _encode_in_chunks(
             chunks.append(saved_chunk)
             continue
         embeddings = encoder.encode(
-            texts[start:end], task=task, desc=f"Encoding {name} ({number}/{len(ranges)})"
+            texts[start:end],
+            task=task,
+            desc=f"Encoding {name} ({number}/{len(ranges)})",
+            adapted=False,
         )
         _save(part, embeddings)
         chunks.append(embeddings)
@@ -92,8 +98,10 @@ def _encode_in_chunks(
 
 
 def cache_path(encoder: Encoder, task: Task, content_key: str) -> Path:
-    """Where the embeddings of ``encoder`` for ``task`` of the texts keyed ``content_key`` live."""
-    return embedding_cache_dir() / f"{encoder.fingerprint_for(task)}-{content_key[:24]}.npy"
+    """Where the embeddings of ``encoder`` for ``task`` of the texts keyed ``content_key`` live
+    (those of the route without its adapters)."""
+    fingerprint = encoder.fingerprint_for(task, adapted=False)
+    return embedding_cache_dir() / f"{fingerprint}-{content_key[:24]}.npy"
 
 
 def _signature(path: Path) -> tuple[int, int, int] | None:
@@ -116,17 +124,30 @@ def _verified_entry(path: Path, rows: int) -> np.ndarray | None:
 
 
 def encode_cached(
-    encoder: Encoder, texts: Sequence[str], task: Task, content_key: str, *, use_cache: bool = True
+    encoder: Encoder,
+    texts: Sequence[str],
+    task: Task,
+    content_key: str,
+    *,
+    use_cache: bool = True,
+    adapted: bool = True,
 ) -> tuple[np.ndarray, bool]:
     """Embeddings of ``texts`` in order, and whether they came from the cache (memory-mapped
     then: a corpus of 8.8M passages is not read into memory whole).
 
     Processes sharing the cache encode an entry once: the first holds ``NAME.lock`` while it
     encodes (and owns the ``.parts`` folder of a chunked encoding); the others wait for it and
-    read its entry.
+    read its entry. ``adapted=False``: the embeddings before the route's adapters, as stored.
     """
     if not use_cache:
-        return encoder.encode(texts, task=task), False
+        return encoder.encode(texts, task=task, adapted=adapted), False
+    entry, cached = _cached_entry(encoder, texts, task, content_key)
+    return (encoder.adapt(task, entry) if adapted else entry), cached
+
+
+def _cached_entry(
+    encoder: Encoder, texts: Sequence[str], task: Task, content_key: str
+) -> tuple[np.ndarray, bool]:
     path = cache_path(encoder, task, content_key)
     if path.is_file():
         with file_lock(path, shared=True):  # not while another process writes it
@@ -140,7 +161,7 @@ def encode_cached(
             if embeddings is not None:
                 return embeddings, True
         if len(texts) <= RESUME_CHUNK:
-            embeddings = encoder.encode(texts, task=task)
+            embeddings = encoder.encode(texts, task=task, adapted=False)
             _save(path, embeddings)
             return embeddings, False
         parts = path.with_suffix(".parts")
@@ -151,10 +172,18 @@ def encode_cached(
 
 
 def encode_corpus(
-    encoder: Encoder, corpus: Corpus, *, use_cache: bool = True
+    encoder: Encoder, corpus: Corpus, *, use_cache: bool = True, adapted: bool = True
 ) -> tuple[np.ndarray, bool]:
-    """Document embeddings of ``corpus`` in corpus order, and whether they came from the cache."""
-    return encode_cached(encoder, corpus.texts, "document", corpus.fingerprint, use_cache=use_cache)
+    """Document embeddings of ``corpus`` in corpus order, and whether they came from the cache
+    (``adapted=False``: before the document route's adapters)."""
+    return encode_cached(
+        encoder,
+        corpus.texts,
+        "document",
+        corpus.fingerprint,
+        use_cache=use_cache,
+        adapted=adapted,
+    )
 
 
 def encode_queries(

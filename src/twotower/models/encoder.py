@@ -19,12 +19,16 @@ import torch
 from tqdm.auto import tqdm
 
 from twotower.errors import ConfigError, ResolutionError
+from twotower.models.adapter import ResidualAdapter, adapters
 from twotower.models.resolve import resolve_model
 
 log = logging.getLogger(__name__)
 
 Task = Literal["query", "document"]
 Precision = Literal["fp32", "bf16", "auto"]
+
+# Rows per batch and token budget of the keys written before batching was part of them.
+DEFAULT_BATCHING = (64, None)
 
 # Texts are tokenised and length-sorted in blocks of this many, so memory stays bounded
 # for large corpora while padding stays low.
@@ -49,11 +53,37 @@ def load_sentence_transformer(
     from sentence_transformers import SentenceTransformer
 
     path = resolve_model(name_or_path)
+    trust = trust_remote_code or _only_library_modules(path)
     try:
-        return SentenceTransformer(path, device=device, trust_remote_code=trust_remote_code)
+        return SentenceTransformer(path, device=device, trust_remote_code=trust)
     except OSError as exc:  # hub misses and unreadable folders; one line for the user
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ResolutionError(f"could not load model '{name_or_path}' ({path}): {reason}") from None
+
+
+def _only_library_modules(path: str) -> bool:
+    """Whether a local model's module classes are all sentence-transformers' or twotower's own
+    (a document adapter): installed code, which sentence-transformers would refuse to import
+    without ``trust_remote_code`` as it would a repository's."""
+    import json
+    from pathlib import Path
+
+    folder = Path(path)
+    if not folder.is_dir():
+        return False
+    refs: list[str] = []
+    for config in [*folder.glob("**/modules.json"), *folder.glob("**/router_config.json")]:
+        try:
+            data = json.loads(config.read_text())
+        except (OSError, ValueError):
+            return False
+        entries = data if isinstance(data, list) else [data]
+        for entry in entries:
+            if isinstance(entry, dict):
+                refs += [entry["type"]] if isinstance(entry.get("type"), str) else []
+                refs += [v for v in (entry.get("types") or {}).values() if isinstance(v, str)]
+    ours = [r for r in refs if not r.startswith("sentence_transformers.")]
+    return bool(ours) and all(r.startswith("twotower.") for r in ours)
 
 
 class Encoder:
@@ -100,7 +130,7 @@ class Encoder:
         }
         self.normalize = normalize
         self.show_progress = show_progress
-        self._fingerprints: dict[str, str] = {}
+        self._fingerprints: dict[tuple[str, bool], str] = {}
         self._weight_digests: dict[tuple[int, ...], hashlib._Hash] = {}
 
     @classmethod
@@ -121,6 +151,10 @@ class Encoder:
             return True
         return self.precision == "auto" and bf16_supported(self.device)
 
+    @property
+    def batching(self) -> tuple[int, int | None]:
+        return self.batch_size, self.max_batch_tokens
+
     @cached_property
     def fingerprint(self) -> str:
         """Identifies both towers' weights and every setting that changes an embedding."""
@@ -128,31 +162,53 @@ class Encoder:
             (self.fingerprint_for("query") + self.fingerprint_for("document")).encode()
         ).hexdigest()[:24]
 
-    def fingerprint_for(self, task: Task) -> str:
+    def fingerprint_for(self, task: Task, *, adapted: bool = True) -> str:
         """Identifies what embeds ``task`` texts: that route's weights and settings only.
 
         A separate-towers model whose document tower equals a shared model's network gets
         that model's document fingerprint, so its corpus embeddings come from the cache.
+        ``adapted=False``: the route without its residual adapters (``models/adapter.py``), the
+        key of the embeddings the cache keeps for it; a route without adapters has one key.
         """
-        if task not in self._fingerprints:
+        if (task, adapted) not in self._fingerprints:
             modules = route_modules(self.model, task)
-            route = tuple(id(m) for m in modules)
+            heads = adapters(modules)
+            body = [m for m in modules if not isinstance(m, ResidualAdapter)]
+            route = tuple(id(m) for m in body)
             weights = self._weight_digests.get(route)
             if weights is None:  # a shared network: both routes hash the weights once
                 weights = hashlib.sha256()
-                for position, module in enumerate(modules):
-                    for key, tensor in module.state_dict().items():
-                        weights.update(f"{position}.{key}".encode())
-                        weights.update(str(tensor.dtype).encode())
-                        weights.update(
-                            memoryview(tensor.detach().cpu().contiguous().view(torch.uint8).numpy())
-                        )
+                for position, module in enumerate(body):
+                    _hash_module(weights, module, str(position))
                 self._weight_digests[route] = weights
             digest = weights.copy()
             settings = (self.max_length, self.prompts[task], self.normalize, self.use_bf16())
             digest.update(repr(settings).encode())
-            self._fingerprints[task] = digest.hexdigest()[:24]
-        return self._fingerprints[task]
+            if self.use_bf16() and self.batching != DEFAULT_BATCHING:
+                # bf16 rounding depends on the padded width a text shares (differences up to
+                # 1e-3 between batch sizes): other batching, other embeddings, another key.
+                digest.update(repr(self.batching).encode())
+            if adapted:
+                for position, head in enumerate(heads):
+                    _hash_module(digest, head, f"adapter{position}")
+                    digest.update(repr(head.residual_scale).encode())
+            self._fingerprints[task, adapted] = digest.hexdigest()[:24]
+        return self._fingerprints[task, adapted]
+
+    def adapt(self, task: Task, embeddings: np.ndarray) -> np.ndarray:
+        """``embeddings`` of the route without its adapters, through them (unchanged if none)."""
+        heads = adapters(route_modules(self.model, task))
+        if not heads:
+            return embeddings
+        out = np.empty(embeddings.shape, dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(embeddings), 65536):  # bounded memory on large corpora
+                block = torch.from_numpy(np.asarray(embeddings[start : start + 65536]))
+                block = block.to(self.device, torch.float32)
+                for head in heads:
+                    block = head.adapt(block)
+                out[start : start + len(block)] = block.cpu().numpy()
+        return out
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self.encode(texts, task="query")
@@ -161,9 +217,12 @@ class Encoder:
         return self.encode(texts, task="document")
 
     @torch.inference_mode()
-    def encode(self, texts: Sequence[str], *, task: Task, desc: str | None = None) -> np.ndarray:
+    def encode(
+        self, texts: Sequence[str], *, task: Task, desc: str | None = None, adapted: bool = True
+    ) -> np.ndarray:
         """Embeddings of ``texts`` in input order. Each distinct text is tokenised and encoded
-        once; texts are sorted by token length so a batch pads little."""
+        once; texts are sorted by token length so a batch pads little. The route's residual
+        adapters run after the network, in fp32; ``adapted=False`` leaves them out."""
         self.model.eval()
         dim = embedding_dimension(self.model)
         distinct: dict[str, int] = {}
@@ -183,7 +242,8 @@ class Encoder:
             if self.use_bf16()
             else contextlib.nullcontext()
         )
-        with progress, autocast:
+        heads = adapters(route_modules(self.model, task))
+        with progress, autocast, _bypassed(heads):
             for block_start in range(0, len(unique), TOKENIZE_BLOCK):
                 block = unique[block_start : block_start + TOKENIZE_BLOCK]
                 features = self.model.preprocess(block, prompt=self.prompts[task], task=task)
@@ -201,6 +261,8 @@ class Encoder:
                         embeddings = torch.nn.functional.normalize(embeddings, dim=-1)
                     output[block_start + rows.numpy()] = embeddings.cpu().numpy()
                     progress.update(len(rows))
+        if adapted:
+            output = self.adapt(task, output)
         return output if len(unique) == len(texts) else output[slots]
 
     def _batches(self, order: torch.Tensor, lengths: torch.Tensor):
@@ -216,6 +278,25 @@ class Encoder:
             size = max(1, self.max_batch_tokens // width)
             yield order[start : start + size]
             start += size
+
+
+def _hash_module(digest, module: torch.nn.Module, prefix: str) -> None:
+    for key, tensor in module.state_dict().items():
+        digest.update(f"{prefix}.{key}".encode())
+        digest.update(str(tensor.dtype).encode())
+        digest.update(memoryview(tensor.detach().cpu().contiguous().view(torch.uint8).numpy()))
+
+
+@contextlib.contextmanager
+def _bypassed(heads: list[ResidualAdapter]):
+    """The network's forward without ``heads``, which :meth:`Encoder.adapt` applies after."""
+    for head in heads:
+        head.bypass = True
+    try:
+        yield
+    finally:
+        for head in heads:
+            head.bypass = False
 
 
 def route_modules(model, task: Task) -> list:

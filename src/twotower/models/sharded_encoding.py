@@ -82,7 +82,7 @@ def encode_corpus_sharded(
 ) -> np.ndarray | None:
     """Called by every rank of an initialised process group: the corpus's document embeddings on
     rank 0 (None on the others), each rank having encoded its slice; with ``use_cache``, rank 0
-    writes them to the embedding cache (a valid entry there is used, and nothing encoded). In a
+    writes them (before the route's adapters, see embedding_cache) to the embedding cache (a valid entry there is used, and nothing encoded). In a
     single process, :func:`encode_corpus`."""
     world = world_size()
     if world == 1 or not dist.is_initialized():
@@ -93,13 +93,13 @@ def encode_corpus_sharded(
         found, entry = _cached_on_rank_zero(path, len(corpus.texts))
         if found:
             dist.barrier()  # no rank runs ahead (or exits) while another still receives
-            return entry
+            return None if entry is None else encoder.adapt("document", entry)
     start, end = shard_bounds(len(corpus.texts), world, rank)
     log.info("rank %d encodes documents %d–%d of %d", rank, start, end, len(corpus.texts))
-    local = encoder.encode(corpus.texts[start:end], task="document")
+    local = encoder.encode(corpus.texts[start:end], task="document", adapted=False)
     merged = _gather_rows(local, len(corpus.texts), world, rank)
     if merged is not None and use_cache:
         with file_lock(path):  # not while another run writes or reads the same entry
             _save(path, merged)
     dist.barrier()  # the entry exists before any rank goes on to read it
-    return merged
+    return None if merged is None else encoder.adapt("document", merged)

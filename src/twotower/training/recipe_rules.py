@@ -89,6 +89,12 @@ def _check_refresh(recipe: Recipe) -> None:
             "refresh.mode: a teacher loss is not supported with refresh yet: a round would need the"
             " teacher's scores of its new negatives",
         )
+    if recipe.model.document_adapter:
+        raise RuleError(
+            "refresh.mode",
+            "refresh.mode: a round searches the frozen index without the document adapter; unset"
+            " model.document_adapter or refresh (not supported together yet)",
+        )
     if negatives.false_negative_margin is not None:
         raise RuleError(
             "refresh.mode",

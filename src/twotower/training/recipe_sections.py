@@ -59,12 +59,19 @@ class ModelConfig(Section):
     document_prompt: str = ""
     # False: only the query tower trains; documents are encoded once (frozen index).
     train_document_tower: bool = True
+    # A residual adapter on the document route's output (twotower.models.adapter), trained at
+    # optim.adapter_learning_rate: over a frozen index, the document side still adapts.
+    document_adapter: bool = False
 
     @model_validator(mode="after")
     def _frozen_needs_separate(self) -> ModelConfig:
         if not self.train_document_tower and self.towers != "separate":
             raise ValueError(
                 "train_document_tower: false needs towers: separate (a shared network cannot freeze one side)"
+            )
+        if self.document_adapter and self.towers != "separate":
+            raise ValueError(
+                "document_adapter needs towers: separate (on a shared network it would adapt queries too)"
             )
         return self
 
@@ -184,8 +191,11 @@ class OptimConfig(Section):
     save_steps: int = Field(50, gt=0)
     save_total_limit: int = Field(2, gt=0)
     logging_steps: int = Field(5, gt=0)
-    # WiSE-FT (Wortsman et al. 2022): final weights = a * fine-tuned + (1 - a) * base.
+    # WiSE-FT (Wortsman et al. 2022): final weights = a * fine-tuned + (1 - a) * base; a
+    # document adapter's residual is scaled by a (its base is the identity).
     wise_ft: float | None = Field(None, gt=0, le=1)
+    # The learning rate of model.document_adapter's weights (a small MLP started at zero).
+    adapter_learning_rate: float = Field(1e-3, gt=0)
     # Optimizer steps with a NaN or infinite loss to skip (no update) before training stops;
     # 0: stop at the first (twotower.training.nonfinite).
     skip_nonfinite_batches: int = Field(0, ge=0)

@@ -17,6 +17,7 @@ from twotower.errors import ConfigError, InputError
 from twotower.losses.cached import CachedSentenceTransformerLoss
 from twotower.losses.frozen_documents import DOCUMENT_ROWS, FrozenDocumentsLoss, label_rows
 from twotower.losses.st_loss import SentenceTransformerLoss
+from twotower.models.adapter import ResidualAdapter, adapters
 from twotower.models.build import build_model
 from twotower.models.embedding_cache import encode_corpus
 from twotower.models.encoder import Encoder, bf16_supported, route_modules
@@ -29,6 +30,7 @@ from twotower.training.recipe import Recipe
 from twotower.training.refresh import Refresher
 from twotower.training.refresh_callback import RefreshCallback
 from twotower.training.rows import TrainingRows
+from twotower.training.wise_ft import base_weights, interpolate
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +75,16 @@ def _wire_frozen_documents(recipe: Recipe, model, rows: TrainingRows, collection
             "model.train_document_tower: false needs train.data (a collection whose corpus is indexed)"
         )
     query_params = {id(p) for m in route_modules(model, "query") for p in m.parameters()}
-    for module in route_modules(model, "document"):
+    document_route = route_modules(model, "document")
+    for module in document_route:
+        if isinstance(module, ResidualAdapter):
+            continue  # trains on the index rows it maps
         for parameter in module.parameters():
             if id(parameter) not in query_params:
                 parameter.requires_grad_(False)
+    heads = adapters(document_route)
     encoder = Encoder(model, batch_size=64, name="document tower")
-    documents, cached = encode_corpus(encoder, collection.corpus)
+    documents, cached = encode_corpus(encoder, collection.corpus, adapted=False)
     log.info(
         "frozen document index: %d documents (%s)",
         len(documents),
@@ -108,6 +114,7 @@ def _wire_frozen_documents(recipe: Recipe, model, rows: TrainingRows, collection
         num_negatives=k,
         num_positive_ids=width,
         teacher_scores=with_teacher,
+        document_adapter=heads[0].adapt if heads else None,
     )
     return read, ["anchor"], loss
 
@@ -133,20 +140,6 @@ def _wire_both_towers(recipe: Recipe, model, rows: TrainingRows):
     return partial(rows.read, with_teacher=with_teacher), rows.columns(), loss
 
 
-def _trainable_copy(model) -> dict:
-    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
-
-
-def _interpolate(model, base: dict, alpha: float) -> None:
-    """WiSE-FT: trained weights moved back towards the base, ``alpha`` of the way from it."""
-    import torch
-
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if name in base:
-                parameter.mul_(alpha).add_(base[name].to(parameter.device), alpha=1 - alpha)
-
-
 def _set_max_length(model, length: int) -> None:
     """Set every transformer module's token limit (both routes of separate towers)."""
     from sentence_transformers.sentence_transformer.modules import Transformer
@@ -164,7 +157,24 @@ def use_bf16(precision: str, device_type: str) -> bool:
     return precision == "auto" and bf16_supported(torch.device(device_type))
 
 
-def _training_arguments(recipe: Recipe, checkpoints: Path, device_type: str, rows: int, columns):
+def _adapter_learning_rates(model, rate: float) -> dict[str, float]:
+    """sentence-transformers' learning_rate_mapping: the adapters' weights at their own rate."""
+    import re
+
+    names = {
+        f"{name}.{parameter}"
+        for name, module in model.named_modules()
+        if isinstance(module, ResidualAdapter)
+        for parameter, _ in module.named_parameters()
+    }
+    if not names:
+        return {}
+    return {"(?:" + "|".join(re.escape(n) for n in sorted(names)) + ")$": rate}
+
+
+def _training_arguments(
+    recipe: Recipe, checkpoints: Path, device_type: str, rows: int, columns, model
+):
     from sentence_transformers import SentenceTransformerTrainingArguments
 
     optim = recipe.optim
@@ -190,6 +200,7 @@ def _training_arguments(recipe: Recipe, checkpoints: Path, device_type: str, row
         report_to="none",
         batch_sampler="no_duplicates",
         router_mapping=router_mapping,
+        learning_rate_mapping=_adapter_learning_rates(model, optim.adapter_learning_rate),
         dataloader_drop_last=rows >= 2 * optim.batch_size,
         # Rows are drawn in the main process, from tables a refresher may replace.
         dataloader_num_workers=0,
@@ -257,6 +268,7 @@ def train_model(
         query_prompt=recipe.model.query_prompt,
         document_prompt=recipe.model.document_prompt,
         device=device,
+        document_adapter=recipe.model.document_adapter,
     )
     device_type = (
         device.split(":")[0] if device else ("cuda" if torch.cuda.is_available() else "cpu")
@@ -269,8 +281,8 @@ def train_model(
     dataset = rows_dataset(partial(read, mined=True), len(rows))
     if len(dataset) == 0:
         raise ConfigError("no training example has the requested number of negatives")
-    base_weights = _trainable_copy(model) if recipe.optim.wise_ft is not None else None
-    args = _training_arguments(recipe, checkpoints, device_type, len(dataset), columns)
+    base = base_weights(model) if recipe.optim.wise_ft is not None else None
+    args = _training_arguments(recipe, checkpoints, device_type, len(dataset), columns, model)
     callbacks = [
         _loss_log_callback(run_dir / "train_log.jsonl"),
         NonFiniteLossGuard(loss, skip_limit=recipe.optim.skip_nonfinite_batches),
@@ -323,9 +335,9 @@ def train_model(
             recipe.optim.batch_size,
             len(dataset),
         )
-    if base_weights is not None:
-        assert recipe.optim.wise_ft is not None  # base_weights are kept for it
-        _interpolate(model, base_weights, recipe.optim.wise_ft)
+    if base is not None:
+        assert recipe.optim.wise_ft is not None  # base weights are kept for it
+        interpolate(model, base, recipe.optim.wise_ft)
     if recipe.train.max_document_length:  # training-only truncation: save the evaluation length
         _set_max_length(model, recipe.model.max_document_length)
     model_dir = run_dir / "model"
