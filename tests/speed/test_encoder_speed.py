@@ -41,6 +41,20 @@ def test_bf16_close_to_fp32_with_its_own_fingerprint(model):
     assert fp32.fingerprint != bf16.fingerprint
 
 
+def test_bf16_keys_carry_the_batching_that_rounds_them(model):
+    """bf16 embeddings differ with the padded width a text shares (up to 1e-3 on SciFact between
+    batch sizes), so a cache entry must not be read by an encoder that batches otherwise;
+    fp32 embeddings do not depend on it, and the default batching keeps its first keys."""
+
+    def key(**kwargs):
+        return Encoder(model, show_progress=False, **kwargs).fingerprint_for("document")
+
+    assert key(precision="bf16", batch_size=32) != key(precision="bf16")
+    assert key(precision="bf16", max_batch_tokens=4096) != key(precision="bf16")
+    assert key(precision="fp32", batch_size=32) == key(precision="fp32")
+    assert key(precision="bf16", batch_size=64) == key(precision="bf16")
+
+
 def test_token_budget_keeps_input_order(model):
     reference = Encoder(model, batch_size=64, show_progress=False).encode_documents(TEXTS)
     for budget in (1, 7, 20, 10_000):
