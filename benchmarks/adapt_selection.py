@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import random
 import time
 from pathlib import Path
@@ -101,6 +102,8 @@ def main() -> None:
     ap.add_argument("--doc-adapter", action="store_true")
     ap.add_argument("--adapter-learning-rate", type=float, default=1e-3)
     ap.add_argument("--work", type=Path, default=Path("runs/adapt-selection"))
+    ap.add_argument("--name", default=None, help="name of this configuration's per-query file")
+    ap.add_argument("--against", default=None, help="a configuration's name to test against")
     a = ap.parse_args()
     torch.manual_seed(0)
     dev = load_collection("scifact", "train")
@@ -213,6 +216,16 @@ def main() -> None:
         f" p {test.randomisation_p_value:.4f}, {test.wins}/{test.losses}); {steps} steps in"
         f" {time.time() - started:.0f} s"
     )
+    if a.name:
+        record = {"args": vars(a) | {"work": str(a.work)}, "per_query": per}
+        (a.work / f"{a.name}.json").write_text(json.dumps(record))
+    if a.against:
+        other = json.loads((a.work / f"{a.against}.json").read_text())["per_query"]
+        vs = paired_test(per, other)
+        print(
+            f"  against {a.against}: {vs.difference:+.4f} (p {vs.randomisation_p_value:.4f},"
+            f" {vs.wins}/{vs.losses})"
+        )
 
 
 if __name__ == "__main__":

@@ -43,6 +43,15 @@ from twotower.retrieval.bm25 import BM25
 WISE = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
+def fold_split(qids: list[str], k: int, seed: int = 0) -> list[list[str]]:
+    """``k`` folds of ``qids`` by a seeded permutation: every query in exactly one fold, the
+    folds' sizes within one of each other."""
+    order = np.random.default_rng(seed).permutation(len(qids))
+    folds = [sorted(qids[i] for i in order[f::k]) for f in range(k)]
+    assert sum(map(len, folds)) == len(set().union(*map(set, folds))) == len(qids)
+    return folds
+
+
 def per_query_ndcg(scores: np.ndarray, qids: list[str], collection) -> dict[str, float]:
     top = np.argpartition(-scores, 100, axis=1)[:, :100]
     ids = collection.corpus.ids
@@ -171,9 +180,7 @@ def main() -> None:
             q: (top[i], np.take_along_axis(teacher_all[i], top[i], 0)) for i, q in enumerate(qids)
         }
 
-    order = np.random.default_rng(0).permutation(len(qids))
-    folds = [sorted(qids[i] for i in order[f :: a.folds]) for f in range(a.folds)]
-    assert sum(map(len, folds)) == len(set().union(*map(set, folds))) == len(qids)
+    folds = fold_split(qids, a.folds)
     index = torch.from_numpy(index_np)
     held_out: dict[float, dict] = {w: {} for w in WISE}
     started = time.time()
