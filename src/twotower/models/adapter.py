@@ -80,24 +80,12 @@ class ResidualAdapter(Module):
         init_defaults: dict[str, Any] | None = None,
         **kwargs,
     ) -> ResidualAdapter:
-        config = cls.load_config(
-            model_name_or_path,
-            subfolder=subfolder,
-            token=token,
-            cache_folder=cache_folder,
-            revision=revision,
-            local_files_only=local_files_only,
-        )
+        where = (subfolder, token, cache_folder, revision, local_files_only)
+        keys = ("subfolder", "token", "cache_folder", "revision", "local_files_only")
+        hub: dict[str, Any] = dict(zip(keys, where, strict=True))  # for both reads
+        config = cls.load_config(model_name_or_path, **hub)
         adapter = cls(**{k: v for k, v in config.items() if k in cls.config_keys})
-        cls.load_torch_weights(
-            model_name_or_path,
-            subfolder=subfolder,
-            token=token,
-            cache_folder=cache_folder,
-            revision=revision,
-            local_files_only=local_files_only,
-            model=adapter,
-        )
+        cls.load_torch_weights(model_name_or_path, model=adapter, **hub)
         return adapter
 
 
