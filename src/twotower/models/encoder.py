@@ -12,7 +12,7 @@ import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from functools import cached_property
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from twotower.errors import ConfigError, ResolutionError
 from twotower.models.adapter import ResidualAdapter, adapters
+from twotower.models.backends import Backend, batch_runner, resolve_backend
 from twotower.models.resolve import resolve_model
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,7 @@ class Encoder:
         show_progress: bool = True,
         name: str | None = None,
         max_batch_tokens: int | None = None,
+        backend: Backend = "auto",
     ) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch_size must be positive, got {batch_size}")
@@ -132,6 +134,9 @@ class Encoder:
         self.show_progress = show_progress
         self._fingerprints: dict[tuple[str, bool], str] = {}
         self._weight_digests: dict[tuple[int, ...], hashlib._Hash] = {}
+        # torch or openvino (models/backends.py); the compiled routes by their fingerprint.
+        self.backend = resolve_backend(backend, self.device)
+        self._graphs: dict[str, Any] = {}
 
     @classmethod
     def from_name(cls, name_or_path: str, *, device: str | None = None, **kwargs) -> Encoder:
@@ -183,7 +188,9 @@ class Encoder:
                 self._weight_digests[route] = weights
             digest = weights.copy()
             settings = (self.max_length, self.prompts[task], self.normalize, self.use_bf16())
-            digest.update(repr(settings).encode())
+            # torch's keys stay those written before there were back-ends.
+            backend = () if self.backend == "torch" else (self.backend,)
+            digest.update(repr(settings + backend).encode())
             if self.use_bf16() and self.batching != DEFAULT_BATCHING:
                 # bf16 rounding depends on the padded width a text shares (differences up to
                 # 1e-3 between batch sizes): other batching, other embeddings, another key.
@@ -243,6 +250,7 @@ class Encoder:
             else contextlib.nullcontext()
         )
         heads = adapters(route_modules(self.model, task))
+        run = batch_runner(self, task)  # torch, or this route's exported graph (no adapters)
         with progress, autocast, _bypassed(heads):
             for block_start in range(0, len(unique), TOKENIZE_BLOCK):
                 block = unique[block_start : block_start + TOKENIZE_BLOCK]
@@ -256,7 +264,7 @@ class Encoder:
                         k: v.to(self.device) if isinstance(v, torch.Tensor) else v
                         for k, v in batch.items()
                     }
-                    embeddings = self.model(batch, task=task)["sentence_embedding"].float()
+                    embeddings = run(batch)
                     if self.normalize:
                         embeddings = torch.nn.functional.normalize(embeddings, dim=-1)
                     output[block_start + rows.numpy()] = embeddings.cpu().numpy()

@@ -18,6 +18,7 @@ import torch.distributed as dist
 
 from twotower.data.beir import Corpus
 from twotower.data.files import file_lock
+from twotower.models.backends import prepare_backend
 from twotower.models.embedding_cache import _save, _verified_entry, cache_path, encode_corpus
 from twotower.models.encoder import Encoder
 from twotower.settings import process_rank, world_size
@@ -94,6 +95,8 @@ def encode_corpus_sharded(
         if found:
             dist.barrier()  # no rank runs ahead (or exits) while another still receives
             return None if entry is None else encoder.adapt("document", entry)
+    prepare_backend(encoder, "document", corpus.texts)  # a failed export changes the key
+    path = cache_path(encoder, "document", corpus.fingerprint)
     start, end = shard_bounds(len(corpus.texts), world, rank)
     log.info("rank %d encodes documents %d–%d of %d", rank, start, end, len(corpus.texts))
     local = encoder.encode(corpus.texts[start:end], task="document", adapted=False)

@@ -206,6 +206,9 @@ def compute_round(request: RoundRequest, collection: Collection) -> tuple[dict, 
         precision=request.precision,  # type: ignore[arg-type]
         show_progress=False,
         name=f"snapshot@{request.step}",
+        # A new snapshot is a new export (~2.5 s for MiniLM): it pays for a corpus, not for
+        # a round that encodes only its queries.
+        backend="torch" if request.frozen_documents else "auto",
     )
     corpus = collection.corpus
     training = training_query_ids(collection)
