@@ -42,7 +42,8 @@ def adapt_command(
         typer.Option(
             "--generator",
             "-g",
-            help="ict, crop, smollm2, gemma3-270m, a folder or .gguf, or an OpenAI-compatible URL",
+            help="ict, crop, ict+crop (one of each per passage and --per-doc), smollm2,"
+            " gemma3-270m, a folder or .gguf, or an OpenAI-compatible URL",
         ),
     ] = None,
     per_doc: Annotated[int | None, typer.Option(min=1, help="queries per passage")] = None,

@@ -14,6 +14,7 @@ from twotower.cli.common import DataDirOpt, DeviceOpt, user_errors, write_json
 from twotower.data import load_corpus
 from twotower.errors import ConfigError
 from twotower.generation import (
+    CUTS,
     QUERY_TYPES,
     REASONS,
     JunkFilter,
@@ -44,7 +45,7 @@ def generate_command(
         typer.Option(
             "--generator",
             "-g",
-            help="ict, crop, smollm2, gemma3-270m, a model folder or .gguf file, a hub name "
+            help="ict, crop, ict+crop (both types), smollm2, gemma3-270m, a model folder or .gguf file, a hub name "
             "org/name, or an OpenAI-compatible endpoint http(s)://HOST:PORT",
         ),
     ],
@@ -161,7 +162,7 @@ def generate_command(
     wanted = None
     if types:
         names = [t.strip() for t in types.split(",") if t.strip()]
-        if generator.strip().lower() in ("ict", "crop"):
+        if all(cut in CUTS for cut in generator.strip().lower().split("+")):
             # An unknown name is named as such; a known one the job refuses for ict/crop.
             parse_query_types(
                 [n for n in names if n.lower() not in ("ict", "crop")] or ["questions"]

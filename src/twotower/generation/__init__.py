@@ -2,7 +2,7 @@
 model-free ones (ICT, Lee et al. 2019; cropping, Izacard et al. 2021), written to the JSONL
 that ``train.synthetic_queries`` reads.
 
-``build_generator(spec)`` gives a :class:`Generator` (``ict``, ``crop``, ``smollm2``,
+``build_generator(spec)`` gives a :class:`Generator` (``ict``, ``crop``, ``ict+crop``, ``smollm2``,
 ``gemma3-270m``, a model folder or ``.gguf`` file, a hub name, an ``http(s)://`` endpoint);
 ``generate_queries(...)`` runs a resumable job with it.
 """
@@ -14,7 +14,12 @@ from twotower.generation.base import (
     SamplingSettings,
     task_seed,
 )
-from twotower.generation.classic import CropGenerator, ICTGenerator, split_sentences
+from twotower.generation.classic import (
+    CropGenerator,
+    ICTGenerator,
+    MixedGenerator,
+    split_sentences,
+)
 from twotower.generation.job import (
     GenerationReport,
     dropped_path,
@@ -31,9 +36,10 @@ from twotower.generation.prompts import (
     parse_query_types,
 )
 from twotower.generation.resume import read_done
-from twotower.generation.spec import NAMED, build_generator
+from twotower.generation.spec import CUTS, NAMED, build_generator
 
 __all__ = [
+    "CUTS",
     "NAMED",
     "PROMPT_VERSION",
     "QUERY_TYPES",
@@ -44,6 +50,7 @@ __all__ = [
     "GenerationTask",
     "Generator",
     "ICTGenerator",
+    "MixedGenerator",
     "JunkFilter",
     "PromptBuilder",
     "SamplingSettings",

@@ -86,13 +86,13 @@ class Generator(ABC):
     or endpoint. :meth:`describe` is recorded on every output line, so a file says what wrote
     it. ``generated_tokens`` counts the tokens the back-end generated since it was built (for
     tokens/s). A generator whose queries are spans of the passage by design (ICT, cropping)
-    sets ``copies_passage`` so the junk filter does not drop them for it, and ``fixed_type``
-    to the one query type it writes.
+    sets ``copies_passage`` so the junk filter does not drop them for it, and ``fixed_types``
+    to the query types it writes (one each; a mix of them, ``ict+crop``, writes several).
     """
 
     kind: str = "generator"
     copies_passage: bool = False
-    fixed_type: str | None = None
+    fixed_types: tuple[str, ...] = ()
 
     def __init__(
         self, *, name: str, sampling: SamplingSettings | None = None, batch_size: int = 8

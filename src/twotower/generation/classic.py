@@ -7,6 +7,8 @@
   synthetic-queries file the line trains on the whole corpus document, ICT's 10% case).
 - ``crop`` (Izacard et al. 2021, Contriever): a random contiguous span of the passage,
   ``min_words`` to ``max_words`` words, is the query; the whole document stays its positive.
+- ``ict+crop``: both, ``per_doc`` of each type per passage — a mix of query types, which
+  Tamber et al. 2025 found better than one type at equal counts.
 
 Both are seeded by (seed, doc id, sample index), so a re-run writes the same queries.
 """
@@ -54,7 +56,7 @@ class ICTGenerator(Generator):
 
     kind = "ict"
     copies_passage = True
-    fixed_type = "ict"
+    fixed_types = ("ict",)
 
     def __init__(
         self,
@@ -113,7 +115,7 @@ class CropGenerator(Generator):
 
     kind = "crop"
     copies_passage = True
-    fixed_type = "crop"
+    fixed_types = ("crop",)
 
     def __init__(
         self,
@@ -143,3 +145,47 @@ class CropGenerator(Generator):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "min_words": self.min_words, "max_words": self.max_words}
+
+
+class MixedGenerator(Generator):
+    """Several cut-from-the-passage generators, one query type each: a task of type ``t`` is
+    written by the part whose type is ``t``, exactly as that part alone would write it."""
+
+    kind = "mix"
+    copies_passage = True
+
+    def __init__(self, parts: Sequence[Generator]) -> None:
+        types = [t for part in parts for t in part.fixed_types]
+        if len(parts) < 2 or len(set(types)) != len(types) or len(types) != len(parts):
+            raise ConfigError("a mix needs two or more generators of one distinct query type each")
+        self.parts = {part.fixed_types[0]: part for part in parts}
+        super().__init__(
+            name="+".join(self.parts),
+            sampling=parts[0].sampling,
+            batch_size=max(p.batch_size for p in parts),
+        )
+        self.fixed_types = tuple(self.parts)
+
+    @property
+    def sampling(self) -> SamplingSettings:
+        return self._sampling
+
+    @sampling.setter
+    def sampling(self, value: SamplingSettings) -> None:  # the job sets it on the mix: pass it on
+        self._sampling = value
+        for part in getattr(self, "parts", {}).values():
+            part.sampling = value
+
+    def generate(self, tasks: Sequence[GenerationTask]) -> list[str]:
+        out: list[str] = [""] * len(tasks)
+        for kind, part in self.parts.items():
+            rows = [i for i, task in enumerate(tasks) if task.query_type == kind]
+            for i, text in zip(rows, part.generate([tasks[i] for i in rows]), strict=True):
+                out[i] = text
+        return out
+
+    def positive(self, task: GenerationTask, query: str) -> str | None:
+        return self.parts[task.query_type].positive(task, query)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "parts": [p.describe() for p in self.parts.values()]}

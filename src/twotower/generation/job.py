@@ -164,8 +164,8 @@ def generate_queries(
     ``corpus``) with ``generator`` to ``output_path``, resuming what it already holds.
 
     ``types`` are query types of :data:`~twotower.generation.prompts.QUERY_TYPES` for a model
-    generator; a generator with a fixed type (``ict``, ``crop``) writes that one (``types``
-    empty or that type). ``sampling`` replaces the generator's settings; ``batch_size`` (tasks
+    generator; a generator with fixed types (``ict``, ``crop``, ``ict+crop``) writes those
+    (``types`` empty, or some of them). ``sampling`` replaces the generator's settings; ``batch_size`` (tasks
     per call, default the generator's) bounds how much a kill loses.
     """
     check_integer("per_doc", per_doc, minimum=1)
@@ -173,15 +173,17 @@ def generate_queries(
         generator.sampling = sampling
     size = batch_size if batch_size is not None else generator.batch_size
     check_integer("batch_size", size, minimum=1)
-    if generator.fixed_type is not None:
+    if generator.fixed_types:
         given = [] if types is None else ([types] if isinstance(types, str) else list(types))
         given = [t.strip() for item in given for t in item.split(",") if t.strip()]
-        if any(t != generator.fixed_type for t in given):
+        wrong = [t for t in given if t not in generator.fixed_types]
+        if wrong:
             raise ConfigError(
-                f"the {generator.kind} generator writes queries of type '{generator.fixed_type}' "
-                f"only, not {', '.join(t for t in given if t != generator.fixed_type)}; drop --types"
+                f"the {generator.kind} generator writes queries of type"
+                f" {', '.join(repr(t) for t in generator.fixed_types)} only, not"
+                f" {', '.join(wrong)}; drop --types"
             )
-        kinds = [generator.fixed_type]
+        kinds = [t for t in generator.fixed_types if not given or t in given]
     else:
         if types is None:
             raise ConfigError("a model generator needs the query types to write (--types)")

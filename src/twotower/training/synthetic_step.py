@@ -96,7 +96,7 @@ def ensure_synthetic_queries(recipe: Recipe, *, device: str | None = None) -> di
     )
     texts = dict(zip(corpus.corpus.ids, corpus.corpus.texts, strict=True))
     generated = generated_path(kept)
-    types = None if generator.fixed_type is not None else config.types
+    types = None if generator.fixed_types else config.types
     try:
         report = generate_queries(
             texts,
