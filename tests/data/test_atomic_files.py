@@ -313,7 +313,7 @@ def publish(tmp_path: Path, generation: int) -> Path:
         generation=generation,
         step=10 * generation,
         snapshot="-",
-        recipe="-",
+        train={"data": "-"},
         rounds_dir=str(tmp_path / "rounds"),
         query_ids=["q1", "q2"],
         negatives=2,

@@ -188,7 +188,7 @@ def _publish(tmp_path, collection_dir, model, generation, query_ids):
         generation=generation,
         step=generation * 4,
         snapshot=str(model),
-        recipe=str(tmp_path / "refresh.yaml"),
+        train={"data": str(collection_dir), "split": "train"},
         rounds_dir=str(tmp_path / "run" / "refresh"),
         query_ids=query_ids,
         negatives=2,

@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import train_process
 from twotower.data.collection import load_collection
 from twotower.errors import ConfigError
+from twotower.retrieval.ann import IndexSettings
 from twotower.training.examples import query_key
 from twotower.training.pipeline import prepare_rows, write_recipe
 from twotower.training.recipe import load_recipe
@@ -173,7 +174,8 @@ def test_a_failing_round_does_not_stop_training(
     launch = Refresher.launch
 
     def broken_launch(self, model, step):
-        self.recipe_path = tmp_path / "missing.yaml"  # the round process cannot start its work
+        # the round process cannot start its work: its collection is not there
+        self.recipe.train.data = str(tmp_path / "missing")
         return launch(self, model, step)
 
     monkeypatch.setattr(Refresher, "launch", broken_launch)
@@ -223,12 +225,15 @@ def test_a_round_leaves_when_the_trainer_is_killed(tmp_path, tiny_model, train_c
     trainer = train_process(path, out, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     rounds: list = []
+
+    def is_round(process: psutil.Process) -> bool:
+        try:
+            return "twotower.training.refresh_round" in " ".join(process.cmdline())
+        except (psutil.ZombieProcess, psutil.NoSuchProcess):  # a round that just finished
+            return False
+
     while not rounds and time.time() < deadline and trainer.poll() is None:
-        rounds = [
-            p
-            for p in psutil.Process(trainer.pid).children()
-            if "twotower.training.refresh_round" in " ".join(p.cmdline())
-        ]
+        rounds = [p for p in psutil.Process(trainer.pid).children() if is_round(p)]
         time.sleep(0.05)
     assert rounds, "no round started"
     trainer.send_signal(signal.SIGKILL)
@@ -241,12 +246,11 @@ def test_a_round_leaves_when_the_trainer_is_killed(tmp_path, tiny_model, train_c
 
 def _request(tmp_path, collection_dir, model, generation, **extra):
     collection = load_collection(str(collection_dir), "train")
-    recipe_path = refresh_recipe(tmp_path, model, collection_dir, refresh={"mode": "async"})
     request = RoundRequest(
         generation=generation,
         step=generation * 10,
         snapshot=str(model),
-        recipe=str(recipe_path),
+        train={"data": str(collection_dir), "split": "train"},
         rounds_dir=str(tmp_path / "rounds"),
         query_ids=["q1", "q2", "q3"],
         negatives=2,
@@ -275,7 +279,9 @@ def test_a_round_samples_from_its_windows_never_a_positive(tmp_path, tiny_model,
 
 def test_a_round_can_search_through_an_hnsw_index(tmp_path, tiny_model, train_collection):
     pytest.importorskip("faiss")
-    request, collection = _request(tmp_path, train_collection, tiny_model, 1, index="hnsw")
+    request, collection = _request(
+        tmp_path, train_collection, tiny_model, 1, index=IndexSettings("hnsw")
+    )
     tables, stats = compute_round(request, collection)
     for qid in request.query_ids:
         negatives = tables["documents"][qid]

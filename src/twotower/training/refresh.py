@@ -97,7 +97,6 @@ class Refresher:
             self.log_path.unlink(missing_ok=True)
         if self.main:
             self.dir.mkdir(parents=True, exist_ok=True)
-        self.recipe_path = run_dir / "recipe.yaml"
         self.process: subprocess.Popen | None = None
         self.running: RoundRequest | None = None
         self.adopted = 0  # generation in use (0: the negatives mined before training)
@@ -156,7 +155,7 @@ class Refresher:
             generation=generation,
             step=step,
             snapshot=str(snapshot),
-            recipe=str(self.recipe_path),
+            train=self.recipe.train.model_dump(mode="json"),
             rounds_dir=str(self.dir),
             query_ids=self.chunks[(generation - 1) % len(self.chunks)],
             negatives=config.negatives_per_query or documents_to_mine(k, frozen=self.rows.pool),
@@ -171,10 +170,7 @@ class Refresher:
             device=config.device,
             frozen_documents=self.frozen_documents_path,
             previous=str(published[-1]) if published else None,
-            index=config.index,
-            ivf_lists=config.ivf_lists,
-            ivf_probe=config.ivf_probe,
-            hnsw_neighbors=config.hnsw_neighbors,
+            index=config.index_settings(),
         )
         request_path = self.dir / f"request-{generation:05d}.json"
         with atomic_write(request_path) as handle:

@@ -59,7 +59,7 @@ from twotower.retrieval import Run
 from twotower.retrieval.ann import IndexSettings, search_run
 from twotower.retrieval.dense import exact_run
 from twotower.training.examples import training_collection
-from twotower.training.recipe import load_recipe
+from twotower.training.recipe_sections import TrainDataConfig
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class RoundRequest:
     generation: int
     step: int  # the training step of the snapshot's weights
     snapshot: str  # sentence-transformers folder of the weights
-    recipe: str  # the run's recipe.yaml (the collection is read from it)
+    train: dict[str, Any]  # the recipe's train section (TrainDataConfig): whose queries refresh
     rounds_dir: str
     query_ids: list[str]  # the training queries this round refreshes
     negatives: int  # hard negatives kept per query (0: none)
@@ -90,10 +90,11 @@ class RoundRequest:
     device: str | None = None
     frozen_documents: str | None = None  # .npy of a frozen index's corpus embeddings
     previous: str | None = None  # the previous round's folder (for the overlap)
-    index: str = "exact"  # exact, ivf or hnsw (twotower.retrieval.ann)
-    ivf_lists: int | None = None
-    ivf_probe: int = 16
-    hnsw_neighbors: int = 32
+    index: IndexSettings = field(default_factory=IndexSettings)  # how the round searches
+
+    def __post_init__(self) -> None:
+        if isinstance(self.index, dict):  # read back from the request's JSON
+            self.index = IndexSettings(**self.index)
 
 
 @dataclass
@@ -233,12 +234,7 @@ def compute_round(request: RoundRequest, collection: Collection) -> tuple[dict, 
         q: [d for d in sorted(collection.positives(q)) if d in corpus.index]
         for q in request.query_ids
     }
-    index = IndexSettings(
-        request.index,  # type: ignore[arg-type]
-        lists=request.ivf_lists,
-        probe=request.ivf_probe,
-        neighbors=request.hnsw_neighbors,
-    )
+    index = request.index
     # Searched even without negatives to keep: the positives' ranks are read from it.
     run = search_run(
         request.query_ids,
@@ -339,7 +335,7 @@ def main(argv: list[str]) -> int:
         import torch
 
         torch.set_num_threads(request.threads)
-    collection = training_collection(load_recipe(request.recipe).train)
+    collection = training_collection(TrainDataConfig(**request.train))
     tables, stats = compute_round(request, collection)
     publish_round(request, tables, stats)
     return 0
