@@ -156,7 +156,7 @@ def test_teach_scores_negative_query_tables(tiny_model, tiny_collection, tmp_pat
         (
             lambda p: None,
             ["--teacher", "oracle:x"],
-            "teacher 'oracle:x': expected cross-encoder:NAME",
+            "teacher 'oracle:x': expected cross_encoder:NAME",
         ),
         (
             lambda p: None,

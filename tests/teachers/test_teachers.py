@@ -62,7 +62,7 @@ def test_cross_encoder_scores_equal_predict_and_hit_the_cache(
         logits, reference.predict(pairs, activation_fn=torch.nn.Identity()), rtol=1e-5, atol=1e-6
     )
     assert teacher.last_stats.unique == len(qs) - 3 and teacher.last_stats.computed == len(qs) - 3
-    assert len(list(score_cache_dir().glob("cross-encoder-*.sqlite"))) == 1
+    assert len(list(score_cache_dir().glob("cross_encoder-*.sqlite"))) == 1
 
     as_model = CrossEncoderTeacher(str(tiny_cross_encoder), activation="model", show_progress=False)
     np.testing.assert_allclose(
@@ -256,14 +256,19 @@ def test_weak_queries_are_cut_against_all_candidate_scores_of_their_type():
 
 # ---------------------------------------------------------------- specs and files
 def test_parse_teacher_spec():
-    assert parse_teacher_spec("cross-encoder:/m") == ("cross-encoder", "/m")
+    assert parse_teacher_spec("cross-encoder:/m") == ("cross_encoder", "/m")
     assert parse_teacher_spec("ce:cross-encoder/ms-marco-MiniLM-L-6-v2") == (
-        "cross-encoder",
+        "cross_encoder",
         "cross-encoder/ms-marco-MiniLM-L-6-v2",
     )
+    # One spelling, the recipe's teacher.kind, whichever the command line used.
+    assert parse_teacher_spec("file:s.jsonl") == parse_teacher_spec("scores_file:s.jsonl")
+    assert {parse_teacher_spec(f"{k}:m")[0] for k in ("bi-encoder", "bi_encoder", "dense")} == {
+        "bi_encoder"
+    }
     assert parse_teacher_spec("fusion:all-MiniLM-L6-v2") == ("fusion", "all-MiniLM-L6-v2")
     for bad in ("mpnet", "oracle:x", "bi-encoder:"):
-        with pytest.raises(ConfigError, match="expected cross-encoder:NAME"):
+        with pytest.raises(ConfigError, match="expected cross_encoder:NAME"):
             parse_teacher_spec(bad)
     with pytest.raises(ConfigError, match="needs the collection's corpus"):
         build_teacher(*parse_teacher_spec("fusion:x"))
@@ -285,3 +290,13 @@ def test_read_scores_reports_file_line_field(tmp_path, tiny_collection):
         read_scores(path, load_collection(tiny_collection))
     path.write_text(json.dumps({"query_id": "q1", "doc_id": "d1", "score": 1}) + "\n")
     assert read_scores(path, load_collection(tiny_collection)) == {"q1": {"d1": 1.0}}
+
+
+def test_the_spec_kinds_are_the_recipes_teacher_kinds():
+    from typing import get_args
+
+    from twotower.teachers.spec import KINDS
+    from twotower.training.recipe_sections import TeacherConfig
+
+    recipe_kinds = get_args(TeacherConfig.model_fields["kind"].annotation)
+    assert set(recipe_kinds) == {"none", *KINDS}

@@ -59,7 +59,7 @@ def filter_command(
     teacher: Annotated[
         str | None,
         typer.Option(
-            help="rerank the top K with cross-encoder:NAME, bi-encoder:NAME or fusion:NAME; keep a query"
+            help="rerank the top K with cross_encoder:NAME, bi_encoder:NAME or fusion:NAME; keep a query"
             " only if its source comes first"
         ),
     ] = None,

@@ -66,7 +66,7 @@ def mine_command(
     teacher: Annotated[
         str | None,
         typer.Option(
-            help="false-negative filter: cross-encoder:NAME, bi-encoder:NAME, fusion:NAME or file:SCORES.jsonl"
+            help="false-negative filter: cross_encoder:NAME, bi_encoder:NAME, fusion:NAME or scores_file:SCORES.jsonl"
         ),
     ] = None,
     margin: Annotated[

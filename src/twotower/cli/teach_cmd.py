@@ -34,7 +34,7 @@ def teach_command(
     data: Annotated[str, typer.Option("--data", "-d", help="collection name or folder")],
     teacher: Annotated[
         str,
-        typer.Option(help="cross-encoder:NAME|PATH, bi-encoder:NAME or fusion:NAME (BM25 + NAME)"),
+        typer.Option(help="cross_encoder:NAME|PATH, bi_encoder:NAME or fusion:NAME (BM25 + NAME)"),
     ],
     pairs: Annotated[
         Path,

@@ -15,7 +15,7 @@ class BiEncoderTeacher(Teacher):
     its PyPI packages). Query and document prompts of the model are honoured.
     """
 
-    kind = "bi-encoder"
+    kind = "bi_encoder"
 
     def __init__(
         self,

@@ -41,7 +41,7 @@ class CrossEncoderTeacher(Teacher):
     remote code is never run unless ``trust_remote_code=True``.
     """
 
-    kind = "cross-encoder"
+    kind = "cross_encoder"
 
     def __init__(
         self,

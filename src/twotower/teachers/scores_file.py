@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 class ScoresFileTeacher(Teacher):
-    kind = "file"
+    kind = "scores_file"
 
     def __init__(
         self, path: str | Path, collection: Collection, *, show_progress: bool = False

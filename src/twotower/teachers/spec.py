@@ -11,29 +11,31 @@ from twotower.teachers.cross_encoder import CrossEncoderTeacher
 from twotower.teachers.fusion import FusionTeacher
 from twotower.teachers.scores_file import ScoresFileTeacher
 
-KINDS = ("cross-encoder", "bi-encoder", "fusion", "file")
+# One spelling, the recipe's (teacher.kind); the command line's hyphens and short names map to it.
+KINDS = ("cross_encoder", "bi_encoder", "fusion", "scores_file")
 ALIASES = {
-    "ce": "cross-encoder",
-    "crossencoder": "cross-encoder",
-    "cross_encoder": "cross-encoder",
-    "be": "bi-encoder",
-    "biencoder": "bi-encoder",
-    "bi_encoder": "bi-encoder",
-    "dense": "bi-encoder",
-    "scores": "file",
-    "scores_file": "file",
+    "cross-encoder": "cross_encoder",
+    "ce": "cross_encoder",
+    "crossencoder": "cross_encoder",
+    "bi-encoder": "bi_encoder",
+    "be": "bi_encoder",
+    "biencoder": "bi_encoder",
+    "dense": "bi_encoder",
+    "file": "scores_file",
+    "scores": "scores_file",
+    "scores-file": "scores_file",
 }
+EXPECTED = "cross_encoder:NAME, bi_encoder:NAME, fusion:NAME or scores_file:SCORES.jsonl"
 
 
 def parse_teacher_spec(spec: str) -> tuple[str, str]:
-    """``cross-encoder:PATH`` | ``bi-encoder:NAME`` | ``fusion:NAME`` (BM25 + dense NAME) |
-    ``file:SCORES.jsonl`` (scores of a ``twotower teach`` run or a published file) → (kind, name)."""
+    """``cross_encoder:PATH`` | ``bi_encoder:NAME`` | ``fusion:NAME`` (BM25 + dense NAME) |
+    ``scores_file:SCORES.jsonl`` (scores of a ``twotower teach`` run or a published file) →
+    (kind, name), the kind spelt as :data:`KINDS` (``cross-encoder``, ``file``, … accepted)."""
     kind, sep, name = spec.partition(":")
     kind = ALIASES.get(kind.strip().lower(), kind.strip().lower())
     if not sep or kind not in KINDS or not name.strip():
-        raise ConfigError(
-            f"teacher '{spec}': expected cross-encoder:NAME, bi-encoder:NAME, fusion:NAME or file:SCORES.jsonl"
-        )
+        raise ConfigError(f"teacher '{spec}': expected {EXPECTED}")
     return kind, name.strip()
 
 
@@ -57,7 +59,7 @@ def build_teacher(
     kind = ALIASES.get(kind, kind)
     if kind not in KINDS:
         raise ConfigError(f"teacher kind '{kind}': expected one of {', '.join(KINDS)}")
-    if kind == "file":
+    if kind == "scores_file":
         if collection is None:
             raise ConfigError(
                 "a teacher scores file needs the collection whose query and document ids it uses"
@@ -65,7 +67,7 @@ def build_teacher(
         return ScoresFileTeacher(name, collection, show_progress=show_progress)
     if corpus is None and collection is not None:
         corpus = collection.corpus
-    if kind == "cross-encoder":
+    if kind == "cross_encoder":
         return CrossEncoderTeacher(
             name,
             device=device,
@@ -75,11 +77,13 @@ def build_teacher(
             show_progress=show_progress,
             use_cache=use_cache,
         )
-    if kind == "bi-encoder":
+    # A dense teacher encodes with the encoder's own batching, as mining's retriever does, so the
+    # two share one corpus encoding (bf16 keys carry any other batching); ``batch_size`` is the
+    # cross-encoder's pairs per forward.
+    if kind == "bi_encoder":
         return BiEncoderTeacher(
             name,
             device=device,
-            batch_size=batch_size,
             max_length=max_length,
             show_progress=show_progress,
             use_cache=use_cache,
@@ -92,7 +96,6 @@ def build_teacher(
         name,
         alpha=alpha,
         device=device,
-        batch_size=batch_size,
         max_length=max_length,
         show_progress=show_progress,
         use_cache=use_cache,

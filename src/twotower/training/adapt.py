@@ -25,6 +25,7 @@ from pathlib import Path
 from twotower.data.collection import available_splits
 from twotower.data.locate import locate_collection
 from twotower.errors import ConfigError
+from twotower.teachers.spec import ALIASES
 from twotower.training.recipe import Recipe, load_recipe
 
 ADAPT_RECIPE = Path(__file__).with_name("adapt.yaml")
@@ -61,7 +62,7 @@ class AdaptOptions:
 def _teacher_overrides(spec: str) -> list[str]:
     """``KIND:MODEL`` as recipe keys; the recipe's teacher section validates both."""
     kind, _, model = spec.partition(":")
-    kind = kind.replace("-", "_")  # cross-encoder:..., as the other commands spell it
+    kind = ALIASES.get(kind.strip().lower(), kind.strip().lower())  # cross-encoder:… as elsewhere
     if not model:
         raise ConfigError(f"--teacher {spec!r}: expected KIND:MODEL, e.g. fusion:all-mpnet-base-v2")
     sets = [f"teacher.kind={kind}", f"teacher.model={model}"]
