@@ -54,7 +54,7 @@ def test_adapt_trains_on_generated_queries_only_and_compares_with_base(tmp_path,
     # Every training query is a generated one: no judged query of the collection trains.
     assert data["synthetic_queries"]["labelled_queries"] == 0
     queries = [json.loads(line) for line in (out / "queries" / "queries.jsonl").open()]
-    assert queries and {q["type"] for q in queries} == {"ict"}
+    assert queries and {q["type"] for q in queries} == {"ict", "crop"}  # the recipe's mix
     assert {q["doc_id"] for q in queries} <= {f"d{i}" for i in range(16)}
     payload = json.loads((out / "results.json").read_text())
     assert payload["train"]["steps"] == 3

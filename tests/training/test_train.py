@@ -185,14 +185,14 @@ optim: {{batch_size: 2, epochs: 2, learning_rate: 1.0e-3, precision: fp32, save_
 def test_wise_ft_interpolates_towards_base():
     import torch
 
-    from twotower.training.trainer import _interpolate, _trainable_copy
+    from twotower.training.wise_ft import base_weights, interpolate
 
     model = torch.nn.Linear(2, 2)
-    base = _trainable_copy(model)
+    base = base_weights(model)
     with torch.no_grad():
         model.weight.add_(1.0)
     expected = base["weight"] + 0.25
-    _interpolate(model, base, 0.25)
+    interpolate(model, base, 0.25)
     assert torch.allclose(model.weight, expected)
 
 
