@@ -21,6 +21,7 @@ References:
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
@@ -89,9 +90,21 @@ class ResidualAdapter(Module):
         return adapter
 
 
+@contextlib.contextmanager
+def bypassed(heads: list[ResidualAdapter]):
+    """The network's forward without ``heads``, which the encoder applies after it (in fp32)."""
+    for head in heads:
+        head.bypass = True
+    try:
+        yield
+    finally:
+        for head in heads:
+            head.bypass = False
+
+
 def adapters(modules) -> list[ResidualAdapter]:
     """The adapters among ``modules`` (a route's module list)."""
     return [m for m in modules if isinstance(m, ResidualAdapter)]
 
 
-__all__ = ["ResidualAdapter", "adapters"]
+__all__ = ["ResidualAdapter", "adapters", "bypassed"]

@@ -33,7 +33,7 @@ import torch
 
 from twotower.data.files import atomic_write, checksum_problem, file_lock
 from twotower.errors import ConfigError
-from twotower.models.adapter import adapters
+from twotower.models.adapter import bypassed
 from twotower.settings import backend_override, cache_root
 
 if TYPE_CHECKING:
@@ -187,12 +187,10 @@ def _quiet(logger_name: str) -> Iterator[None]:
 def _convert(encoder: Encoder, task: Task, example: dict[str, Any]) -> tuple[Any, dict]:
     import openvino as ov
 
-    from twotower.models.encoder import _bypassed, route_modules
-
     inputs, constants = _split(example)
     tensors = _padded(example, inputs)
     route = _Route(encoder.model, task, inputs, constants).eval()
-    heads = adapters(route_modules(encoder.model, task))
+    heads = encoder.route_adapters(task)
     # The encode that asks is under inference mode and maybe autocast: neither may be traced.
     with (
         contextlib.ExitStack() as stack,
@@ -203,7 +201,7 @@ def _convert(encoder: Encoder, task: Task, example: dict[str, Any]) -> tuple[Any
     ):
         warnings.simplefilter("ignore")  # the tracer's warnings about Python values it fixed
         stack.enter_context(_quiet("sentence_transformers"))  # deprecated attributes it reads
-        stack.enter_context(_bypassed(heads))  # the graph is the route under its adapters
+        stack.enter_context(bypassed(heads))  # the graph is the route under its adapters
         tensors = tuple(t.clone() for t in tensors)
         traced = torch.jit.trace(route, tensors, check_trace=False, strict=False)
         shapes = [(ov.PartialShape([-1] * t.dim()), ov.Type(t.numpy().dtype)) for t in tensors]

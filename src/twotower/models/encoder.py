@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from twotower.errors import ConfigError, ResolutionError
-from twotower.models.adapter import ResidualAdapter, adapters
+from twotower.models.adapter import ResidualAdapter, adapters, bypassed
 from twotower.models.backends import Backend, batch_runner, resolve_backend
 from twotower.models.resolve import resolve_model
 
@@ -202,9 +202,13 @@ class Encoder:
             self._fingerprints[task, adapted] = digest.hexdigest()[:24]
         return self._fingerprints[task, adapted]
 
+    def route_adapters(self, task: Task) -> list[ResidualAdapter]:
+        """The residual adapters ending ``task``'s route (models/adapter.py), if any."""
+        return adapters(route_modules(self.model, task))
+
     def adapt(self, task: Task, embeddings: np.ndarray) -> np.ndarray:
         """``embeddings`` of the route without its adapters, through them (unchanged if none)."""
-        heads = adapters(route_modules(self.model, task))
+        heads = self.route_adapters(task)
         if not heads:
             return embeddings
         out = np.empty(embeddings.shape, dtype=np.float32)
@@ -249,9 +253,9 @@ class Encoder:
             if self.use_bf16()
             else contextlib.nullcontext()
         )
-        heads = adapters(route_modules(self.model, task))
+        heads = self.route_adapters(task)
         run = batch_runner(self, task)  # torch, or this route's exported graph (no adapters)
-        with progress, autocast, _bypassed(heads):
+        with progress, autocast, bypassed(heads):
             for block_start in range(0, len(unique), TOKENIZE_BLOCK):
                 block = unique[block_start : block_start + TOKENIZE_BLOCK]
                 features = self.model.preprocess(block, prompt=self.prompts[task], task=task)
@@ -293,18 +297,6 @@ def _hash_module(digest, module: torch.nn.Module, prefix: str) -> None:
         digest.update(f"{prefix}.{key}".encode())
         digest.update(str(tensor.dtype).encode())
         digest.update(memoryview(tensor.detach().cpu().contiguous().view(torch.uint8).numpy()))
-
-
-@contextlib.contextmanager
-def _bypassed(heads: list[ResidualAdapter]):
-    """The network's forward without ``heads``, which :meth:`Encoder.adapt` applies after."""
-    for head in heads:
-        head.bypass = True
-    try:
-        yield
-    finally:
-        for head in heads:
-            head.bypass = False
 
 
 def route_modules(model, task: Task) -> list:
