@@ -29,11 +29,11 @@ def _slow_encoder(options: dict, folder: Path, name: str):
     real = encoder.encode
     calls: list[int] = []
 
-    def encode(texts, *, task, desc=None):
+    def encode(texts, *, task, desc=None, adapted=True):
         (folder / f"{name}.encoding").touch()  # this process holds the entry's lock
         time.sleep(options.get("delay", 0.0))
         calls.append(len(texts))
-        return real(texts, task=task)
+        return real(texts, task=task, adapted=adapted)
 
     encoder.encode = encode
     return encoder, calls

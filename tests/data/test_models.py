@@ -91,11 +91,11 @@ def test_an_interrupted_corpus_encoding_resumes_from_its_last_chunk(
     encoded: list[int] = []
     real_encode = encoder.encode
 
-    def dies_on_third_chunk(texts, *, task, desc=None):
+    def dies_on_third_chunk(texts, *, task, desc=None, adapted=True):
         if len(encoded) == 2:
             raise KeyboardInterrupt  # the run is stopped mid-encoding
         encoded.append(len(texts))
-        return real_encode(texts, task=task, desc=desc)
+        return real_encode(texts, task=task, desc=desc, adapted=adapted)
 
     monkeypatch.setattr(encoder, "encode", dies_on_third_chunk)
     with pytest.raises(KeyboardInterrupt):
@@ -106,9 +106,9 @@ def test_an_interrupted_corpus_encoding_resumes_from_its_last_chunk(
     monkeypatch.setattr(
         encoder,
         "encode",
-        lambda texts, *, task, desc=None: (
+        lambda texts, *, task, desc=None, adapted=True: (
             encoded.append(len(texts)),
-            real_encode(texts, task=task),
+            real_encode(texts, task=task, adapted=adapted),
         )[1],
     )
     resumed, hit = encode_corpus(encoder, corpus)
