@@ -44,7 +44,13 @@ class InputError(TwotowerError):
 
 
 class ConfigError(TwotowerError, ValueError):
-    """An invalid option, recipe key or combination of options (also a ``ValueError``)."""
+    """An invalid option, recipe key or combination of options (also a ``ValueError``).
+    ``key``: the recipe key it is about, as a path (``("refresh", "mode")``, ``("loss", 1)``),
+    where one is known, so that a recipe's error names that key's line."""
+
+    def __init__(self, message: str = "", *, key: tuple[str | int, ...] | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 class ResolutionError(TwotowerError):

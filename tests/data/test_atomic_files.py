@@ -346,8 +346,7 @@ def test_a_damaged_refresh_round_is_set_aside_never_read(tmp_path, tiny_collecti
     elif damage == "change the manifest":
         (folder / "manifest.json").write_text(json.dumps({**manifest, "step": 99}) + "\n")
     else:
-        del manifest["checksum"]
-        (folder / "manifest.json").write_text(json.dumps(manifest) + "\n")
+        checksum_path(folder / "manifest.json").unlink()
     with caplog.at_level("WARNING"):
         assert read_round(folder, collection) is None
     (warning,) = [r.getMessage() for r in caplog.records]
@@ -365,16 +364,19 @@ def test_a_damaged_kept_synthetic_file_is_reported_and_made_again(
     from twotower.training.recipe import load_recipe
     from twotower.training.synthetic_step import ensure_synthetic_queries
 
+    def _ensure(recipe):
+        return ensure_synthetic_queries(recipe.synthetic, recipe.train)
+
     synthetic = {"generator": "ict", "per_doc": 1, "filter": {"retrievers": ["bm25"], "top_k": 3}}
     path, kept = synthetic_recipe(tmp_path, tiny_collection, synthetic=synthetic)
-    ensure_synthetic_queries(load_recipe(path))
+    _ensure(load_recipe(path))
     made = kept.read_bytes()
     flip_byte(kept, made.index(b'"query": "') + 12)
     with caplog.at_level("WARNING"):
-        info = ensure_synthetic_queries(load_recipe(path))
+        info = _ensure(load_recipe(path))
     assert "reused" not in info and "does not match its checksum" in caplog.text
     assert kept.read_bytes() == made  # made again from the generated file, never used damaged
-    assert ensure_synthetic_queries(load_recipe(path)) == {"reused": str(kept)}
+    assert _ensure(load_recipe(path)) == {"reused": str(kept)}
 
 
 def test_the_command_line_says_disk_full_in_one_line(tmp_path, full_disk, capsys):
@@ -431,7 +433,7 @@ def test_a_read_only_cache_is_still_read(tiny_model, tiny_collection, monkeypatc
 def test_a_damaged_trained_model_is_trained_again_not_reused(
     tmp_path, tiny_collection, damage, caplog
 ):
-    from twotower.data.files import folder_sha256
+    from twotower.data.files import write_manifest
     from twotower.training.pipeline import finished_model, write_recipe
     from twotower.training.recipe import load_recipe
     from twotower.training.trainer import FINISHED
@@ -444,8 +446,8 @@ def test_a_damaged_trained_model_is_trained_again_not_reused(
     (model / "weights").mkdir(parents=True)
     (model / "weights" / "model.safetensors").write_bytes(bytes(range(256)) * 4)
     (model / "config.json").write_text('{"hidden": 32}\n')
-    done = {"steps": 4, "files": folder_sha256(model)}  # as the trainer writes it
-    (model / FINISHED).write_text(json.dumps(done) + "\n")
+    saved = [p for p in sorted(model.rglob("*")) if p.is_file()]
+    write_manifest(model / FINISHED, {"steps": 4}, saved)  # as the trainer writes it
     assert finished_model(run_dir, recipe) == model
     if damage == "flip a byte":
         flip_byte(model / "weights" / "model.safetensors", 100)
@@ -456,4 +458,25 @@ def test_a_damaged_trained_model_is_trained_again_not_reused(
     with caplog.at_level("WARNING"):
         assert finished_model(run_dir, recipe) is None
     if damage != "no marker":
-        assert f"{model} does not match its checksums" in caplog.text
+        assert f"{model}: " in caplog.text and "does not match its checksum" in caplog.text
+
+
+def test_a_manifest_checks_itself_every_file_it_lists_and_with_complete_no_other(tmp_path):
+    from twotower.data.files import read_manifest, write_manifest
+
+    (tmp_path / "sub").mkdir()
+    listed = [tmp_path / "a.bin", tmp_path / "sub" / "b.txt"]
+    listed[0].write_bytes(b"\x00\x01")
+    listed[1].write_text("b\n")
+    manifest = tmp_path / "MANIFEST"
+    write_manifest(manifest, {"steps": 3}, listed)
+    assert read_manifest(manifest, complete=True) == ({"steps": 3}, None)
+    (tmp_path / "stray").write_text("x")
+    assert read_manifest(manifest) == ({"steps": 3}, None)
+    assert read_manifest(manifest, complete=True) == ({"steps": 3}, "stray is not in MANIFEST")
+    (tmp_path / "stray").unlink()
+    listed[1].write_text("c\n")
+    assert read_manifest(manifest)[1] == "sub/b.txt does not match its checksum"
+    manifest.write_text(manifest.read_text().replace('"steps": 3', '"steps": 4'))
+    assert read_manifest(manifest) == ({"steps": 4}, "MANIFEST does not match its checksum")
+    assert read_manifest(tmp_path / "none") == (None, "none is missing")

@@ -10,6 +10,7 @@ from twotower.cli.main import app
 from twotower.data import load_collection
 from twotower.errors import ConfigError, InputError
 from twotower.teachers import ScoresFileTeacher, build_teacher, parse_teacher_spec, read_scores
+from twotower.training.examples import examples_from_collection
 from twotower.training.pipeline import prepare_rows
 from twotower.training.recipe import load_recipe
 
@@ -57,6 +58,28 @@ def test_scores_come_from_the_file_by_text(tmp_path, tiny_collection):
         build_teacher(*parse_teacher_spec(f"file:{path}"))
     with pytest.raises(InputError, match="teacher scores file not found"):
         build_teacher(*parse_teacher_spec(f"file:{tmp_path / 'nope.jsonl'}"), collection=collection)
+
+
+def test_training_rows_are_scored_by_ids_even_where_two_documents_share_a_text(tmp_path):
+    from tests.conftest import DOCS
+    from twotower.training.rows import TrainingRows
+    from twotower.training.teacher_rows import teacher_scores_for
+
+    twin = {**DOCS[1], "_id": "d2-twin"}  # d2's text under another id, scored differently
+    root = write_collection(tmp_path / "c", docs=[*DOCS, twin], qrels=QRELS, split="train")
+    collection = load_collection(root, "train")
+    path = scores_file(
+        tmp_path / "s.jsonl", [("q1", "d1", 9.0), ("q1", "d2", 1.5), ("q1", "d2-twin", 4.0)]
+    )
+    teacher = build_teacher(*parse_teacher_spec(f"file:{path}"), collection=collection)
+    assert teacher.score_ids(collection, ["q1", "q1"], ["d2-twin", "d2"]).tolist() == [4.0, 1.5]
+    with pytest.raises(InputError, match="no teacher score for query 'q2' and document 'd3'"):
+        teacher.score_ids(collection, ["q2"], ["d3"])
+    examples = [e for e in examples_from_collection(collection) if e.query_id == "q1"]
+    table = {"q1": ["d2-twin"]}
+    rows = TrainingRows(examples, collection, negatives=1, documents=table)
+    scores = teacher_scores_for(teacher, [rows.drawn(0)], collection)
+    assert scores == {("q1", "d1"): 9.0, ("q1", "d2-twin"): 4.0}  # by text it would be 1.5
 
 
 def test_recipe_trains_from_mined_and_scored_files(tmp_path, tiny_model):

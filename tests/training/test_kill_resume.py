@@ -214,7 +214,9 @@ def test_resume_publishes_the_checkpoints_rounds_again_and_removes_later_ones(
     recipe = load_recipe(tmp_path / "refresh.yaml")
     data = prepare_rows(recipe)
     run_dir = tmp_path / "run"
-    interrupted = Refresher(recipe, run_dir, data.rows, data.collection)
+    interrupted = Refresher(
+        recipe.refresh, recipe.negatives, recipe.train, run_dir, data.rows, data.collection
+    )
     # Rounds of half the queries each, adopted in turn; the third came after the checkpoint.
     for generation, queries in ((1, ["q1", "q2"]), (2, ["q3"]), (3, ["q1", "q2", "q3"])):
         _publish(tmp_path, train_collection, tiny_model, generation, queries)
@@ -242,7 +244,14 @@ def test_resume_publishes_the_checkpoints_rounds_again_and_removes_later_ones(
 
     rows = prepare_rows(recipe).rows
     resumed = Refresher(
-        recipe, run_dir, rows, data.collection, resuming=True, checkpoint=str(checkpoint)
+        recipe.refresh,
+        recipe.negatives,
+        recipe.train,
+        run_dir,
+        rows,
+        data.collection,
+        resuming=True,
+        checkpoint=str(checkpoint),
     )
     assert [p.name for p in complete_rounds(run_dir / "refresh")] == ["round-00001", "round-00002"]
     assert rows.generation == data.rows.generation == 2

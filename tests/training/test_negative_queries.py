@@ -180,11 +180,12 @@ def test_teacher_scores_and_columns_with_negative_queries():
     assert len(rows) == 1 and rows.dropped["negatives"] == 1
     pairs = []
 
-    def score(queries, documents):
-        pairs.extend(zip(queries, documents, strict=True))
-        return list(range(len(queries)))
+    class Recording:
+        def score_pairs(self, queries, documents):
+            pairs.extend(zip(queries, documents, strict=True))
+            return list(range(len(queries)))
 
-    rows.teacher_scores = teacher_scores_for(score, [rows.drawn(0)])
+    rows.teacher_scores = teacher_scores_for(Recording(), [rows.drawn(0)], None)
     assert pairs == [("q", "d+"), ("q", "d-1"), ("q", "d-2")]
     row = rows.read(0, with_teacher=True)
     assert [k for k in row if k != "twotower_ids"] == [

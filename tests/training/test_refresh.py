@@ -175,7 +175,7 @@ def test_a_failing_round_does_not_stop_training(
 
     def broken_launch(self, model, step):
         # the round process cannot start its work: its collection is not there
-        self.recipe.train.data = str(tmp_path / "missing")
+        self.train.data = str(tmp_path / "missing")
         return launch(self, model, step)
 
     monkeypatch.setattr(Refresher, "launch", broken_launch)
@@ -351,7 +351,9 @@ def test_a_killed_or_half_written_round_is_never_read_and_resume_takes_the_newes
     run_dir = tmp_path / "run"
     (run_dir / "refresh").parent.mkdir(parents=True, exist_ok=True)
     rounds.rename(run_dir / "refresh")
-    refresher = Refresher(recipe, run_dir, rows, collection, resuming=True)
+    refresher = Refresher(
+        recipe.refresh, recipe.negatives, recipe.train, run_dir, rows, collection, resuming=True
+    )
     assert not list((run_dir / "refresh").glob(".round-*"))  # the killed round's files are gone
     assert refresher.adopt_newest(step=20) and refresher.adopted == 2
     _, newest, _ = read_round(run_dir / "refresh" / "round-00002", collection)
@@ -359,7 +361,14 @@ def test_a_killed_or_half_written_round_is_never_read_and_resume_takes_the_newes
         assert set(negatives) <= set(newest[query_id])
     assert refresher.next_generation == 3
     # A fresh start (no checkpoint to resume) never adopts an earlier run's rounds.
-    fresh = Refresher(recipe, run_dir, prepare_rows(recipe).rows, collection)
+    fresh = Refresher(
+        recipe.refresh,
+        recipe.negatives,
+        recipe.train,
+        run_dir,
+        prepare_rows(recipe).rows,
+        collection,
+    )
     assert not complete_rounds(run_dir / "refresh") and not fresh.adopt_newest(step=0)
 
 

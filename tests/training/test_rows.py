@@ -133,6 +133,9 @@ class _WeakQ1Teacher:
     def score_pairs(self, queries, documents):
         return [0.0 if q == self.weak else 1.0 for q in queries]
 
+    def score_ids(self, collection, query_ids, doc_ids):  # rows of a collection ask by ids
+        return [0.0 if q == "q1" else 1.0 for q in query_ids]
+
 
 def test_every_row_left_by_the_weak_query_filter_has_its_teacher_scores(collection):
     """Scores, weak-query filter, normalisation as `recipes/listwise.yaml` has them: a row the
@@ -149,7 +152,7 @@ def test_every_row_left_by_the_weak_query_filter_has_its_teacher_scores(collecti
         }
     )
     info = {}
-    _score_rows(recipe, rows, _WeakQ1Teacher(collection), info)
+    _score_rows(recipe.teacher, rows, _WeakQ1Teacher(collection), info)
     assert info["weak_queries_dropped"] == 1 and info["weak_query_examples_dropped"] == 1
     assert [e.query_id for e in rows.examples] == ["q2", "q2", "q3", "q3"]
     for index in range(len(rows)):

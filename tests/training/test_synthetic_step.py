@@ -10,6 +10,10 @@ from twotower.training.recipe import load_recipe
 from twotower.training.synthetic_step import ensure_synthetic_queries, generated_path
 
 
+def _ensure(recipe):
+    return ensure_synthetic_queries(recipe.synthetic, recipe.train)
+
+
 def synthetic_recipe(tmp_path, collection, *, synthetic, model="all-MiniLM-L6-v2"):
     path = tmp_path / "synthetic.yaml"
     queries = tmp_path / "out" / "queries.jsonl"
@@ -28,7 +32,7 @@ def test_the_step_generates_filters_and_the_rows_train_on_the_kept_queries(
     synthetic = {"generator": "ict", "per_doc": 2, "filter": {"retrievers": ["bm25"], "top_k": 2}}
     path, queries = synthetic_recipe(tmp_path, tiny_collection, synthetic=synthetic)
     recipe = load_recipe(path)
-    info = ensure_synthetic_queries(recipe)
+    info = _ensure(recipe)
     generated = [json.loads(x) for x in generated_path(queries).read_text().splitlines()]
     kept = [json.loads(x) for x in queries.read_text().splitlines()]
     assert len(generated) == info["generation"]["written"] > 0
@@ -37,10 +41,10 @@ def test_the_step_generates_filters_and_the_rows_train_on_the_kept_queries(
     rows = prepare_rows(recipe).rows
     assert len(rows) == len(kept)  # one training row per kept query, with no qrels read
     # The same settings reuse the file; other settings are refused with one line.
-    assert ensure_synthetic_queries(load_recipe(path)) == {"reused": str(queries)}
+    assert _ensure(load_recipe(path)) == {"reused": str(queries)}
     other, _ = synthetic_recipe(tmp_path, tiny_collection, synthetic={**synthetic, "seed": 3})
     with pytest.raises(ConfigError, match=r"made with other synthetic settings \(seed\)"):
-        ensure_synthetic_queries(load_recipe(other))
+        _ensure(load_recipe(other))
 
 
 @pytest.mark.parametrize(
@@ -71,7 +75,7 @@ def test_the_recipes_filter_rules_reach_the_filter(tmp_path, tiny_collection):
     rules = {"first_stage_rule": "fused", "percentile_of": "best", "per_type": False}
     synthetic = {"generator": "ict", "filter": {"retrievers": ["bm25"], "top_k": 2, **rules}}
     path, queries = synthetic_recipe(tmp_path, tiny_collection, synthetic=synthetic)
-    info = ensure_synthetic_queries(load_recipe(path))
+    info = _ensure(load_recipe(path))
     summary = info["filter"]
     assert (summary["first_stage"], summary["percentile_of"], summary["percentile_per_type"]) == (
         "fused",

@@ -27,6 +27,10 @@ from twotower.cli.index_options import (
 from twotower.data import load_collection
 from twotower.errors import ConfigError
 from twotower.negatives import (
+    NEGATIVE_QUERIES_PER_DOCUMENT,
+    NEGATIVE_QUERY_WINDOW,
+    NEGATIVE_WINDOW,
+    NEGATIVES_PER_QUERY,
     RankWindow,
     build_retriever,
     mine_negative_queries,
@@ -103,14 +107,12 @@ def mine_command(
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be positive, got {batch_size}")
     for_queries = negatives == "queries"
-    rank_window = (
-        RankWindow.parse(window)
-        if window
-        else RankWindow(1, 200)
-        if for_queries
-        else RankWindow(10, 100)
-    )
-    count = (20 if for_queries else 8) if count is None else count
+    if window:
+        rank_window = RankWindow.parse(window)
+    else:
+        rank_window = NEGATIVE_QUERY_WINDOW if for_queries else NEGATIVE_WINDOW
+    if count is None:
+        count = NEGATIVE_QUERIES_PER_DOCUMENT if for_queries else NEGATIVES_PER_QUERY
     search = index_settings(index, ivf_lists, ivf_probe, hnsw_neighbors)
     if for_queries and search.type != "exact":
         raise ConfigError("--index applies to negative documents (queries are searched exactly)")

@@ -7,6 +7,9 @@ lock where processes share it; so a damaged, half-written or stale file is caugh
   as it was (a full disk is a :class:`~twotower.errors.DiskFullError` naming the file).
 * ``checksum=True`` also writes ``NAME.sha256`` (the SHA-256 of the new bytes) before the
   rename; :func:`checksum_problem` tells whether a file still matches it.
+* :func:`write_manifest` completes a multi-file result (a trained model, a refresh round, a
+  cache entry, a kept file and its settings) with the checksum of each file it lists, and
+  :func:`read_manifest` checks them all before the result is reused.
 * :func:`file_lock` serialises the processes that build one shared cache entry (``NAME.lock``).
 """
 
@@ -15,11 +18,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import json
 import logging
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -44,17 +48,6 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 24), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def folder_sha256(folder: Path, *, leave_out: tuple[str, ...] = ()) -> dict[str, str]:
-    """SHA-256 of every file under ``folder`` by its relative path, except those ``leave_out``
-    names: the checksums of a saved model, checked before it is reused."""
-    folder = Path(folder)
-    return {
-        path.relative_to(folder).as_posix(): file_sha256(path)
-        for path in sorted(folder.rglob("*"))
-        if path.is_file() and path.relative_to(folder).as_posix() not in leave_out
-    }
 
 
 def is_disk_full(exc: BaseException) -> bool:
@@ -83,6 +76,59 @@ def checksum_problem(path: Path) -> str | None:
     except OSError as exc:
         return f"cannot be read ({exc.strerror or exc})"
     return None if actual == expected else "does not match its checksum"
+
+
+MANIFEST_FILES = "files"  # a manifest's field: each file's path (from its folder) -> SHA-256
+
+
+def write_manifest(path: str | Path, fields: Mapping[str, Any], files: Iterable[Path]) -> None:
+    """Write the manifest that completes what it lists, last: ``fields`` and, under ``"files"``,
+    the SHA-256 of each of ``files`` by its path from the manifest's folder; JSON, written by
+    :func:`atomic_write` with its own checksum beside it (``NAME.sha256``)."""
+    path = Path(path)
+    sums = {Path(f).relative_to(path.parent).as_posix(): file_sha256(Path(f)) for f in files}
+    text = json.dumps({**fields, MANIFEST_FILES: sums}, indent=2, default=str) + "\n"
+    with atomic_write(path, "wb", checksum=True) as handle:
+        handle.write(text.encode())
+
+
+def read_manifest(
+    path: str | Path, *, complete: bool = False
+) -> tuple[dict[str, Any] | None, str | None]:
+    """``(fields, problem)`` of a manifest of :func:`write_manifest`. ``problem`` is None when
+    the manifest and every file it lists match their checksums and, with ``complete``, no other
+    file lies under its folder; else what is wrong, for a warning. ``fields`` (without the
+    checksums) is None when the manifest is missing or cannot be read."""
+    path = Path(path)
+    if not path.is_file():
+        return None, f"{path.name} is missing"
+    try:
+        fields = json.loads(path.read_text())
+        if not isinstance(fields, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        return None, f"{path.name} cannot be read ({exc})"
+    files = fields.pop(MANIFEST_FILES, None)
+    problem = checksum_problem(path)
+    if problem is not None:
+        return fields, f"{path.name} {problem}"
+    if not isinstance(files, dict):
+        return fields, f"{path.name} lists no files"
+    root = path.parent
+    for name, digest in files.items():
+        try:
+            matches = file_sha256(root / name) == digest
+        except OSError:
+            matches = False
+        if not matches:
+            return fields, f"{name} does not match its checksum"
+    if complete:
+        own = {path.name, checksum_path(path).name}
+        for found in sorted(root.rglob("*")):
+            name = found.relative_to(root).as_posix()
+            if found.is_file() and name not in files and name not in own:
+                return fields, f"{name} is not in {path.name}"
+    return fields, None
 
 
 def _fsync_directory(folder: Path) -> None:

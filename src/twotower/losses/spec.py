@@ -194,11 +194,13 @@ def parse_loss_specs(specs: Any) -> list[LossSpec]:
             out.append(cast(LossSpec, raw))  # built already: one of SPEC_TYPES
             continue
         if not isinstance(raw, Mapping):
-            raise ConfigError(f"loss[{i}]: expected a mapping with a 'loss' key, got {raw!r}")
+            raise ConfigError(
+                f"loss[{i}]: expected a mapping with a 'loss' key, got {raw!r}", key=("loss", i)
+            )
         try:
             out.append(_ADAPTER.validate_python(dict(raw)))
         except ValidationError as e:
-            raise _friendly(e, raw, f"loss[{i}]") from None
+            raise ConfigError(str(_friendly(e, raw, f"loss[{i}]")), key=("loss", i)) from None
     return out
 
 

@@ -7,8 +7,20 @@ training rows draw k per example from such a table when they are read.
 
 from twotower.negatives.filtering import false_negative_mask, positive_reference
 from twotower.negatives.io import read_negatives, write_negatives
-from twotower.negatives.mine import MiningStats, RankWindow, mine_negatives, training_query_ids
-from twotower.negatives.queries import mine_negative_queries, positive_queries_by_document
+from twotower.negatives.mine import (
+    NEGATIVE_WINDOW,
+    NEGATIVES_PER_QUERY,
+    MiningStats,
+    RankWindow,
+    mine_negatives,
+    training_query_ids,
+)
+from twotower.negatives.queries import (
+    NEGATIVE_QUERIES_PER_DOCUMENT,
+    NEGATIVE_QUERY_WINDOW,
+    mine_negative_queries,
+    positive_queries_by_document,
+)
 from twotower.negatives.retrievers import (
     BM25Retriever,
     DenseRetriever,
@@ -23,6 +35,10 @@ from twotower.negatives.table import (
 )
 
 __all__ = [
+    "NEGATIVES_PER_QUERY",
+    "NEGATIVE_QUERIES_PER_DOCUMENT",
+    "NEGATIVE_QUERY_WINDOW",
+    "NEGATIVE_WINDOW",
     "BM25Retriever",
     "DenseRetriever",
     "FusionRetriever",

@@ -1,8 +1,9 @@
 """On-disk cache of mined tables, keyed by every input of the mining; the statistics file, written
-last, holds the table's SHA-256, so a damaged or half-written table is mined again, never used.
+last, is the entry's manifest (:func:`~twotower.data.files.write_manifest`): it holds the table's
+SHA-256, so a damaged or half-written table is mined again, never used.
 
 ``<cache_root>/negatives/<key>.jsonl`` (the table, in the negatives file format) and
-``<key>.json`` (the statistics of the run that mined it).
+``<key>.json`` (the statistics of the run that mined it, with its ``.sha256``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from twotower.data.collection import Collection
-from twotower.data.files import atomic_write, file_lock, file_sha256
+from twotower.data.files import file_lock, read_manifest, write_manifest
 from twotower.errors import InputError
 from twotower.negatives.io import read_negatives, write_negatives
 from twotower.negatives.table import Kind, NegativesTable
@@ -23,7 +24,6 @@ from twotower.settings import cache_root
 
 log = logging.getLogger(__name__)
 
-TABLE_SHA256 = "table_sha256"  # the key of the table's checksum in the statistics file
 FORMAT_VERSION = 2  # 2: negative queries are the first of a per-document shuffle
 
 
@@ -53,27 +53,15 @@ def load_cached(key: str, kind: Kind) -> tuple[NegativesTable, dict[str, Any]] |
     if not table_path.is_file():
         return None
     with file_lock(table_path, shared=True):  # not while another process stores the entry
-        try:
-            stats = json.loads(stats_path.read_text())
-            if not isinstance(stats, dict):
-                raise ValueError("not a JSON object")
-        except FileNotFoundError:
-            log.warning("%s has no statistics file (cut short): mining again", table_path)
-            return None
-        except (OSError, ValueError) as exc:
-            log.warning("%s cannot be read (%s): mining again", stats_path, exc)
-            return None
-        if stats.get(TABLE_SHA256) != file_sha256(table_path):
-            log.warning(
-                "%s does not match its checksum (corrupted or cut short): mining again", table_path
-            )
+        stats, problem = read_manifest(stats_path)
+        if problem is not None or stats is None:
+            log.warning("%s: %s; mining again", table_path, problem)
             return None
         try:
             table = read_negatives(table_path, kind=kind)
         except InputError as exc:  # a checksummed table this version cannot read
             log.warning("%s cannot be read (%s): mining again", table_path, exc)
             return None
-    stats.pop(TABLE_SHA256)
     return table, stats
 
 
@@ -83,6 +71,4 @@ def store(key: str, table: NegativesTable, stats: Mapping[str, Any]) -> None:
     table_path = negatives_cache_dir() / f"{key}.jsonl"
     with file_lock(table_path):
         write_negatives(table_path, table)
-        checked = {**stats, TABLE_SHA256: file_sha256(table_path)}
-        with atomic_write(negatives_cache_dir() / f"{key}.json") as handle:
-            handle.write(json.dumps(checked, default=str))
+        write_manifest(negatives_cache_dir() / f"{key}.json", stats, [table_path])

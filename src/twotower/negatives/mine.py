@@ -32,8 +32,8 @@ log = logging.getLogger(__name__)
 class RankWindow:
     """Ranks ``start`` to ``end``, 1-based, both included."""
 
-    start: int = 10
-    end: int = 100
+    start: int
+    end: int
 
     def __post_init__(self) -> None:
         if not 1 <= self.start <= self.end:
@@ -57,6 +57,14 @@ class RankWindow:
 
     def __str__(self) -> str:
         return f"{self.start}:{self.end}"
+
+    def as_tuple(self) -> tuple[int, int]:
+        return self.start, self.end
+
+
+# The defaults of mining hard negatives, wherever they are mined (a recipe, `twotower mine`).
+NEGATIVE_WINDOW = RankWindow(10, 100)
+NEGATIVES_PER_QUERY = 8
 
 
 @dataclass
@@ -88,8 +96,8 @@ def mine_negatives(
     collection: Collection,
     retriever: Retriever,
     *,
-    window: RankWindow = RankWindow(10, 100),
-    count: int = 8,
+    window: RankWindow = NEGATIVE_WINDOW,
+    count: int = NEGATIVES_PER_QUERY,
     seed: int = 0,
     query_ids: Sequence[str] | None = None,
     teacher: Teacher | None = None,

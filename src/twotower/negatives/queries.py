@@ -27,6 +27,10 @@ from twotower.negatives.mine import (
 from twotower.negatives.retrievers import Retriever
 from twotower.negatives.table import NegativesTable
 
+# The defaults of mining DANCE's negative queries, wherever they are mined.
+NEGATIVE_QUERY_WINDOW = RankWindow(1, 200)
+NEGATIVE_QUERIES_PER_DOCUMENT = 20
+
 
 def positive_queries_by_document(collection: Collection) -> dict[str, list[str]]:
     """Document id → the queries (of the split's qrels) that judge it relevant."""
@@ -42,8 +46,8 @@ def mine_negative_queries(
     collection: Collection,
     retriever: Retriever,
     *,
-    window: RankWindow = RankWindow(1, 200),
-    count: int = 20,
+    window: RankWindow = NEGATIVE_QUERY_WINDOW,
+    count: int = NEGATIVE_QUERIES_PER_DOCUMENT,
     seed: int = 0,
     query_ids: Sequence[str] | None = None,
     use_cache: bool = True,

@@ -1,4 +1,5 @@
-"""The teacher interface: score (query, document) text pairs, batched, cached on disk."""
+"""The teacher interface: score (query, document) pairs, by ids of a collection or by texts,
+batched, cached on disk."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
+from twotower.data.collection import Collection
 from twotower.errors import ConfigError
 from twotower.teachers.cache import ScoreCache, pair_key
 
@@ -112,6 +114,19 @@ class Teacher(ABC):
                 scores.update(computed)
                 progress.update(len(rows))
         return np.fromiter((scores[k] for k in keys), dtype=np.float32, count=n)
+
+    def score_ids(
+        self, collection: Collection, query_ids: Sequence[str], doc_ids: Sequence[str]
+    ) -> np.ndarray:
+        """Teacher score of each aligned (query id, document id) pair of ``collection``, float32:
+        the pairs a training run asks about. A teacher that keeps scores by id (a scores file)
+        looks them up; the others score the pairs' texts (:meth:`score_pairs`)."""
+        if len(query_ids) != len(doc_ids):
+            raise ValueError(f"{len(query_ids)} query ids but {len(doc_ids)} document ids")
+        corpus = collection.corpus
+        return self.score_pairs(
+            [collection.queries[q] for q in query_ids], [corpus.text_of(d) for d in doc_ids]
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"

@@ -1,9 +1,10 @@
 """A teacher whose scores come from a file: ``twotower teach`` output, or scores published with
 a data set (e.g. the cross-encoder ensemble scores released for Margin-MSE on MS MARCO).
 
-The file holds ``{"query_id", "doc_id", "score"}`` rows (:mod:`twotower.teachers.scores`); the
-collection maps the texts a training pipeline asks about back to those ids. A pair the file
-does not score is an error naming the ids, never a silent zero.
+The file holds ``{"query_id", "doc_id", "score"}`` rows (:mod:`twotower.teachers.scores`). A
+training run asks by ids (:meth:`ScoresFileTeacher.score_ids`), looked up as they are; asked by
+texts, the collection maps them back to those ids. A pair the file does not score is an error
+naming the ids, never a silent zero.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class ScoresFileTeacher(Teacher):
         if not self.path.is_file():
             raise InputError("teacher scores file not found", path=self.path)
         scores = read_scores(self.path, collection)
+        self._by_id = scores
         self._collection = collection  # maps a missing pair's texts back to ids, for the error
         self._scores: dict[bytes, float] = {}
         conflicts = 0
@@ -58,6 +60,31 @@ class ScoresFileTeacher(Teacher):
     @property
     def fingerprint(self) -> str:
         return f"file-{self._fingerprint}"
+
+    def score_ids(self, collection, query_ids, doc_ids) -> np.ndarray:
+        if len(query_ids) != len(doc_ids):
+            raise ValueError(f"{len(query_ids)} query ids but {len(doc_ids)} document ids")
+        values = np.empty(len(query_ids), dtype=np.float32)
+        missing = []
+        for i, (qid, doc_id) in enumerate(zip(query_ids, doc_ids, strict=True)):
+            value = self._by_id.get(qid, {}).get(doc_id)
+            if value is None:
+                missing.append((qid, doc_id))
+            else:
+                values[i] = value
+        if missing:
+            raise self._missing(*missing[0], len(missing))
+        self.last_stats = ScoringStats(len(values), len(values), len(values), 0)
+        return values
+
+    def _missing(self, qid: str, doc_id: str, count: int) -> InputError:
+        more = f" (and {count - 1} more pairs)" if count > 1 else ""
+        return InputError(
+            f"no teacher score for query '{qid}' and document '{doc_id}'{more}; score the training"
+            " pairs with `twotower teach --pairs NEGATIVES.jsonl` (negative queries included) or"
+            " pick another teacher",
+            path=self.path,
+        )
 
     def __len__(self) -> int:
         return len(self._scores)
@@ -94,10 +121,5 @@ class ScoresFileTeacher(Teacher):
                 ),
                 repr(doc_texts[first][:60]),
             )
-            raise InputError(
-                f"no teacher score for query '{qid}' and document '{doc_id}'"
-                f"{f' (and {len(missing) - 1} more pairs)' if len(missing) > 1 else ''}; score the training pairs"
-                " with `twotower teach --pairs NEGATIVES.jsonl` (negative queries included) or pick another teacher",
-                path=self.path,
-            )
+            raise self._missing(qid, doc_id, len(missing))
         return values

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from twotower.data.collection import Collection, load_corpus
-from twotower.data.files import atomic_write, folder_sha256
+from twotower.data.files import atomic_write, read_manifest
 from twotower.errors import ConfigError
 from twotower.models.sharded_encoding import encode_corpus_sharded
 from twotower.negatives.io import read_negatives
@@ -30,6 +30,7 @@ from twotower.training.examples import (
     training_collection,
 )
 from twotower.training.recipe import Recipe, recipe_to_yaml
+from twotower.training.recipe_sections import ModelConfig, NegativesConfig, TeacherConfig
 from twotower.training.rows import TrainingRows, documents_to_mine, queries_to_mine
 from twotower.training.synthetic_step import ensure_synthetic_queries
 from twotower.training.teacher_rows import teacher_scores_for
@@ -45,34 +46,34 @@ class PreparedData:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def _teacher(recipe: Recipe, collection: Collection | None, device: str | None):
+def _teacher(
+    teacher: TeacherConfig, model: ModelConfig, collection: Collection | None, device: str | None
+):
 
-    if recipe.teacher.kind == "none":
+    if teacher.kind == "none":
         return None
-    assert recipe.teacher.model is not None  # TeacherConfig: every other kind names its model
+    assert teacher.model is not None  # TeacherConfig: every other kind names its model
     return build_teacher(
-        recipe.teacher.kind,
-        recipe.teacher.model,
+        teacher.kind,
+        teacher.model,
         collection=collection,
-        alpha=recipe.teacher.alpha,
+        alpha=teacher.alpha,
         device=device,
         # A dense teacher embeds documents as the run's retrievers do: one cached encoding.
-        max_length=None
-        if recipe.teacher.kind == "cross_encoder"
-        else recipe.model.max_document_length,
+        max_length=None if teacher.kind == "cross_encoder" else model.max_document_length,
     )
 
 
-def _retriever(recipe: Recipe, source: str, device: str | None):
+def _retriever(negatives: NegativesConfig, model: ModelConfig, source: str, device: str | None):
 
-    model = None if source == "bm25" else (recipe.negatives.model or recipe.model.name)
+    name = None if source == "bm25" else (negatives.model or model.name)
     return build_retriever(
         source,
-        model,
-        alpha=recipe.negatives.alpha,
+        name,
+        alpha=negatives.alpha,
         device=device,
-        index=recipe.negatives.index_settings(),
-        max_length=recipe.model.max_document_length,  # one length, one cached encoding
+        index=negatives.index_settings(),
+        max_length=model.max_document_length,  # one length, one cached encoding
     )
 
 
@@ -95,9 +96,9 @@ def _mining_retriever(recipe: Recipe, device: str | None):
     if recipe.train.pairs:
         return None
     if neg.source in ("dense", "fusion"):
-        return _retriever(recipe, neg.source, device)
+        return _retriever(neg, recipe.model, neg.source, device)
     if neg.source in ("none", "file") and neg.negative_queries > 0:
-        return _retriever(recipe, "dense", device)
+        return _retriever(neg, recipe.model, "dense", device)
     return None
 
 
@@ -135,7 +136,7 @@ def prepare_rows(recipe: Recipe, *, device: str | None = None, retriever=None) -
         collection = training_collection(recipe.train, info)
         examples = examples_from_collection(collection, recipe.train.max_examples)
         count = 0 if neg.source == "none" else (1 if neg.count is None else neg.count)
-    teacher = _teacher(recipe, collection, device)
+    teacher = _teacher(recipe.teacher, recipe.model, collection, device)
     if count > 0 and collection is not None:
         if neg.source == "file":  # mined earlier (twotower mine) or by another tool
             assert neg.file is not None  # NegativesConfig: source file goes with a file
@@ -146,7 +147,7 @@ def prepare_rows(recipe: Recipe, *, device: str | None = None, retriever=None) -
                 "negatives": documents.total(),
             }
         else:
-            retriever = retriever or _retriever(recipe, neg.source, device)
+            retriever = retriever or _retriever(neg, recipe.model, neg.source, device)
             pool = documents_to_mine(count, frozen=not recipe.model.train_document_tower)
             documents, stats = mine_negatives(
                 collection,
@@ -160,7 +161,7 @@ def prepare_rows(recipe: Recipe, *, device: str | None = None, retriever=None) -
             info["mining"] = stats.to_json()
     queries = None
     if neg.negative_queries > 0:
-        queries = _negative_queries(recipe, collection, device, info, retriever)
+        queries = _negative_queries(neg, recipe.model, collection, device, info, retriever)
     rows = TrainingRows(
         examples,
         collection,
@@ -176,21 +177,21 @@ def prepare_rows(recipe: Recipe, *, device: str | None = None, retriever=None) -
     info["examples_without_negatives"] = rows.dropped["negatives"]
     info["examples_without_negative_queries"] = rows.dropped["negative_queries"]
     if teacher is not None:
-        _score_rows(recipe, rows, teacher, info)
+        _score_rows(recipe.teacher, rows, teacher, info)
     info["examples"] = len(rows)
     info["prepare_s"] = time.perf_counter() - started
     return PreparedData(rows, collection, info)
 
 
-def _score_rows(recipe: Recipe, rows: TrainingRows, teacher, info: dict[str, Any]) -> None:
+def _score_rows(config: TeacherConfig, rows: TrainingRows, teacher, info: dict[str, Any]) -> None:
     """Teacher scores of the rows as drawn now, then the optional weak-query filter and
     percentile normalisation (Tamber et al. 2025)."""
     drawn = [rows.drawn(i) for i in range(len(rows))]
-    rows.teacher_scores = teacher_scores_for(teacher.score_pairs, drawn)
+    rows.teacher_scores = teacher_scores_for(teacher, drawn, rows.collection)
     keep = None
-    if recipe.teacher.drop_below_percentile is not None:
-        keep = weak_query_filter(rows, drawn, recipe.teacher.drop_below_percentile)
-    if recipe.teacher.normalize:  # bounds over the whole collection, before dropping
+    if config.drop_below_percentile is not None:
+        keep = weak_query_filter(rows, drawn, config.drop_below_percentile)
+    if config.normalize:  # bounds over the whole collection, before dropping
         _normalise_teacher(rows, drawn, info)
     if keep is not None:
         before_queries = len({query_key(r.example) for r in drawn})
@@ -201,12 +202,13 @@ def _score_rows(recipe: Recipe, rows: TrainingRows, teacher, info: dict[str, Any
             "dropped %d of %d queries whose best teacher score is below the %gth percentile",
             before_queries - len(keep),
             before_queries,
-            recipe.teacher.drop_below_percentile,
+            config.drop_below_percentile,
         )
 
 
 def _negative_queries(
-    recipe: Recipe,
+    neg: NegativesConfig,
+    model: ModelConfig,
     collection: Collection | None,
     device: str | None,
     info: dict[str, Any],
@@ -218,15 +220,13 @@ def _negative_queries(
     then M drawn per row. ``retriever``: the one that mined the hard negatives, if any (else
     ``negatives.source``, or dense with the model)."""
 
-    neg = recipe.negatives
     if collection is None:
         raise ConfigError(
             "negatives.negative_queries mines a collection's training queries: set train.data"
         )
     if retriever is None:
-        retriever = _retriever(
-            recipe, neg.source if neg.source not in ("none", "file") else "dense", device
-        )
+        source = neg.source if neg.source not in ("none", "file") else "dense"
+        retriever = _retriever(neg, model, source, device)
     table, stats = mine_negative_queries(
         collection,
         retriever,
@@ -286,18 +286,9 @@ def finished_model(run_dir: Path, recipe: Recipe) -> Path | None:
         and saved.read_text() == recipe_to_yaml(recipe)
     ):
         return None
-    try:
-        files = json.loads((model_dir / FINISHED).read_text()).get("files")
-    except (OSError, ValueError, AttributeError):
-        log.warning("%s cannot be read: the model is trained again", model_dir / FINISHED)
-        return None
-    if files is None:  # a model of a version without checksums: retraining would cost hours
-        log.warning("%s has no checksums (an earlier version's): reused unchecked", model_dir)
-    elif files != folder_sha256(model_dir, leave_out=(FINISHED,)):
-        log.warning(
-            "%s does not match its checksums (damaged or changed): the model is trained again",
-            model_dir,
-        )
+    _, problem = read_manifest(model_dir / FINISHED, complete=True)
+    if problem is not None:
+        log.warning("%s: %s; the model is trained again", model_dir, problem)
         return None
     return model_dir
 
@@ -311,7 +302,7 @@ def train_recipe(
         write_recipe(recipe, run_dir)
     retriever = encode_mining_corpus_across_ranks(recipe, device)
     with main_process_first(device):  # rank 0 mines and scores; the others read its caches
-        synthetic = ensure_synthetic_queries(recipe, device=device)
+        synthetic = ensure_synthetic_queries(recipe.synthetic, recipe.train, device=device)
         data = prepare_rows(recipe, device=device, retriever=retriever)
     del retriever  # its model is not needed while training
     if synthetic:

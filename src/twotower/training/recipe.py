@@ -8,7 +8,6 @@ from the command line.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from twotower.data.yaml_file import KeyLines, line_of, read_yaml
 from twotower.errors import ConfigError, did_you_mean
 from twotower.losses.spec import LossSpec, parse_loss_specs
-from twotower.training.recipe_rules import RuleError, check_recipe
+from twotower.training.recipe_rules import check_recipe
 from twotower.training.recipe_sections import (
     EvalConfig,
     ModelConfig,
@@ -55,10 +54,7 @@ class Recipe(Section):
     @field_validator("loss", mode="before")
     @classmethod
     def _losses(cls, value: Any) -> list:
-        try:
-            return parse_loss_specs(value)
-        except ConfigError as exc:  # re-raised as ValueError so the message gains file and line
-            raise ValueError(str(exc)) from None
+        return parse_loss_specs(value)  # a ConfigError is a ValueError: pydantic reports it
 
     @model_validator(mode="after")
     def _consistent(self) -> Recipe:
@@ -85,14 +81,11 @@ def _explain(exc: ValidationError, source: str, lines: KeyLines) -> ConfigError:
     err = exc.errors()[0]
     loc = tuple(err["loc"])
     message = err["msg"].removeprefix("Value error, ")
-    if isinstance(err.get("ctx", {}).get("error"), ConfigError):
-        message = str(err["ctx"]["error"])
-    entry = re.match(r"loss\[(\d+)\]", message) if loc == ("loss",) else None
     rule = err.get("ctx", {}).get("error")
-    if entry:
-        line = line_of(lines, ("loss", int(entry.group(1))))
-    elif isinstance(rule, RuleError):  # a rule across sections: point at the key it names
-        line = line_of(lines, tuple(rule.key.split(".")))
+    if isinstance(rule, ConfigError):
+        message = str(rule)
+    if isinstance(rule, ConfigError) and rule.key is not None:  # point at the key it names
+        line = line_of(lines, rule.key)
     else:
         line = line_of(lines, loc)
     where = f"{source}:{line}" if line else source

@@ -14,6 +14,8 @@ from twotower.generation.prompts import (
     QUERY_TYPES,
     parse_query_types,
 )
+from twotower.negatives.mine import NEGATIVE_WINDOW
+from twotower.negatives.queries import NEGATIVE_QUERY_WINDOW
 from twotower.negatives.retrievers import parse_retriever_spec
 from twotower.retrieval.ann import IndexSettings, IndexType, faiss_available
 
@@ -23,8 +25,9 @@ class Section(BaseModel):
 
 
 class IndexFields(Section):
-    """How a section searches a corpus: ``exact`` (ours, no FAISS needed), or through FAISS:
-    ``flat`` (exact, faster on a CPU), ``ivf`` (ivf_lists k-means cells, ivf_probe visited per
+    """How a section searches a corpus: ``exact`` (FAISS's brute-force k-NN where installed,
+    else torch's; equal scores in document order), or through a FAISS index: ``flat`` (exact,
+    equal scores in FAISS's order), ``ivf`` (ivf_lists k-means cells, ivf_probe visited per
     query) or ``hnsw`` (hnsw_neighbors links per node) for corpora beyond exact search; see
     twotower.retrieval.ann."""
 
@@ -120,7 +123,7 @@ class NegativesConfig(IndexFields):
     count: int | None = Field(None, ge=0)
     # fusion retriever: weight of BM25 against the dense model (linear fusion of min-max scores).
     alpha: float = Field(0.5, ge=0, le=1)
-    rank_window: tuple[int, int] = (10, 100)
+    rank_window: tuple[int, int] = NEGATIVE_WINDOW.as_tuple()
     false_negative_margin: float | None = None  # needs a teacher
     seed: int = 0
     # DANCE (Li et al. 2021): M mined negative queries per example, columns after the hard negatives.
@@ -128,7 +131,7 @@ class NegativesConfig(IndexFields):
     # document as a positive), ranks negative_query_window, with the retriever of ``source``
     # (``dense`` with ``model`` when source is none).
     negative_queries: int = Field(0, ge=0)
-    negative_query_window: tuple[int, int] = (1, 200)
+    negative_query_window: tuple[int, int] = NEGATIVE_QUERY_WINDOW.as_tuple()
 
     @model_validator(mode="after")
     def _file_source(self) -> NegativesConfig:

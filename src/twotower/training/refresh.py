@@ -55,7 +55,7 @@ from twotower.data.collection import Collection
 from twotower.data.files import atomic_write
 from twotower.models.sharded_encoding import transport_device
 from twotower.settings import is_main_process, world_size
-from twotower.training.recipe import Recipe
+from twotower.training.recipe_sections import NegativesConfig, RefreshConfig, TrainDataConfig
 from twotower.training.refresh_round import (
     ROUND_PREFIX,
     RoundRequest,
@@ -74,7 +74,9 @@ class Refresher:
 
     def __init__(
         self,
-        recipe: Recipe,
+        config: RefreshConfig,
+        negatives: NegativesConfig,
+        train: TrainDataConfig,
         run_dir: Path,
         rows: TrainingRows,
         collection: Collection,
@@ -83,8 +85,9 @@ class Refresher:
         resuming: bool = False,
         checkpoint: str | None = None,
     ) -> None:
-        self.recipe = recipe
-        self.config = recipe.refresh
+        self.config = config
+        self.negatives = negatives
+        self.train = train
         self.rows = rows
         self.collection = collection
         self.dir = run_dir / "refresh"
@@ -149,13 +152,13 @@ class Refresher:
         shutil.rmtree(snapshot, ignore_errors=True)
         model.save(str(snapshot))
         published = complete_rounds(self.dir)
-        config, negatives = self.config, self.recipe.negatives
+        config, negatives = self.config, self.negatives
         k, m = self.rows.num_negatives, self.rows.num_negative_queries
         request = RoundRequest(
             generation=generation,
             step=step,
             snapshot=str(snapshot),
-            train=self.recipe.train.model_dump(mode="json"),
+            train=self.train.model_dump(mode="json"),
             rounds_dir=str(self.dir),
             query_ids=self.chunks[(generation - 1) % len(self.chunks)],
             negatives=config.negatives_per_query or documents_to_mine(k, frozen=self.rows.pool),

@@ -42,8 +42,7 @@ from typing import Any
 import numpy as np
 
 from twotower.data.collection import Collection
-from twotower.data.files import atomic_write, file_sha256
-from twotower.data.jsonl import line_checksum_matches, with_line_checksum
+from twotower.data.files import atomic_write, read_manifest, write_manifest
 from twotower.models.encoder import Encoder, load_sentence_transformer
 from twotower.negatives.io import read_negatives, write_negatives
 from twotower.negatives.mine import (
@@ -135,38 +134,18 @@ def complete_rounds(rounds_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[len(ROUND_PREFIX) :]))
 
 
-def _round_problem(folder: Path) -> str | None:
-    """None if the manifest matches its checksum and every file of the round matches its own."""
-    try:
-        manifest = json.loads((folder / MANIFEST).read_text())
-    except (OSError, ValueError) as exc:
-        return f"{MANIFEST} cannot be read ({exc})"
-    if not isinstance(manifest, dict) or line_checksum_matches(manifest) is not True:
-        return f"{MANIFEST} does not match its checksum"
-    files = manifest.get("files", {})
-    for name in {*files, *(p.name for p in folder.iterdir() if p.name != MANIFEST)}:
-        try:
-            matches = file_sha256(folder / name) == files.get(name)
-        except OSError:
-            matches = False
-        if not matches:
-            return f"{name} does not match its checksum"
-    return None
-
-
 def read_round(folder: Path, collection: Collection):
     """(manifest, documents table or None, queries table or None) of a published round; None if
     the round is damaged (a file that does not match the manifest's checksum): it is renamed
     ``*.damaged``, reported in one line, and training keeps the negatives it has."""
-    problem = _round_problem(folder)
-    if problem is not None:
+    manifest, problem = read_manifest(folder / MANIFEST, complete=True)
+    if problem is not None or manifest is None:
         aside = folder.with_name(folder.name + ".damaged")
         shutil.rmtree(aside, ignore_errors=True)
         with contextlib.suppress(OSError):  # another rank of a torchrun job set it aside first
             folder.rename(aside)
         log.warning("%s: damaged refresh round (%s), set aside as %s", folder, problem, aside.name)
         return None
-    manifest = json.loads((folder / MANIFEST).read_text())
     documents = queries = None
     if (folder / "negatives.jsonl").is_file():
         documents = read_negatives(folder / "negatives.jsonl", collection, kind="documents")
@@ -306,10 +285,8 @@ def publish_round(request: RoundRequest, tables: dict, stats: RoundStats) -> Pat
     stats.finished = time.time()
     with atomic_write(temporary / "stats.json") as handle:
         handle.write(json.dumps(asdict(stats), indent=2) + "\n")
-    files = {p.name: file_sha256(p) for p in sorted(temporary.iterdir())}
-    manifest = {"generation": request.generation, "step": request.step, "files": files}
-    with atomic_write(temporary / MANIFEST) as handle:
-        handle.write(json.dumps(with_line_checksum(manifest)) + "\n")
+    fields = {"generation": request.generation, "step": request.step}
+    write_manifest(temporary / MANIFEST, fields, sorted(temporary.iterdir()))
     os.replace(temporary, final)
     return final
 

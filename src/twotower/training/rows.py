@@ -36,6 +36,7 @@ import numpy as np
 
 from twotower.data.collection import Collection
 from twotower.errors import ConfigError
+from twotower.negatives.queries import NEGATIVE_QUERIES_PER_DOCUMENT
 from twotower.negatives.table import NegativesTable, rng_for
 from twotower.training.collate import IDS_COLUMN
 from twotower.training.examples import NEGATIVE_QUERY_COLUMN, Example, positive_key, query_key
@@ -43,8 +44,6 @@ from twotower.training.teacher_rows import PairScores, teacher_pairs
 
 # Candidates mined per hard negative a row draws, so each example of a query draws its own.
 POOL_FACTOR = 4
-# Negative queries mined per document, at least (DANCE samples 20).
-NEGATIVE_QUERY_POOL = 20
 # Anchor id -> ranked candidate ids: a NegativesTable or a plain mapping.
 Candidates = Mapping[str, Sequence[str]] | NegativesTable
 
@@ -57,7 +56,7 @@ def documents_to_mine(count: int, *, frozen: bool) -> int:
 
 def queries_to_mine(count: int) -> int:
     """Negative queries to mine per document for rows that draw ``count``."""
-    return max(NEGATIVE_QUERY_POOL, count) if count else 0
+    return max(NEGATIVE_QUERIES_PER_DOCUMENT, count) if count else 0
 
 
 # A row's id: (query key, positive key, occurrence of that pair among the examples).

@@ -13,7 +13,7 @@ from typing import Any
 from twotower.analysis import run_probe
 from twotower.analysis.encode import tower_embeddings
 from twotower.data.collection import load_collection
-from twotower.data.files import atomic_write
+from twotower.data.files import atomic_write, read_manifest
 from twotower.evaluation.evaluate import EvalResult, evaluate_dual, evaluate_systems
 from twotower.evaluation.report import markdown_table
 from twotower.models.build import build_model
@@ -23,29 +23,31 @@ from twotower.settings import is_main_process, world_size
 from twotower.training.distributed import ensure_process_group
 from twotower.training.pipeline import finished_model, train_recipe, write_recipe
 from twotower.training.recipe import Recipe, recipe_to_yaml
+from twotower.training.recipe_sections import ModelConfig
 from twotower.training.report import (
     comparison_rows,
     markdown_comparison,
     refresh_section,
     synthetic_section,
 )
+from twotower.training.trainer import FINISHED
 
 log = logging.getLogger(__name__)
 
 BASE, TRAINED = "base", "trained"
 
 
-def _base_encoder(recipe: Recipe, device: str | None) -> Encoder:
+def _base_encoder(config: ModelConfig, batch_size: int, device: str | None) -> Encoder:
     """The untrained model as the recipe would use it (its prompts and max length)."""
 
     model = build_model(
-        recipe.model.name,
-        max_length=recipe.model.max_document_length,
-        query_prompt=recipe.model.query_prompt,
-        document_prompt=recipe.model.document_prompt,
+        config.name,
+        max_length=config.max_document_length,
+        query_prompt=config.query_prompt,
+        document_prompt=config.document_prompt,
         device=device,
     )
-    return Encoder(model, batch_size=recipe.eval.batch_size, name=BASE)
+    return Encoder(model, batch_size=batch_size, name=BASE)
 
 
 def run_recipe(
@@ -66,8 +68,8 @@ def run_recipe(
             "%s already holds the model trained by this recipe; evaluating it (--retrain to train again)",
             run_dir,
         )
-        done = json.loads((model_dir / "TRAINING_DONE").read_text())
-        train_info = {k: v for k, v in done.items() if k != "files"}  # not the checksums
+        done, _ = read_manifest(model_dir / FINISHED)  # checked by finished_model
+        train_info = dict(done or {})
     else:
         if retrain and (run_dir / "model").exists():
             shutil.rmtree(run_dir / "model")
@@ -90,7 +92,7 @@ def run_recipe(
     start = time.perf_counter()
     encoders = []
     if recipe.eval.base_model:
-        encoders.append(_base_encoder(recipe, device))
+        encoders.append(_base_encoder(recipe.model, recipe.eval.batch_size, device))
     encoders.append(
         Encoder.from_name(
             str(model_dir), device=device, batch_size=recipe.eval.batch_size, name=TRAINED

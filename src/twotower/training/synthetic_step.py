@@ -22,18 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from twotower.data.collection import load_corpus
-from twotower.data.files import atomic_write, file_sha256
+from twotower.data.files import atomic_write, read_manifest, write_manifest
 from twotower.errors import ConfigError, InputError
 from twotower.generation.base import SamplingSettings
 from twotower.generation.job import generate_queries, select_documents
 from twotower.generation.roundtrip import filter_file
 from twotower.generation.spec import build_generator
 from twotower.negatives.retrievers import build_retriever, parse_retriever_spec
-from twotower.training.recipe import Recipe
+from twotower.training.recipe_sections import SyntheticConfig, TrainDataConfig
 
 log = logging.getLogger(__name__)
-
-KEPT_SHA256 = "kept_sha256"  # the key of the kept file's checksum in FILE.settings.json
 
 
 def generated_path(kept: Path) -> Path:
@@ -44,22 +42,24 @@ def settings_path(kept: Path) -> Path:
     return kept.with_name(kept.stem + ".settings.json")
 
 
-def _section(recipe: Recipe) -> dict[str, Any]:
-    return {"data": recipe.train.data, **recipe.synthetic.model_dump(mode="json")}
+def _section(config: SyntheticConfig, train: TrainDataConfig) -> dict[str, Any]:
+    return {"data": train.data, **config.model_dump(mode="json")}
 
 
-def ensure_synthetic_queries(recipe: Recipe, *, device: str | None = None) -> dict[str, Any]:
-    """Make ``train.synthetic_queries`` from the recipe's ``synthetic`` section unless a file
+def ensure_synthetic_queries(
+    config: SyntheticConfig, train: TrainDataConfig, *, device: str | None = None
+) -> dict[str, Any]:
+    """Make ``train.synthetic_queries`` from a recipe's ``synthetic`` section unless a file
     made with the same settings is there; what was done, for the run's data.json."""
-    config = recipe.synthetic
     if not config.generator:
         return {}
-    kept = Path(recipe.train.synthetic_queries or "")
-    wanted = _section(recipe)
+    kept = Path(train.synthetic_queries or "")
+    wanted = _section(config, train)
     manifest = settings_path(kept)
-    made_with = _made_with(manifest) if kept.is_file() else None
+    made_with, problem = (None, None)
+    if kept.is_file() and manifest.is_file():
+        made_with, problem = read_manifest(manifest)
     if made_with is not None:
-        made_sha256 = made_with.pop(KEPT_SHA256, None)
         if made_with != wanted:
             differ = sorted(
                 k for k in wanted.keys() | made_with.keys() if wanted.get(k) != made_with.get(k)
@@ -68,15 +68,15 @@ def ensure_synthetic_queries(recipe: Recipe, *, device: str | None = None) -> di
                 f"train.synthetic_queries: {kept} was made with other synthetic settings"
                 f" ({', '.join(differ)}); delete it or name another file"
             )
-        if made_sha256 == file_sha256(kept):
+        if problem is None:
             log.info("%s: synthetic queries made with these settings; reused", kept)
             return {"reused": str(kept)}
-        why = "has no checksum" if made_sha256 is None else "does not match its checksum"
-        log.warning("%s %s (damaged or cut short): made again", kept, why)
+    if problem is not None:
+        log.warning("%s: %s (damaged or cut short): made again", kept, problem)
     kept.parent.mkdir(parents=True, exist_ok=True)
     info: dict[str, Any] = {}
-    assert recipe.train.data is not None  # Recipe: synthetic_queries are for train.data's corpus
-    corpus = load_corpus(recipe.train.data)
+    assert train.data is not None  # Recipe: synthetic_queries are for train.data's corpus
+    corpus = load_corpus(train.data)
     generator = build_generator(
         config.generator,
         model_name=config.model_name,
@@ -140,25 +140,10 @@ def ensure_synthetic_queries(recipe: Recipe, *, device: str | None = None) -> di
         )
         with atomic_write(kept.with_name(kept.stem + ".report.json")) as handle:
             handle.write(json.dumps(info, indent=2) + "\n")
-    with atomic_write(manifest) as handle:  # last: the file is complete
-        handle.write(json.dumps({**wanted, KEPT_SHA256: file_sha256(kept)}, indent=2) + "\n")
+    write_manifest(manifest, wanted, [kept])  # last: the file is complete
     return info
 
 
 def _has_line(path: Path) -> bool:
     with path.open("rb") as handle:
         return any(line.strip() for line in handle)
-
-
-def _made_with(manifest: Path) -> dict[str, Any] | None:
-    """The settings the kept file was made with; None (after a warning if damaged) if unknown."""
-    if not manifest.is_file():
-        return None
-    try:
-        made_with = json.loads(manifest.read_text())
-        if not isinstance(made_with, dict):
-            raise ValueError("not a JSON object")
-    except (OSError, ValueError) as exc:
-        log.warning("%s cannot be read (%s): the synthetic queries are made again", manifest, exc)
-        return None
-    return made_with

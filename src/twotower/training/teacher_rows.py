@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 from twotower.training.examples import positive_key, query_key
 
 if TYPE_CHECKING:
+    from twotower.data.collection import Collection
+    from twotower.teachers.base import Teacher
     from twotower.training.rows import DrawnRow
 
 # The teacher's score of a (query, document) pair, keyed by their ids (or texts without ids).
@@ -33,9 +35,18 @@ def teacher_pairs(rows: Iterable[DrawnRow]) -> list[tuple[str, str, str, str]]:
     return pairs
 
 
-def teacher_scores_for(score_pairs, drawn: Sequence[DrawnRow]) -> PairScores:
-    """Score, in one batched call, every pair the ``drawn`` rows need (each distinct pair once)."""
+def teacher_scores_for(
+    teacher: Teacher, drawn: Sequence[DrawnRow], collection: Collection | None
+) -> PairScores:
+    """Score, in one batched call, every pair the ``drawn`` rows need (each distinct pair once):
+    by ids where the rows come from ``collection`` (its queries, synthetic ones included, and
+    its corpus), by texts for rows of a pairs file."""
     pairs = {(qk, dk): (q, d) for qk, dk, q, d in teacher_pairs(drawn)}
     keys = list(pairs)
-    scores = score_pairs([pairs[k][0] for k in keys], [pairs[k][1] for k in keys])
+    if collection is not None and all(
+        qk in collection.queries and dk in collection.corpus.index for qk, dk in keys
+    ):
+        scores = teacher.score_ids(collection, [k[0] for k in keys], [k[1] for k in keys])
+    else:
+        scores = teacher.score_pairs([pairs[k][0] for k in keys], [pairs[k][1] for k in keys])
     return dict(zip(keys, map(float, scores), strict=True))

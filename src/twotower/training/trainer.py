@@ -12,10 +12,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from twotower.data.files import atomic_write, folder_sha256
+from twotower.data.files import write_manifest
 from twotower.errors import ConfigError, InputError
 from twotower.losses.cached import CachedSentenceTransformerLoss
 from twotower.losses.frozen_documents import DOCUMENT_ROWS, FrozenDocumentsLoss, label_rows
+from twotower.losses.spec import LossSpec
 from twotower.losses.st_loss import SentenceTransformerLoss
 from twotower.models.adapter import ResidualAdapter, adapters
 from twotower.models.build import build_model
@@ -27,6 +28,7 @@ from twotower.training.distributed import wait_for_every_rank
 from twotower.training.examples import is_query_column
 from twotower.training.nonfinite import NonFiniteLossGuard
 from twotower.training.recipe import Recipe
+from twotower.training.recipe_sections import ModelConfig, OptimConfig, TrainDataConfig
 from twotower.training.refresh import Refresher
 from twotower.training.refresh_callback import RefreshCallback
 from twotower.training.rows import TrainingRows
@@ -66,7 +68,9 @@ def _loss_log_callback(path: Path):
 RowReader = Callable[..., dict[str, Any]]
 
 
-def _wire_frozen_documents(recipe: Recipe, model, rows: TrainingRows, collection):
+def _wire_frozen_documents(
+    losses: list[LossSpec], with_teacher: bool, model, rows: TrainingRows, collection
+):
     """Freeze the document route, encode the corpus once; rows carry corpus rows as labels."""
     import torch
 
@@ -93,7 +97,6 @@ def _wire_frozen_documents(recipe: Recipe, model, rows: TrainingRows, collection
     row_of = collection.corpus.index  # a collection's examples have their positive in it
     k = rows.num_negatives
     width = max(len(collection.positives(e.query_id)) for e in rows.examples)
-    with_teacher = recipe.teacher.kind != "none"
 
     def read(index: int, *, mined: bool = False) -> dict:
         drawn = rows.drawn(index, mined=mined)
@@ -110,7 +113,7 @@ def _wire_frozen_documents(recipe: Recipe, model, rows: TrainingRows, collection
     loss = FrozenDocumentsLoss(
         model,
         torch.from_numpy(documents),
-        recipe.loss,
+        losses,
         num_negatives=k,
         num_positive_ids=width,
         teacher_scores=with_teacher,
@@ -119,25 +122,43 @@ def _wire_frozen_documents(recipe: Recipe, model, rows: TrainingRows, collection
     return read, ["anchor"], loss
 
 
-def _wire_both_towers(recipe: Recipe, model, rows: TrainingRows):
+def _wire_both_towers(
+    losses: list[LossSpec],
+    mini_batch_size: int | None,
+    with_teacher: bool,
+    model,
+    rows: TrainingRows,
+):
     """Rows of texts drawn when read; the loss sees their ids and teacher scores."""
 
-    with_teacher = recipe.teacher.kind != "none"
     k, m = rows.num_negatives, rows.num_negative_queries
     loss: SentenceTransformerLoss
-    if recipe.optim.mini_batch_size:
+    if mini_batch_size:
         loss = CachedSentenceTransformerLoss(
             model,
-            recipe.loss,
-            mini_batch_size=recipe.optim.mini_batch_size,
+            losses,
+            mini_batch_size=mini_batch_size,
             num_hard_negative_columns=k,
             num_negative_query_columns=m,
         )
     else:
         loss = SentenceTransformerLoss(
-            model, recipe.loss, num_hard_negative_columns=k, num_negative_query_columns=m
+            model, losses, num_hard_negative_columns=k, num_negative_query_columns=m
         )
     return partial(rows.read, with_teacher=with_teacher), rows.columns(), loss
+
+
+def _build_model(model: ModelConfig, train: TrainDataConfig, device: str | None):
+    return build_model(
+        model.name,
+        towers=model.towers,
+        pooling=model.pooling,
+        max_length=train.max_document_length or model.max_document_length,
+        query_prompt=model.query_prompt,
+        document_prompt=model.document_prompt,
+        device=device,
+        document_adapter=model.document_adapter,
+    )
 
 
 def _set_max_length(model, length: int) -> None:
@@ -173,13 +194,12 @@ def _adapter_learning_rates(model, rate: float) -> dict[str, float]:
 
 
 def _training_arguments(
-    recipe: Recipe, checkpoints: Path, device_type: str, rows: int, columns, model
+    optim: OptimConfig, towers: str, checkpoints: Path, device_type: str, rows: int, columns, model
 ):
     from sentence_transformers import SentenceTransformerTrainingArguments
 
-    optim = recipe.optim
     router_mapping = None
-    if recipe.model.towers == "separate":
+    if towers == "separate":
         router_mapping = {c: ("query" if is_query_column(c) else "document") for c in columns}
     return SentenceTransformerTrainingArguments(
         output_dir=str(checkpoints),
@@ -260,29 +280,27 @@ def train_model(
     checkpoints = run_dir / "checkpoints"
     resume_from = checkpoint_to_resume(checkpoints, resume)
     torch.manual_seed(recipe.optim.seed)
-    model = build_model(
-        recipe.model.name,
-        towers=recipe.model.towers,
-        pooling=recipe.model.pooling,
-        max_length=recipe.train.max_document_length or recipe.model.max_document_length,
-        query_prompt=recipe.model.query_prompt,
-        document_prompt=recipe.model.document_prompt,
-        device=device,
-        document_adapter=recipe.model.document_adapter,
-    )
+    model = _build_model(recipe.model, recipe.train, device)
     device_type = (
         device.split(":")[0] if device else ("cuda" if torch.cuda.is_available() else "cpu")
     )
+    with_teacher = recipe.teacher.kind != "none"
     if recipe.model.train_document_tower:
-        read, columns, loss = _wire_both_towers(recipe, model, rows)
+        read, columns, loss = _wire_both_towers(
+            recipe.loss, recipe.optim.mini_batch_size, with_teacher, model, rows
+        )
     else:
-        read, columns, loss = _wire_frozen_documents(recipe, model, rows, collection)
+        read, columns, loss = _wire_frozen_documents(
+            recipe.loss, with_teacher, model, rows, collection
+        )
     # The rows as first mined, as the model card shows them (see _trainer_class).
     dataset = rows_dataset(partial(read, mined=True), len(rows))
     if len(dataset) == 0:
         raise ConfigError("no training example has the requested number of negatives")
     base = base_weights(model) if recipe.optim.wise_ft is not None else None
-    args = _training_arguments(recipe, checkpoints, device_type, len(dataset), columns, model)
+    args = _training_arguments(
+        recipe.optim, recipe.model.towers, checkpoints, device_type, len(dataset), columns, model
+    )
     callbacks = [
         _loss_log_callback(run_dir / "train_log.jsonl"),
         NonFiniteLossGuard(loss, skip_limit=recipe.optim.skip_nonfinite_batches),
@@ -291,7 +309,9 @@ def train_model(
     if recipe.refresh.mode != "off":
         frozen = None if recipe.model.train_document_tower else loss.documents.cpu().numpy()
         refresher = Refresher(
-            recipe,
+            recipe.refresh,
+            recipe.negatives,
+            recipe.train,
             run_dir,
             rows,
             collection,
@@ -344,8 +364,7 @@ def train_model(
     done = {"steps": trainer.state.global_step, "seconds": seconds, "examples": len(dataset)}
     if trainer.is_world_process_zero():  # one model, written once
         model.save(str(model_dir))
-        files = folder_sha256(model_dir, leave_out=(FINISHED,))  # checked before reuse
-        with atomic_write(model_dir / FINISHED) as handle:
-            handle.write(json.dumps({**done, "files": files}) + "\n")
+        saved = [p for p in sorted(model_dir.rglob("*")) if p.is_file()]
+        write_manifest(model_dir / FINISHED, done, saved)  # checked before reuse
     wait_for_every_rank()  # the other ranks load the saved model next (evaluation)
     return TrainOutcome(model_dir, trainer.state.global_step, seconds, len(dataset), resume_from)
