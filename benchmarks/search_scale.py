@@ -5,8 +5,10 @@
 Each method runs in a process of its own on the same vectors, memory-mapped from .npy files, and
 reports its wall time and its peak resident memory (ru_maxrss):
 
-- twotower's exact search (twotower.retrieval.dense.exact_search: blocks of at most 2^24 scores
-  and a running top-k, never the queries × corpus matrix);
+- twotower's exact search as it runs by default (twotower.retrieval.dense.exact_search: FAISS's
+  brute-force k-NN, equal scores put in document order), and with its torch engine (the path
+  without FAISS: blocks of at most 2^24 scores and a running top-k, never the queries × corpus
+  matrix);
 - sentence-transformers' `util.semantic_search` (the tool a user would pick) in its best
   configuration for unit vectors, `score_function=util.dot_score`, default chunk sizes;
 - FAISS `IndexFlatIP` used directly (exact; the limit);
@@ -33,7 +35,13 @@ from sections import markers, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "search-scale"
-METHODS = ("twotower-exact", "st-semantic-search", "faiss-flat", "twotower-ivf")
+METHODS = (
+    "twotower-exact",
+    "twotower-exact-torch",
+    "st-semantic-search",
+    "faiss-flat",
+    "twotower-ivf",
+)
 IVF_LISTS, IVF_PROBE = 1024, 32
 
 
@@ -53,10 +61,11 @@ def run_method(method: str, folder: Path, k: int) -> dict:
     documents = np.load(folder / "documents.npy", mmap_mode="r")
     queries = np.load(folder / "queries.npy", mmap_mode="r")
     started = time.perf_counter()
-    if method == "twotower-exact":
+    if method in ("twotower-exact", "twotower-exact-torch"):
         from twotower.retrieval.dense import exact_search
 
-        _, indices = exact_search(np.asarray(queries), documents, k)
+        engine = "torch" if method == "twotower-exact-torch" else None
+        _, indices = exact_search(np.asarray(queries), documents, k, engine=engine)
     elif method == "st-semantic-search":
         from sentence_transformers import util
 

@@ -1,4 +1,5 @@
-"""Exact search against a brute-force reference, its memory bound, runs, and the normaliser."""
+"""Exact search (both engines) against a brute-force reference, its memory bound, runs, and the
+normaliser."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import pytest
 import torch
 
 from twotower.retrieval import dense
-from twotower.retrieval.dense import exact_run, exact_search, l2_normalize
+from twotower.retrieval.dense import exact_run, exact_search, faiss_search_available, l2_normalize
+
+ENGINES = ["torch", "faiss"]
 
 
 def small_integer_embeddings(rows: int, dim: int, seed: int) -> np.ndarray:
@@ -27,11 +30,12 @@ def reference_search(queries, documents, k, exclude=None):
     return np.array(top_scores), np.array(top_index)
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("block_scores", [1, 5, 37, 1 << 24])
 @pytest.mark.parametrize("k", [1, 4, 13])
-def test_exact_search_is_the_brute_force_ranking_ties_by_document_order(block_scores, k):
+def test_exact_search_is_the_brute_force_ranking_ties_by_document_order(block_scores, k, engine):
     queries, documents = small_integer_embeddings(9, 3, seed=0), small_integer_embeddings(40, 3, 1)
-    scores, indices = exact_search(queries, documents, k, block_scores=block_scores)
+    scores, indices = exact_search(queries, documents, k, block_scores=block_scores, engine=engine)
     want_scores, want_index = reference_search(queries, documents, k)
     assert scores.dtype == np.float32 and indices.dtype == np.int64
     np.testing.assert_array_equal(indices, want_index)
@@ -42,40 +46,43 @@ def test_exact_search_is_the_brute_force_ranking_ties_by_document_order(block_sc
     assert ((full == kth[:, None]).sum(axis=1) > 1).any()
 
 
-def test_exact_search_on_real_valued_embeddings_matches_the_reference():
+@pytest.mark.parametrize("engine", ENGINES)
+def test_exact_search_on_real_valued_embeddings_matches_the_reference(engine):
     rng = np.random.default_rng(3)
     queries = rng.standard_normal((50, 16)).astype(np.float32)
     documents = rng.standard_normal((300, 16)).astype(np.float32)
-    scores, indices = exact_search(queries, documents, 20, block_scores=700)
+    scores, indices = exact_search(queries, documents, 20, block_scores=700, engine=engine)
     want_scores, want_index = reference_search(queries, documents, 20)
     np.testing.assert_array_equal(indices, want_index)
     np.testing.assert_allclose(scores, want_scores, rtol=1e-5, atol=1e-5)
 
 
-def test_k_beyond_the_corpus_returns_every_document():
+@pytest.mark.parametrize("engine", ENGINES)
+def test_k_beyond_the_corpus_returns_every_document(engine):
     queries, documents = small_integer_embeddings(4, 3, seed=5), small_integer_embeddings(6, 3, 6)
-    scores, indices = exact_search(queries, documents, 50, block_scores=4)
+    scores, indices = exact_search(queries, documents, 50, block_scores=4, engine=engine)
     want_scores, want_index = reference_search(queries, documents, 6)
     assert indices.shape == scores.shape == (4, 6)
     np.testing.assert_array_equal(indices, want_index)
     np.testing.assert_array_equal(scores, want_scores)
-    assert exact_search(queries, documents, 0)[1].shape == (4, 0)
-    assert exact_search(queries[:0], documents, 3)[1].shape == (0, 3)
+    assert exact_search(queries, documents, 0, engine=engine)[1].shape == (4, 0)
+    assert exact_search(queries[:0], documents, 3, engine=engine)[1].shape == (0, 3)
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("block_scores", [3, 1 << 24])
-def test_exclude_drops_one_document_per_query(block_scores):
+def test_exclude_drops_one_document_per_query(block_scores, engine):
     queries, documents = small_integer_embeddings(7, 3, seed=8), small_integer_embeddings(7, 3, 9)
     exclude = [0, -1, 2, 6, -1, 5, 3]
     scores, indices = exact_search(
-        queries, documents, 4, exclude=exclude, block_scores=block_scores
+        queries, documents, 4, exclude=exclude, block_scores=block_scores, engine=engine
     )
     want_scores, want_index = reference_search(queries, documents, 4, exclude=exclude)
     np.testing.assert_array_equal(indices, want_index)
     np.testing.assert_array_equal(scores, want_scores)
     # k = corpus size: an excluded query has one slot too many, left at -inf / -1.
     scores, indices = exact_search(
-        queries, documents, 7, exclude=exclude, block_scores=block_scores
+        queries, documents, 7, exclude=exclude, block_scores=block_scores, engine=engine
     )
     for row, skipped in enumerate(exclude):
         if skipped >= 0:
@@ -84,7 +91,7 @@ def test_exclude_drops_one_document_per_query(block_scores):
         else:
             assert sorted(indices[row]) == list(range(7))
     with pytest.raises(ValueError, match="2 entries for 7 queries"):
-        exact_search(queries, documents, 2, exclude=[0, 1])
+        exact_search(queries, documents, 2, exclude=[0, 1], engine=engine)
 
 
 def test_no_more_than_block_scores_exist_at_once(monkeypatch):
@@ -100,11 +107,28 @@ def test_no_more_than_block_scores_exist_at_once(monkeypatch):
         small_integer_embeddings(30, 3, seed=2),
         small_integer_embeddings(100, 3, 4),
     )
-    scores, indices = exact_search(queries, documents, 5, block_scores=250)
+    scores, indices = exact_search(queries, documents, 5, block_scores=250, engine="torch")
     assert shapes and all(rows * columns <= 250 for rows, columns in shapes)
     assert sum(columns for rows, columns in shapes if rows == shapes[0][0]) == 100  # no sliver
     want_scores, want_index = reference_search(queries, documents, 5)
     np.testing.assert_array_equal(indices, want_index)
+
+
+def test_faiss_is_the_default_engine_and_torch_backend_forces_torch(monkeypatch):
+    calls = []
+    for name in ("_faiss_search", "_torch_search"):
+        real = getattr(dense, name)
+        monkeypatch.setattr(dense, name, lambda *a, _n=name, _r=real: calls.append(_n) or _r(*a))
+    queries, documents = small_integer_embeddings(3, 3, seed=1), small_integer_embeddings(20, 3, 2)
+    monkeypatch.delenv("TWOTOWER_BACKEND", raising=False)
+    assert faiss_search_available()
+    exact_search(queries, documents, 4)
+    monkeypatch.setenv("TWOTOWER_BACKEND", "torch")
+    assert not faiss_search_available()
+    exact_search(queries, documents, 4)
+    assert calls[0] == "_faiss_search" and calls[-1] == "_torch_search"
+    with pytest.raises(Exception, match="faiss or torch"):
+        exact_search(queries, documents, 4, engine="annoy")
 
 
 def test_exact_run_keeps_k_documents_besides_the_query_itself():

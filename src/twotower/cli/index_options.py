@@ -11,9 +11,9 @@ from twotower.retrieval.ann import IndexSettings, IndexType, require_faiss
 IndexOpt = Annotated[
     IndexType,
     typer.Option(
-        help="how dense embeddings are searched: exact (default, no FAISS needed), or through"
-        " FAISS: flat (exact, faster on a CPU), ivf or hnsw (approximate, for large corpora; their"
-        " recall against exact search is reported)"
+        help="how dense embeddings are searched: exact (default: FAISS's k-NN where installed,"
+        " else torch's), or a FAISS index: flat (exact), ivf or hnsw (approximate, for large"
+        " corpora; their recall against exact search is reported)"
     ),
 ]
 IvfListsOpt = Annotated[

@@ -1,6 +1,6 @@
-"""Search through FAISS (Johnson, Douze and Jégou 2019): its flat index, exact and about twice as
-fast as our blockwise search on a CPU, and approximate indexes for corpora too large to search
-exactly (at every refresh round, or once for mining and evaluation).
+"""Search through FAISS (Johnson, Douze and Jégou 2019) indexes: its flat index, and approximate
+indexes for corpora too large to search exactly (at every refresh round, or once for mining and
+evaluation).
 
 Three index types over inner products, the score exact search uses (cosine for the usual
 L2-normalised embeddings):
@@ -15,8 +15,9 @@ L2-normalised embeddings):
 All return a :class:`~twotower.retrieval.dense.Run` exactly as
 :func:`~twotower.retrieval.dense.exact_run` does, so a caller swaps one for the other, and
 :func:`recall_against_exact` measures what an approximate index lost. ANCE's own "ANN" index was
-exact inner-product search (Xiong et al. 2021); our exact search (no FAISS needed, ties in
-document order) stays the default. FAISS is an optional dependency (``pip install faiss-cpu``).
+exact inner-product search (Xiong et al. 2021); ``exact`` stays the default: FAISS's brute-force
+k-NN where FAISS is installed, torch's blockwise search where not, equal scores in document order
+either way (:func:`~twotower.retrieval.dense.exact_search`).
 """
 
 from __future__ import annotations
