@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -116,17 +113,9 @@ def test_fingerprint_values_unchanged_by_shared_hashing(model):
     assert encoder.fingerprint_for("query") != encoder.fingerprint_for("document")  # prompts differ
 
 
-def _load_run_all():
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "run_all.py"
-    spec = importlib.util.spec_from_file_location("bench_run_all", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_run_all"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_benchmark_markdown_replaces_only_its_section(tmp_path):
-    run_all = _load_run_all()
+    import speed_report as run_all  # benchmarks/ is on pytest's path
+
     page = tmp_path / "BENCHMARKS.md"
     page.write_text("# Benchmarks\n\n<!-- other:start -->\nkeep me\n<!-- other:end -->\n")
     run_all.write_markdown(f"{run_all.START}\nfirst\n{run_all.END}", page)
@@ -137,7 +126,8 @@ def test_benchmark_markdown_replaces_only_its_section(tmp_path):
 
 
 def test_benchmark_table_ratios():
-    run_all = _load_run_all()
+    import speed_report as run_all  # benchmarks/ is on pytest's path
+
     results = {
         "st_train": {"s_per_step": 8.0, "pairs_per_s": 4.0, "peak_rss_mib": 1000},
         "tt_train_auto": {"s_per_step": 4.0, "pairs_per_s": 8.0, "peak_rss_mib": 900},
