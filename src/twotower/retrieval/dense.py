@@ -66,32 +66,34 @@ def exact_search(
     """
     if engine not in (None, "faiss", "torch"):
         raise ConfigError(f"exact search engine: faiss or torch, got {engine!r}")
+    if k < 0:
+        raise ConfigError(f"k must be >= 0, got {k}")
+    n, m = queries.shape[0], documents.shape[0]
+    k = min(k, m)
+    skip = None
+    if exclude is not None:
+        skip = np.asarray(exclude, dtype=np.int64).reshape(-1)
+        if skip.shape[0] != n:
+            raise ValueError(f"exclude has {skip.shape[0]} entries for {n} queries")
+    if n == 0 or k == 0:
+        return np.full((n, k), -np.inf, np.float32), np.full((n, k), -1, np.int64)
     if engine == "faiss" or (engine is None and faiss_search_available()):
-        return _faiss_search(queries, documents, k, exclude, block_scores)
-    return _torch_search(queries, documents, k, exclude, block_scores)
+        return _faiss_search(queries, documents, k, skip, block_scores)
+    return _torch_search(queries, documents, k, skip, block_scores)
 
 
 def _torch_search(
     queries: np.ndarray,
     documents: np.ndarray,
     k: int,
-    exclude: Sequence[int] | np.ndarray | None,
+    skip: np.ndarray | None,
     block_scores: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Blockwise matmul and top-k (:func:`_top_k`), blocks merged by a stable sort."""
-    if k < 0:
-        raise ConfigError(f"k must be >= 0, got {k}")
+    """Blockwise matmul and top-k (:func:`_top_k`), blocks merged by a stable sort; ``k`` at
+    most the corpus size and above 0 (:func:`exact_search` checks)."""
     n, m = queries.shape[0], documents.shape[0]
-    k = min(k, m)
     scores_out = np.full((n, k), -np.inf, dtype=np.float32)
     index_out = np.full((n, k), -1, dtype=np.int64)
-    if n == 0 or k == 0:
-        return scores_out, index_out
-    skip = None
-    if exclude is not None:
-        skip = np.asarray(exclude, dtype=np.int64).reshape(-1)
-        if skip.shape[0] != n:
-            raise ValueError(f"exclude has {skip.shape[0]} entries for {n} queries")
     docs = torch.from_numpy(np.ascontiguousarray(documents, dtype=np.float32))
     rows = max(1, min(n, QUERY_BLOCK, block_scores))
     blocks = -(-m // max(1, block_scores // rows))
@@ -128,25 +130,15 @@ def _faiss_search(
     queries: np.ndarray,
     documents: np.ndarray,
     k: int,
-    exclude: Sequence[int] | np.ndarray | None,
+    skip: np.ndarray | None,
     block_scores: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """FAISS's k-NN one row deeper than asked (two with ``exclude``), equal scores put in
+    """FAISS's k-NN one row deeper than asked (two with ``skip``), equal scores put in
     document order; a row whose k-th and next score are equal (a tie across the cut, where
     FAISS may have kept any of the tied) is searched again by torch's path, which resolves it."""
     import faiss
 
-    if k < 0:
-        raise ConfigError(f"k must be >= 0, got {k}")
     n, m = queries.shape[0], documents.shape[0]
-    k = min(k, m)
-    skip = None
-    if exclude is not None:
-        skip = np.asarray(exclude, dtype=np.int64).reshape(-1)
-        if skip.shape[0] != n:
-            raise ValueError(f"exclude has {skip.shape[0]} entries for {n} queries")
-    if n == 0 or k == 0:
-        return np.full((n, k), -np.inf, np.float32), np.full((n, k), -1, np.int64)
     depth = min(m, k + 1 + int(skip is not None))
     scores, index = faiss.knn(
         np.ascontiguousarray(queries, dtype=np.float32),
