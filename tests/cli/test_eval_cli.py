@@ -87,12 +87,11 @@ def test_dual_task_reverses_the_qrels(tiny_collection, tiny_model, tmp_path, mon
 
     from twotower.data import load_collection
     from twotower.evaluation import evaluate_dual
-    from twotower.evaluation.evaluate import reversed_qrels
     from twotower.models import Encoder
 
     collection = load_collection(str(tiny_collection), "test")
     # test qrels: q1-d1, q2-d3 (2), q2-d4, q3-d6
-    assert reversed_qrels(collection) == {
+    assert collection.judging_queries() == {
         "d1": {"q1": 1},
         "d3": {"q2": 2},
         "d4": {"q2": 1},

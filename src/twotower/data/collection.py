@@ -31,6 +31,20 @@ class Collection:
     def positives(self, query_id: str) -> set[str]:
         return {d for d, rel in self.qrels.get(query_id, {}).items() if rel > 0}
 
+    def judging_queries(self) -> dict[str, dict[str, int]]:
+        """The qrels inverted: document id → {query id: grade} of the queries (in queries.jsonl)
+        that judge it relevant, for every such document of the corpus, in qrels order; DANCE's
+        dual task and negative queries read it."""
+        out: dict[str, dict[str, int]] = {}
+        index = self.corpus.index
+        for query_id, judged in self.qrels.items():
+            if query_id not in self.queries:
+                continue
+            for doc_id, grade in judged.items():
+                if grade > 0 and doc_id in index:
+                    out.setdefault(doc_id, {})[query_id] = grade
+        return out
+
     def ids_are_shared(self) -> bool:
         """True when queries are documents of the corpus (ArguAna): same id and same text.
 

@@ -109,17 +109,6 @@ def score(
     )
 
 
-def reversed_qrels(collection: Collection) -> dict[str, dict[str, int]]:
-    """Document id → {query id: grade} for every relevant document in the corpus (the dual
-    task's qrels: each relevant document retrieves the queries that judge it relevant)."""
-    out: dict[str, dict[str, int]] = {}
-    for query_id in collection.judged_query_ids:
-        for doc_id, grade in collection.qrels[query_id].items():
-            if grade > 0 and doc_id in collection.corpus.index:
-                out.setdefault(doc_id, {})[query_id] = grade
-    return out
-
-
 def evaluate_dual(
     collection: Collection,
     encoders: list[Encoder],
@@ -130,7 +119,7 @@ def evaluate_dual(
     """DANCE's dual task (Li et al. 2021): each relevant document, embedded by the document
     tower, ranks all of the split's judged queries (query tower) for the queries that judge it
     relevant; the same metrics, over documents."""
-    judged = reversed_qrels(collection)
+    judged = collection.judging_queries()
     doc_ids = list(judged)
     query_ids, texts = judged_queries(collection)
     depth = max(MIN_DEPTH, max_cutoff(metrics))

@@ -19,7 +19,6 @@ from twotower.negatives.queries import (
     NEGATIVE_QUERIES_PER_DOCUMENT,
     NEGATIVE_QUERY_WINDOW,
     mine_negative_queries,
-    positive_queries_by_document,
 )
 from twotower.negatives.retrievers import (
     BM25Retriever,
@@ -50,7 +49,6 @@ __all__ = [
     "build_retriever",
     "mine_negative_queries",
     "mine_negatives",
-    "positive_queries_by_document",
     "positive_reference",
     "read_negatives",
     "rng_for",

@@ -32,16 +32,6 @@ NEGATIVE_QUERY_WINDOW = RankWindow(1, 200)
 NEGATIVE_QUERIES_PER_DOCUMENT = 20
 
 
-def positive_queries_by_document(collection: Collection) -> dict[str, list[str]]:
-    """Document id → the queries (of the split's qrels) that judge it relevant."""
-    out: dict[str, list[str]] = {}
-    for qid, judged in collection.qrels.items():
-        for doc_id, grade in judged.items():
-            if grade > 0:
-                out.setdefault(doc_id, []).append(qid)
-    return out
-
-
 def mine_negative_queries(
     collection: Collection,
     retriever: Retriever,
@@ -61,7 +51,7 @@ def mine_negative_queries(
         check_known_queries(collection, query_ids)
         query_ids = list(query_ids)
     index_set = set(query_ids)
-    positive_of = positive_queries_by_document(collection)
+    positive_of = collection.judging_queries()
     doc_ids = [
         d
         for d in dict.fromkeys(d for q in query_ids for d in sorted(collection.positives(q)))

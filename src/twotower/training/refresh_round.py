@@ -52,7 +52,6 @@ from twotower.negatives.mine import (
     table_from_kept,
     training_query_ids,
 )
-from twotower.negatives.queries import positive_queries_by_document
 from twotower.negatives.table import NegativesTable
 from twotower.retrieval import Run
 from twotower.retrieval.ann import IndexSettings, search_run
@@ -237,7 +236,7 @@ def compute_round(request: RoundRequest, collection: Collection) -> tuple[dict, 
         tables["documents"], stats.negatives = table, table.total()
     if request.negative_queries:
         window = RankWindow(*request.negative_query_window)
-        positive_of = positive_queries_by_document(collection)
+        positive_of = collection.judging_queries()
         doc_ids = list(dict.fromkeys(d for q in request.query_ids for d in positives[q]))
         rows = [corpus.index[d] for d in doc_ids]
         depth = min(window.end, len(encoded_ids))
