@@ -63,6 +63,13 @@ def did_you_mean(name: object, valid: Iterable[str], *, quote: str = "'") -> str
     return f" (did you mean {quote}{close[0]}{quote}?)" if close else ""
 
 
+def check_percentile(name: str, value: float | None) -> None:
+    """Refuse a percentile cut outside [0, 100): the one bound of every such option (recipe
+    fields say the same with ``Field(ge=0, lt=100)``); None passes (no cut)."""
+    if value is not None and not 0 <= value < 100:
+        raise ConfigError(f"{name} must be in [0, 100), got {value:g}")
+
+
 def check_integer(name: str, value: object, *, minimum: int, optional: bool = False) -> None:
     """Refuse anything but an integer (not a bool) of at least ``minimum`` (None if ``optional``)."""
     if optional and value is None:

@@ -75,3 +75,31 @@ def test_a_numeric_value_runs_or_is_one_line_naming_the_option(inputs, command, 
     if result.exit_code == 2:
         errors = [line for line in result.output.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and option in errors[0], result.output
+
+
+@pytest.mark.parametrize("value", ["100", "-1"])
+def test_every_percentile_option_has_the_one_bound(inputs, value):
+    """[0, 100) for --drop-below (teach), --percentile (filter) and the library they call."""
+    from twotower.errors import ConfigError
+    from twotower.teachers.normalize import keep_queries
+
+    result = CliRunner().invoke(app, [*base_args("teach", inputs), "--drop-below", value])
+    assert result.exit_code == 2 and "--drop-below must be in [0, 100)" in result.output
+    kept = inputs["root"] / "kept.jsonl"
+    kept.write_text(json.dumps({"query": "cats", "doc_id": "d1"}) + "\n")
+    result = CliRunner().invoke(
+        app,
+        [
+            "filter",
+            str(kept),
+            "-d",
+            inputs["data"],
+            "--percentile",
+            value,
+            "-o",
+            str(kept) + ".out",
+        ],
+    )
+    assert result.exit_code == 2 and "--percentile must be in [0, 100)" in result.output
+    with pytest.raises(ConfigError, match=r"percentile must be in \[0, 100\)"):
+        keep_queries({"q": {"d": 1.0}}, float(value))

@@ -219,7 +219,9 @@ def test_normalize_scores_and_keep_queries():
     # 25th percentile of the best scores [1..5] is 2: only 'a' falls below it.
     assert keep_queries(best, 25, of="best") == ["b", "c", "d", "e"]
     assert keep_queries(best, 0, of="best") == list(best)
-    assert keep_queries(best, 100, of="best") == ["e"]
+    assert keep_queries(best, 99.9, of="best") == ["e"]
+    with pytest.raises(ConfigError, match=r"percentile must be in \[0, 100\)"):
+        keep_queries(best, 100, of="best")  # the one bound of every percentile cut
     # over all scores [1, 2, 0, 3, 4, 5] the 25th percentile is 1.25
     assert keep_queries(best, 25, of="all") == ["b", "c", "d", "e"]
     assert keep_queries({"q": {}}, 25) == []

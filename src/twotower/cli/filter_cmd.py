@@ -18,7 +18,7 @@ from twotower.cli.common import (
     write_json,
 )
 from twotower.data.collection import load_corpus
-from twotower.errors import ConfigError
+from twotower.errors import ConfigError, check_percentile
 from twotower.generation.roundtrip import filter_file
 from twotower.negatives.retrievers import build_retriever, parse_retriever_spec
 
@@ -66,8 +66,6 @@ def filter_command(
     percentile: Annotated[
         float | None,
         typer.Option(
-            min=0,
-            max=99.999,
             help="then drop queries whose teacher score of the source is below this percentile"
             " (needs --teacher)",
         ),
@@ -98,6 +96,7 @@ def filter_command(
     ] = True,
 ) -> None:
     """Keep generated queries that retrieve their own passage (round-trip consistency)."""
+    check_percentile("--percentile", percentile)
     if percentile is not None and teacher is None:
         raise ConfigError("--percentile cuts on the teacher's scores: give --teacher too")
     specs = retriever or DEFAULT_RETRIEVERS

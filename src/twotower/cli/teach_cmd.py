@@ -18,6 +18,7 @@ from twotower.cli.common import (
     user_errors,
 )
 from twotower.data import load_collection
+from twotower.errors import check_percentile
 from twotower.negatives import read_negatives
 from twotower.teachers import (
     build_teacher,
@@ -54,8 +55,6 @@ def teach_command(
     drop_below: Annotated[
         float | None,
         typer.Option(
-            min=0.0,
-            max=100.0,
             help="drop queries whose best score is below this percentile of all scores (listwise: 25)",
         ),
     ] = None,
@@ -72,6 +71,7 @@ def teach_command(
     ] = False,
 ) -> None:
     """Score (query, document) pairs with a teacher, for distillation."""
+    check_percentile("--drop-below", drop_below)
     started = time.perf_counter()
     collection = load_collection(data, split, data_dir)
     table = read_negatives(pairs, collection)

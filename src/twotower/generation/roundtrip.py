@@ -32,7 +32,7 @@ from twotower.data.collection import Collection
 from twotower.data.files import atomic_write
 from twotower.data.jsonl import iter_jsonl, with_line_checksum
 from twotower.data.synthetic import load_synthetic_queries, query_types
-from twotower.errors import ConfigError
+from twotower.errors import ConfigError, check_percentile
 from twotower.negatives.retrievers import Retriever
 from twotower.retrieval import Run
 from twotower.retrieval.fusion import rrf_fusion
@@ -131,8 +131,7 @@ def roundtrip_filter(
     passage relevant; ``types``: query id → type); see the module docstring."""
     if top_k < 1:
         raise ConfigError(f"top_k must be positive, got {top_k}")
-    if percentile is not None and not 0 <= percentile < 100:
-        raise ConfigError(f"percentile must be in [0, 100), got {percentile}")
+    check_percentile("percentile", percentile)
     if percentile is not None and teacher is None:
         raise ConfigError("a percentile cut needs a teacher (it cuts on the teacher's best score)")
     if percentile_of not in ("all", "best"):

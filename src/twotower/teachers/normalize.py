@@ -16,7 +16,7 @@ from typing import Literal, get_args
 
 import numpy as np
 
-from twotower.errors import ConfigError
+from twotower.errors import ConfigError, check_percentile
 
 TeacherScores = dict[str, dict[str, float]]
 PercentileOf = Literal["all", "best"]
@@ -69,6 +69,7 @@ def weak_query_thresholds(
     ``of="all"``: the ``percentile``-th percentile of every score of the type's queries;
     ``of="best"``: of their best scores. Queries without scores count for nothing.
     """
+    check_percentile("percentile", percentile)
     if of not in get_args(PercentileOf):
         raise ConfigError(f"of must be 'all' or 'best', got {of!r}")
     pools: dict[str, list[float]] = {}
