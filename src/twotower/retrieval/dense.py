@@ -22,6 +22,10 @@ from twotower.settings import backend_override
 # documents. Queries go QUERY_BLOCK at a time, so the document block shrinks to fit.
 BLOCK_SCORES = 1 << 24
 QUERY_BLOCK = 1024
+# An exact-search engine's arguments and answer: (scores, document rows) of each query's top k.
+Vectors = np.ndarray
+Skip = np.ndarray | None
+Found = tuple[np.ndarray, np.ndarray]
 
 
 def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
@@ -83,12 +87,8 @@ def exact_search(
 
 
 def _torch_search(
-    queries: np.ndarray,
-    documents: np.ndarray,
-    k: int,
-    skip: np.ndarray | None,
-    block_scores: int,
-) -> tuple[np.ndarray, np.ndarray]:
+    queries: Vectors, documents: Vectors, k: int, skip: Skip, block_scores: int
+) -> Found:
     """Blockwise matmul and top-k (:func:`_top_k`), blocks merged by a stable sort; ``k`` at
     most the corpus size and above 0 (:func:`exact_search` checks)."""
     n, m = queries.shape[0], documents.shape[0]
@@ -127,12 +127,8 @@ def _torch_search(
 
 
 def _faiss_search(
-    queries: np.ndarray,
-    documents: np.ndarray,
-    k: int,
-    skip: np.ndarray | None,
-    block_scores: int,
-) -> tuple[np.ndarray, np.ndarray]:
+    queries: Vectors, documents: Vectors, k: int, skip: Skip, block_scores: int
+) -> Found:
     """FAISS's k-NN one row deeper than asked (two with ``skip``), equal scores put in
     document order; a row whose k-th and next score are equal (a tie across the cut, where
     FAISS may have kept any of the tied) is searched again by torch's path, which resolves it."""
