@@ -163,7 +163,7 @@ def test_teach_scores_negative_query_tables(tiny_model, tiny_collection, tmp_pat
             ["--teacher", "cross-encoder:/no/such/model"],
             "model folder /no/such/model does not exist",
         ),
-        (lambda p: None, ["--drop-below", "120"], "Invalid value for '--drop-below'"),
+        (lambda p: None, ["--drop-below", "120"], "--drop-below must be in [0, 100), got 120"),
     ],
 )
 def test_teach_bad_input_exits_2_with_one_line(
