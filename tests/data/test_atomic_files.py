@@ -480,3 +480,6 @@ def test_a_manifest_checks_itself_every_file_it_lists_and_with_complete_no_other
     manifest.write_text(manifest.read_text().replace('"steps": 3', '"steps": 4'))
     assert read_manifest(manifest) == ({"steps": 4}, "MANIFEST does not match its checksum")
     assert read_manifest(tmp_path / "none") == (None, "none is missing")
+    # Rewritten over a folder that holds it: the old manifest and its checksum are not listed.
+    write_manifest(manifest, {"steps": 5}, [*listed, manifest, tmp_path / "MANIFEST.sha256"])
+    assert read_manifest(manifest, complete=True) == ({"steps": 5}, None)

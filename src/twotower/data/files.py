@@ -86,7 +86,12 @@ def write_manifest(path: str | Path, fields: Mapping[str, Any], files: Iterable[
     the SHA-256 of each of ``files`` by its path from the manifest's folder; JSON, written by
     :func:`atomic_write` with its own checksum beside it (``NAME.sha256``)."""
     path = Path(path)
-    sums = {Path(f).relative_to(path.parent).as_posix(): file_sha256(Path(f)) for f in files}
+    own = {path, checksum_path(path)}  # an earlier manifest in the listed folder is not content
+    sums = {
+        Path(f).relative_to(path.parent).as_posix(): file_sha256(Path(f))
+        for f in files
+        if Path(f) not in own
+    }
     text = json.dumps({**fields, MANIFEST_FILES: sums}, indent=2, default=str) + "\n"
     with atomic_write(path, "wb", checksum=True) as handle:
         handle.write(text.encode())
